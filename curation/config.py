@@ -1,0 +1,218 @@
+"""The run configuration: one TOML file, validated up front.
+
+Relative paths are relative to the config file. A bad value stops the run with a
+:class:`ConfigError` that names the key (and the path, for paths).
+"""
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A config problem, worded for the person who wrote the file."""
+
+
+@dataclass
+class FreesoundAPIConfig:
+    query: str = ""
+    filter: str = ""
+    sort: str = "created_asc"
+    base_url: str = "https://freesound.org/apiv2"
+    page_size: int = 150
+    max_pages: int = 0  # 0: no limit
+    token_env: str = "FREESOUND_API_TOKEN"
+    token_secret_block: str = ""  # name of a Prefect Secret block
+    oauth_token_env: str = "FREESOUND_OAUTH_TOKEN"  # originals need OAuth2
+    download: str = "preview"  # preview | original
+    timeout_s: float = 30.0
+    max_retries: int = 5
+    backoff_s: float = 1.0
+
+
+@dataclass
+class FreesoundConfig:
+    pages_dir: Path | None = None
+    audio_dir: Path | None = None
+    api: FreesoundAPIConfig | None = None
+
+
+@dataclass
+class FMAConfig:
+    tracks_csv: Path | None = None
+    audio_dir: Path | None = None
+
+
+@dataclass
+class MusicConfig:
+    checkpoint: Path | None = None
+    labels_csv: Path | None = None
+    threshold: float = 0.15
+    min_music_seconds: float = 30.0
+    batch_size: int = 8
+    device: str = "auto"  # auto | cpu | cuda
+    top_labels: int = 3
+
+
+@dataclass
+class CopyrightConfig:
+    spotify_tracks_csv: Path | None = None
+    review_decisions: Path | None = None
+    audio_backend: str = "review"
+    title_threshold: float = 85.0
+    artist_threshold: float = 85.0
+
+
+@dataclass
+class ReleaseConfig:
+    shard_max_records: int = 1000
+    noncommercial: bool = False
+
+
+@dataclass
+class TrainingConfig:
+    enabled: bool = False
+    model_config: Path | None = None
+    steps: int = 4
+    batch_size: int = 2
+    prompt: str = "ambient field recording with birds"
+    seconds: float = 1.0
+    generation_steps: int = 4
+    hf_home: Path | None = None  # a Hugging Face cache holding the T5 weights (offline)
+    pretrained_ckpt_path: Path | None = None  # e.g. Stable Audio Open 1.0's model.safetensors
+    seed: int = 42
+
+
+@dataclass
+class Config:
+    path: Path
+    output_dir: Path
+    freesound: FreesoundConfig = field(default_factory=FreesoundConfig)
+    fma: FMAConfig = field(default_factory=FMAConfig)
+    music: MusicConfig = field(default_factory=MusicConfig)
+    copyright: CopyrightConfig = field(default_factory=CopyrightConfig)
+    release: ReleaseConfig = field(default_factory=ReleaseConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    task_runner: str = "local"  # local | dask
+    dask_address: str = ""
+
+    @property
+    def work_dir(self) -> Path:
+        return self.output_dir / "work"
+
+
+_TYPES = (bool, int, float, str)
+
+
+def _fill(obj: Any, table: dict, section: str, base: Path, *, required_dirs=(), required_files=()):
+    known = obj.__dataclass_fields__
+    for key, value in table.items():
+        name = f"{section}.{key}" if section else key
+        if key not in known:
+            raise ConfigError(f"unknown config key '{name}'")
+        current = getattr(obj, key)
+        ftype = known[key].type
+        if "Path" in str(ftype):
+            if not isinstance(value, str) or not value:
+                raise ConfigError(f"config key '{name}' must be a non-empty path string")
+            p = Path(value).expanduser()
+            setattr(obj, key, p if p.is_absolute() else (base / p))
+            continue
+        expected = type(current) if current is not None else str
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+            raise ConfigError(
+                f"config key '{name}' must be {expected.__name__}, got {type(value).__name__} {value!r}"
+            )
+        setattr(obj, key, value)
+    for key in required_dirs:
+        p = getattr(obj, key)
+        if p is not None and not p.is_dir():
+            raise ConfigError(f"config key '{section}.{key}': folder not found: {p}")
+    for key in required_files:
+        p = getattr(obj, key)
+        if p is not None and not p.is_file():
+            raise ConfigError(f"config key '{section}.{key}': file not found: {p}")
+
+
+def load_config(path: str | Path) -> Config:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"config file {path} is not valid TOML: {e}") from None
+    base = path.resolve().parent
+    if "output_dir" not in data:
+        raise ConfigError("config key 'output_dir' is required")
+    out = data.pop("output_dir")
+    if not isinstance(out, str) or not out:
+        raise ConfigError("config key 'output_dir' must be a non-empty path string")
+    out_p = Path(out).expanduser()
+    cfg = Config(path=path.resolve(), output_dir=out_p if out_p.is_absolute() else base / out_p)
+
+    sections = {
+        "freesound": (cfg.freesound, ("pages_dir", "audio_dir"), ()),
+        "fma": (cfg.fma, ("audio_dir",), ("tracks_csv",)),
+        "music": (cfg.music, (), ("checkpoint", "labels_csv")),
+        "copyright": (cfg.copyright, (), ("spotify_tracks_csv", "review_decisions")),
+        "release": (cfg.release, (), ()),
+        "training": (cfg.training, ("hf_home",), ("model_config", "pretrained_ckpt_path")),
+    }
+    for key, value in data.items():
+        if key in ("task_runner", "dask_address"):
+            if not isinstance(value, str):
+                raise ConfigError(f"config key '{key}' must be a string")
+            setattr(cfg, key, value)
+            continue
+        if key not in sections:
+            raise ConfigError(f"unknown config key '{key}'")
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key '{key}' must be a table ([{key}])")
+        obj, dirs, files = sections[key]
+        table = dict(value)
+        if key == "freesound" and "api" in table:
+            api = table.pop("api")
+            if not isinstance(api, dict):
+                raise ConfigError("config key 'freesound.api' must be a table")
+            cfg.freesound.api = FreesoundAPIConfig()
+            _fill(cfg.freesound.api, api, "freesound.api", base)
+        _fill(obj, table, key, base, required_dirs=dirs, required_files=files)
+
+    if cfg.task_runner not in ("local", "dask"):
+        raise ConfigError("config key 'task_runner' must be 'local' or 'dask'")
+    fs = cfg.freesound
+    if fs.api is None and (fs.pages_dir is None) != (fs.audio_dir is None):
+        raise ConfigError("config keys 'freesound.pages_dir' and 'freesound.audio_dir' go together")
+    if fs.api is not None and fs.api.download not in ("preview", "original"):
+        raise ConfigError("config key 'freesound.api.download' must be 'preview' or 'original'")
+    if fs.api is not None and not 1 <= fs.api.page_size <= 150:
+        raise ConfigError("config key 'freesound.api.page_size' must be between 1 and 150")
+    if (cfg.fma.tracks_csv is None) != (cfg.fma.audio_dir is None):
+        raise ConfigError("config keys 'fma.tracks_csv' and 'fma.audio_dir' go together")
+    if fs.pages_dir is None and fs.api is None and cfg.fma.tracks_csv is None:
+        raise ConfigError("nothing to ingest: configure [freesound] and/or [fma]")
+    m = cfg.music
+    if m.checkpoint is None:
+        raise ConfigError("config key 'music.checkpoint' is required (run `curate models fetch`)")
+    if m.labels_csv is None:
+        raise ConfigError("config key 'music.labels_csv' is required (the AudioSet class list)")
+    if not 0.0 < m.threshold <= 1.0:
+        raise ConfigError("config key 'music.threshold' must be in (0, 1]")
+    if m.min_music_seconds <= 0:
+        raise ConfigError("config key 'music.min_music_seconds' must be positive")
+    if m.device not in ("auto", "cpu", "cuda"):
+        raise ConfigError("config key 'music.device' must be 'auto', 'cpu' or 'cuda'")
+    if cfg.fma.tracks_csv is not None and cfg.copyright.spotify_tracks_csv is None:
+        raise ConfigError("config key 'copyright.spotify_tracks_csv' is required when [fma] is set")
+    if cfg.copyright.audio_backend not in ("review",):
+        raise ConfigError("config key 'copyright.audio_backend' must be 'review'")
+    if cfg.release.shard_max_records < 1:
+        raise ConfigError("config key 'release.shard_max_records' must be >= 1")
+    if cfg.training.enabled and cfg.training.model_config is None:
+        raise ConfigError("config key 'training.model_config' is required when training is enabled")
+    return cfg

@@ -1,0 +1,301 @@
+"""The stages as plain functions over lists of records. Prefect flows (flows/) only call
+these; tests call them directly.
+
+Every record that enters ends with a status: `included`, `excluded` (with a reason) or
+`review` (with a reason), and every stage writes its evidence under
+`record.evidence[stage]`.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+from . import licenses
+from .atomic import atomic_write_text
+from .audio import AudioError, decode, file_sha256, resample, to_mono
+from .config import Config
+from .records import Record
+from .sources import fma as fma_src
+from .sources import freesound as fs_src
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int], None]
+
+
+def _noop(_: int) -> None:
+    pass
+
+
+@dataclass
+class StageReport:
+    """What a stage did, for the run summary and the logs."""
+
+    name: str
+    counts: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, key: str, n: int = 1) -> None:
+        self.counts[key] = self.counts.get(key, 0) + n
+
+
+# --------------------------------------------------------------------------- 1. ingest
+
+
+def freesound_dirs(cfg: Config) -> tuple[Path | None, Path | None]:
+    fs = cfg.freesound
+    if fs.api is not None:
+        return cfg.work_dir / "freesound" / "pages", cfg.work_dir / "freesound" / "audio"
+    return fs.pages_dir, fs.audio_dir
+
+
+def ingest(cfg: Config, client: fs_src.FreesoundClient | None = None) -> tuple[list[Record], StageReport]:
+    rep = StageReport("ingest")
+    records: list[Record] = []
+    pages_dir, _ = freesound_dirs(cfg)
+    if cfg.freesound.api is not None:
+        summary = fs_src.crawl(cfg.freesound.api, pages_dir, client=client)
+        rep.counts["freesound_pages"] = summary["pages"]
+        if summary["error"]:
+            rep.notes.append(f"Freesound crawl incomplete: {summary['error']}")
+    if pages_dir is not None and pages_dir.is_dir():
+        for r in fs_src.read_pages(pages_dir):
+            records.append(r)
+            rep.add("freesound")
+    if cfg.fma.tracks_csv is not None:
+        for r in fma_src.read_tracks(cfg.fma.tracks_csv):
+            records.append(r)
+            rep.add("fma")
+    out = dedupe(records)
+    rep.counts["distinct"] = len(out)
+    return out, rep
+
+
+def _identity(r: Record) -> str:
+    d = r.to_dict()
+    for k in ("seen", "status", "reason", "evidence"):
+        d.pop(k)
+    d["evidence"] = {k: v for k, v in r.evidence.items() if k in ("previews", "original_type")}
+    return json.dumps(d, sort_keys=True)
+
+
+def dedupe(records: Iterable[Record]) -> list[Record]:
+    """One record per (source, id). Copies that disagree are excluded: we cannot tell
+    which metadata (license!) is right."""
+    groups: dict[tuple[str, str], list[Record]] = defaultdict(list)
+    for r in records:
+        groups[(r.source, r.id)].append(r)
+    out = []
+    for (_, _), group in groups.items():
+        first = group[0]
+        first.seen = len(group)
+        if len(group) > 1:
+            ids = {_identity(g) for g in group}
+            first.evidence["duplicates"] = len(group) - 1
+            if len(ids) > 1 and first.pending:
+                diff = sorted(
+                    k for k in ("title", "author", "license_raw", "url", "gen_ai_preference", "description", "tags")
+                    if len({json.dumps(getattr(g, k)) for g in group}) > 1
+                )
+                first.exclude("duplicate_conflict", conflicting_fields=diff,
+                              licenses_seen=sorted({g.license_raw for g in group}))
+        out.append(first)
+    return out
+
+
+# --------------------------------------------------------------------------- 2. licenses
+
+
+def apply_licenses(records: list[Record], release_noncommercial: bool) -> StageReport:
+    rep = StageReport("license")
+    for r in records:
+        if not r.pending:
+            continue
+        dec = licenses.classify(r.license_raw)
+        r.license = dec.license
+        r.evidence["license"] = {"raw": r.license_raw, "class": dec.license, "allowed": dec.allowed}
+        if dec.license == "missing":
+            r.exclude("license_missing")
+        elif dec.license == "unknown":
+            r.exclude("license_unknown")
+        elif not dec.allowed:
+            r.exclude("license_not_allowed")
+        else:
+            why = licenses.genai_exclusion(r.gen_ai_preference, release_noncommercial)
+            if why:
+                r.exclude(why, gen_ai_preference=r.gen_ai_preference)
+        rep.add(r.reason or "passed")
+    return rep
+
+
+# --------------------------------------------------------------------------- 3-4. audio and music
+
+
+def params_key(checksum: str, threshold: float, min_music_seconds: float) -> str:
+    return hashlib.sha256(f"{checksum}|{threshold}|{min_music_seconds}".encode()).hexdigest()[:16]
+
+
+def resolve_audio(r: Record, cfg: Config, client: fs_src.FreesoundClient | None) -> Path | None:
+    if r.source == "fma":
+        p = fma_src.audio_path(cfg.fma.audio_dir, r.id)
+        return p if p.is_file() else None
+    _, audio_dir = freesound_dirs(cfg)
+    found = fs_src.find_audio(audio_dir, r.id)
+    if found is None and cfg.freesound.api is not None and client is not None:
+        try:
+            found = fs_src.download_audio(r, cfg.freesound.api, audio_dir, client)
+        except fs_src.FreesoundAPIError as e:
+            r.evidence["download_error"] = str(e)
+            return None
+    return found
+
+
+def audio_and_music(
+    records: list[Record],
+    cfg: Config,
+    detector_factory: Callable[[], "object"],
+    checksum: str,
+    checkpoint_random: bool,
+    client: fs_src.FreesoundClient | None = None,
+    progress: Progress = _noop,
+) -> StageReport:
+    """Decode each record that passed the license stage, exclude what cannot be read, and
+    score the rest for music. Results are cached per record (keyed by the audio file's
+    size and mtime, its content hash, and the model and rule), so a resumed or repeated
+    run does not score again."""
+    rep = StageReport("music")
+    cache_dir = cfg.work_dir / "music"
+    m = cfg.music
+    pkey = params_key(checksum, m.threshold, m.min_music_seconds)
+    detector = None
+    for r in records:
+        if not r.pending:
+            continue
+        path = resolve_audio(r, cfg, client)
+        if path is None:
+            r.exclude("audio_missing")
+            rep.add("audio_missing")
+            progress(1)
+            continue
+        r.audio_path = str(path)
+        st = path.stat()
+        sig = [st.st_size, st.st_mtime_ns]
+        cache_file = cache_dir / f"{r.source}_{r.id}.json"
+        cached = None
+        if cache_file.exists():
+            try:
+                c = json.loads(cache_file.read_text())
+                if c.get("sig") == sig and c.get("params") == pkey and c.get("path") == str(path):
+                    cached = c
+            except ValueError:
+                cached = None
+        if cached is None:
+            try:
+                d = decode(path)
+            except AudioError as e:
+                r.exclude(e.reason, audio={"error": e.detail})
+                rep.add(e.reason)
+                progress(1)
+                continue
+            if detector is None:
+                detector = detector_factory()
+            audio_info = {
+                "sha256": file_sha256(path),
+                "seconds": round(d.seconds, 3),
+                "sample_rate": d.sample_rate,
+                "channels": int(d.samples.shape[1]),
+                "format": path.suffix.lower().lstrip("."),
+            }
+            try:
+                mono = resample(to_mono(d.samples), d.sample_rate, 32000)
+                result = detector.score(mono).to_dict()
+            except Exception as e:  # the model failing on one input must not stop the run
+                r.exclude("music_detection_failed", audio=audio_info, music={"error": str(e)[:300]})
+                rep.add("music_detection_failed")
+                progress(1)
+                continue
+            cached = {"sig": sig, "params": pkey, "path": str(path), "audio": audio_info, "music": result}
+            atomic_write_text(cache_file, json.dumps(cached, sort_keys=True))
+            rep.add("scored")
+        else:
+            rep.add("cached")
+        r.evidence["audio"] = cached["audio"]
+        r.evidence["music"] = {**cached["music"], "checkpoint_random": checkpoint_random}
+        rep.add("music" if cached["music"]["is_music"] else "not_music")
+        progress(1)
+    return rep
+
+
+# --------------------------------------------------------------------------- 5. copyright
+
+
+def check_copyright(records: list[Record], cfg: Config) -> StageReport:
+    from .copyright import SpotifyIndex, make_backend
+
+    rep = StageReport("copyright")
+    fma = [r for r in records if r.pending and r.source == "fma"]
+    if fma:
+        index = SpotifyIndex.from_csv(
+            cfg.copyright.spotify_tracks_csv,
+            title_threshold=cfg.copyright.title_threshold,
+            artist_threshold=cfg.copyright.artist_threshold,
+        )
+        for r in fma:
+            m = index.match(r.title, r.author)
+            r.evidence["copyright"] = {"method": "metadata:spotify", **m.evidence()}
+            if m.flagged:
+                r.status, r.reason = "review", "copyright_match_review"
+                rep.add("review")
+            else:
+                rep.add("clear")
+    backend = make_backend(cfg.copyright.audio_backend)
+    for r in records:
+        if r.pending and r.source == "freesound" and r.evidence.get("music", {}).get("is_music"):
+            res = backend.identify(r)
+            r.evidence["copyright"] = {"method": f"audio:{backend.name}", **res.evidence}
+            if res.status == "review":
+                r.status, r.reason = "review", res.reason
+                rep.add("review")
+            else:
+                rep.add("clear")
+    return rep
+
+
+def apply_review(records: list[Record], cfg: Config) -> tuple[list[dict], StageReport]:
+    """Apply the persisted and new decisions; return the queue of what still waits."""
+    from .review import merged_decisions, write_decisions
+
+    rep = StageReport("review")
+    ledger = cfg.output_dir / "review" / "decisions.csv"
+    decisions, warnings = merged_decisions(ledger, cfg.copyright.review_decisions)
+    rep.notes += warnings
+    if decisions or ledger.exists():
+        write_decisions(ledger, decisions)
+    queue = []
+    for r in records:
+        d = decisions.get((r.source, r.id))
+        if d is not None:
+            r.evidence["review"] = {"decision": d.decision, "reviewer": d.reviewer, "note": d.note}
+            if d.decision == "reject" and r.status in ("pending", "review"):
+                r.status, r.reason = "excluded", "copyright_rejected"
+                rep.add("rejected")
+            elif d.decision == "clear" and r.status == "review":
+                r.evidence["review"]["cleared_reason"] = r.reason
+                r.status, r.reason = "pending", ""
+                rep.add("cleared")
+        if r.status == "review":
+            queue.append({"source": r.source, "id": r.id, "title": r.title, "author": r.author, "url": r.url,
+                          "reason": r.reason, "evidence": r.evidence.get("copyright", {})})
+    rep.counts["waiting"] = len(queue)
+    return queue, rep
+
+
+def finalize(records: list[Record]) -> None:
+    for r in records:
+        if r.pending:
+            r.status, r.reason = "included", ""

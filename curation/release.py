@@ -1,0 +1,118 @@
+"""The release: attribution CSVs and WebDataset shards of exactly the included records.
+
+Shards are plain tars of `KEY.flac` (44.1 kHz stereo) + `KEY.json`, written with a fixed
+mtime and in a fixed order so the same inputs give the same bytes.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+from pathlib import Path
+from typing import Callable, Iterable
+
+import soundfile as sf
+from webdataset import TarWriter
+
+from .atomic import atomic_path, atomic_write_text
+from .audio import decode, resample, to_stereo
+from .records import Record, record_key
+
+RELEASE_SR = 44100
+ATTRIBUTION_FIELDS = ["id", "title", "author", "license", "url", "license_raw", "source"]
+TAR_MTIME = 0.0
+
+
+def _clean(text: str, limit: int = 400) -> str:
+    t = re.sub(r"<[^>]+>", " ", str(text or ""))  # Freesound descriptions may carry HTML
+    t = re.sub(r"\s+", " ", t).strip()
+    return t if len(t) <= limit else t[: limit - 1].rstrip() + "…"
+
+
+def prompt_for(r: Record) -> str:
+    """A text prompt from the metadata: title/description, tags, genres."""
+    parts = []
+    title = _clean(r.title, 120)
+    if title:
+        parts.append(title)
+    desc = _clean(r.description, 240)
+    if desc and desc.lower() != title.lower():
+        parts.append(desc)
+    if r.genres:
+        parts.append("Genre: " + ", ".join(_clean(g, 40) for g in r.genres))
+    if r.tags:
+        parts.append("Tags: " + ", ".join(_clean(t, 40) for t in r.tags[:20]))
+    return ". ".join(p.rstrip(".") for p in parts) or f"{r.source} recording {r.id}"
+
+
+def sample_metadata(r: Record) -> dict:
+    return {
+        "text": prompt_for(r),
+        "source": r.source,
+        "id": r.id,
+        "license": r.license,
+        "license_raw": r.license_raw,
+        "author": r.author,
+        "title": r.title,
+        "url": r.url,
+        "tags": r.tags,
+        "genres": r.genres,
+    }
+
+
+def sort_key(r: Record) -> tuple:
+    return (r.source, int(r.id))
+
+
+def flac_bytes(path: Path) -> tuple[bytes, float]:
+    d = decode(path)
+    stereo = to_stereo(resample(d.samples, d.sample_rate, RELEASE_SR))
+    buf = io.BytesIO()
+    sf.write(buf, stereo, RELEASE_SR, format="FLAC", subtype="PCM_16")
+    return buf.getvalue(), stereo.shape[0] / RELEASE_SR
+
+
+def write_attribution(path: Path, records: Iterable[Record]) -> int:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(ATTRIBUTION_FIELDS)
+    n = 0
+    for r in records:
+        w.writerow([r.id, r.title, r.author, r.license, r.url, r.license_raw, r.source])
+        n += 1
+    atomic_write_text(path, buf.getvalue())
+    return n
+
+
+def write_shards(
+    shard_dir: Path,
+    records: list[Record],
+    max_records: int,
+    progress: Callable[[int], None] | None = None,
+) -> list[dict]:
+    """Write the shards; returns one entry per shard (name, keys). Stale shards are removed."""
+    shard_dir.mkdir(parents=True, exist_ok=True)
+    records = sorted(records, key=sort_key)
+    shards = []
+    for s, start in enumerate(range(0, len(records), max_records)):
+        chunk = records[start : start + max_records]
+        name = f"shard-{s:06d}.tar"
+        tmp = atomic_path(shard_dir / name)
+        with TarWriter(str(tmp), mtime=TAR_MTIME, user="curation", group="curation") as tw:
+            for r in chunk:
+                audio, seconds = flac_bytes(Path(r.audio_path))
+                meta = sample_metadata(r)
+                meta["seconds"] = round(seconds, 3)
+                tw.write({"__key__": record_key(r.source, r.id), "flac": audio,
+                          "json": json.dumps(meta, ensure_ascii=False, sort_keys=True).encode("utf-8")})
+                if progress:
+                    progress(1)
+        os.replace(tmp, shard_dir / name)
+        shards.append({"name": name, "keys": [record_key(r.source, r.id) for r in chunk]})
+    keep = {s["name"] for s in shards}
+    for old in shard_dir.glob("*.tar"):
+        if old.name not in keep:
+            old.unlink()
+    return shards

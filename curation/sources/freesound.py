@@ -1,0 +1,283 @@
+"""Freesound: the APIv2 client (live crawl and audio download) and the saved-page reader.
+
+A live crawl writes every search page, exactly as the API returned it, into a folder,
+and the saved-page reader is what turns pages into records, so a live run and an
+offline run over the same pages give the same records.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+from urllib.parse import urlsplit
+
+import requests
+
+from ..atomic import atomic_write_bytes, atomic_write_text
+from ..config import FreesoundAPIConfig
+from ..records import Record, valid_id
+
+log = logging.getLogger(__name__)
+
+#: Everything the pipeline reads from a search result.
+FIELDS = (
+    "id,name,tags,description,license,username,url,previews,type,duration,"
+    "samplerate,channels,filesize,gen_ai_preference"
+)
+AUDIO_EXTS = ("wav", "flac", "ogg", "aiff", "aif", "mp3", "m4a", "opus")
+
+
+class FreesoundAPIError(RuntimeError):
+    """The API could not be read; the message never carries a credential."""
+
+
+def _page_sort_key(p: Path):
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", p.name)]
+
+
+def page_files(pages_dir: Path) -> list[Path]:
+    return sorted((p for p in pages_dir.iterdir() if p.suffix == ".json" and p.is_file()), key=_page_sort_key)
+
+
+def result_to_record(res: object, where: str) -> Record:
+    """One API search result (a dict) to a record; a malformed one is kept, excluded."""
+    if not isinstance(res, dict) or not valid_id(res.get("id")) or isinstance(res.get("id"), bool):
+        rid = res.get("id") if isinstance(res, dict) else None
+        r = Record(source="freesound", id=f"malformed:{where}")
+        r.exclude("malformed_record", detail=f"result without a valid integer id ({rid!r:.60})")
+        return r
+    tags = res.get("tags") or []
+    if not isinstance(tags, list):
+        tags = [str(tags)]
+    rid = str(res["id"])
+    username = str(res.get("username") or "")
+    r = Record(
+        source="freesound",
+        id=rid,
+        title=str(res.get("name") or ""),
+        author=username,
+        url=str(res.get("url") or f"https://freesound.org/people/{username}/sounds/{rid}/"),
+        license_raw=str(res.get("license") or ""),
+        gen_ai_preference=str(res.get("gen_ai_preference") or ""),
+        tags=[str(t) for t in tags],
+        description=str(res.get("description") or ""),
+    )
+    previews = res.get("previews")
+    if isinstance(previews, dict):
+        r.evidence["previews"] = {k: str(v) for k, v in sorted(previews.items())}
+    if res.get("type"):
+        r.evidence["original_type"] = str(res["type"])
+    return r
+
+
+def read_pages(pages_dir: Path) -> Iterator[Record]:
+    """Records from a folder of saved search pages (`{count, next, previous, results}`)."""
+    for path in page_files(pages_dir):
+        try:
+            page = json.loads(path.read_text(encoding="utf-8"))
+            results = page["results"]
+            if not isinstance(results, list):
+                raise TypeError("results is not a list")
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
+            r = Record(source="freesound", id=f"malformed:{path.name}")
+            r.exclude("malformed_record", detail=f"unreadable page {path.name}: {type(e).__name__}")
+            yield r
+            continue
+        for i, res in enumerate(results):
+            yield result_to_record(res, f"{path.name}#{i}")
+
+
+def find_audio(audio_dir: Path, rid: str) -> Path | None:
+    """`{id}.{ext}` in the audio folder; the id is validated, never a path fragment."""
+    if not valid_id(rid):
+        return None
+    for ext in AUDIO_EXTS:
+        for cand in (audio_dir / f"{rid}.{ext}", audio_dir / f"{rid}.{ext.upper()}"):
+            if cand.is_file():
+                return cand
+    return None
+
+
+# --------------------------------------------------------------------------- live API
+
+
+def resolve_token(api: FreesoundAPIConfig) -> str:
+    token = os.environ.get(api.token_env, "")
+    if not token and api.token_secret_block:
+        from prefect.blocks.system import Secret
+
+        token = Secret.load(api.token_secret_block).get()
+    if not token:
+        raise FreesoundAPIError(
+            f"no Freesound API token: set {api.token_env} or name a Prefect Secret block in "
+            "freesound.api.token_secret_block"
+        )
+    return str(token)
+
+
+@dataclass
+class FreesoundClient:
+    """A small APIv2 client on requests: token auth, 429 waits, bounded retries."""
+
+    base_url: str
+    token: str
+    timeout_s: float = 30.0
+    max_retries: int = 5
+    backoff_s: float = 1.0
+    oauth_token: str = ""
+    sleep: Callable[[float], None] = time.sleep
+
+    def __post_init__(self) -> None:
+        self.session = requests.Session()
+        self.session.headers["User-Agent"] = "audio-curation/0.1"
+
+    def _redact(self, text: str) -> str:
+        for secret in (self.token, self.oauth_token):
+            if secret:
+                text = text.replace(secret, "***")
+        return text
+
+    def _auth(self, oauth: bool) -> dict[str, str]:
+        if oauth:
+            return {"Authorization": f"Bearer {self.oauth_token}"}
+        return {"Authorization": f"Token {self.token}"}
+
+    def _get(self, url: str, params: dict | None = None, oauth: bool = False, stream: bool = False):
+        attempt = 0
+        throttled = 0
+        where = self._redact(urlsplit(url).path)
+        while True:
+            try:
+                resp = self.session.get(
+                    url, params=params, headers=self._auth(oauth), timeout=self.timeout_s, stream=stream
+                )
+            except (requests.Timeout, requests.ConnectionError) as e:
+                attempt += 1
+                if attempt > self.max_retries:
+                    raise FreesoundAPIError(
+                        f"GET {where}: {type(e).__name__} after {attempt} attempts"
+                    ) from None
+                self.sleep(self.backoff_s * 2 ** (attempt - 1))
+                continue
+            if resp.status_code == 429:
+                throttled += 1
+                if throttled > max(self.max_retries, 10):
+                    raise FreesoundAPIError(f"GET {where}: still throttled (429) after {throttled} waits")
+                wait = _retry_after(resp.headers.get("Retry-After"), self.backoff_s * 2 ** min(throttled - 1, 6))
+                log.warning("Freesound throttled the crawl (429); waiting %.1f s", wait)
+                self.sleep(wait)
+                continue
+            if resp.status_code >= 500:
+                attempt += 1
+                if attempt > self.max_retries:
+                    raise FreesoundAPIError(f"GET {where}: HTTP {resp.status_code} after {attempt} attempts")
+                self.sleep(self.backoff_s * 2 ** (attempt - 1))
+                continue
+            if resp.status_code in (401, 403):
+                raise FreesoundAPIError(f"GET {where}: HTTP {resp.status_code} (check the API token)")
+            if resp.status_code >= 400:
+                raise FreesoundAPIError(f"GET {where}: HTTP {resp.status_code}")
+            return resp
+
+    def get_json(self, url: str, params: dict | None = None) -> tuple[dict, bytes]:
+        """A page as parsed JSON and the raw bytes; malformed JSON is retried, then an error."""
+        attempt = 0
+        while True:
+            resp = self._get(url, params=params)
+            body = resp.content
+            try:
+                data = json.loads(body)
+                if not isinstance(data, dict) or not isinstance(data.get("results"), list):
+                    raise ValueError("not a search page")
+                return data, body
+            except ValueError:
+                attempt += 1
+                if attempt > self.max_retries:
+                    raise FreesoundAPIError(
+                        f"GET {self._redact(urlsplit(url).path)}: malformed JSON after {attempt} attempts"
+                    ) from None
+                self.sleep(self.backoff_s * 2 ** (attempt - 1))
+
+    def download(self, url: str, dest: Path, oauth: bool = False) -> Path:
+        resp = self._get(url, oauth=oauth, stream=True)
+        data = b"".join(resp.iter_content(1 << 16))
+        atomic_write_bytes(dest, data)
+        return dest
+
+
+def _retry_after(value: str | None, default: float) -> float:
+    if value:
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            pass
+    return default
+
+
+def crawl(api: FreesoundAPIConfig, pages_dir: Path, client: FreesoundClient | None = None) -> dict:
+    """Fetch search pages into `pages_dir`, continuing from the saved cursor.
+
+    Returns a summary; an API failure after the retries is reported in it (the
+    cursor stays where it was, so the next run continues from there).
+    """
+    pages_dir.mkdir(parents=True, exist_ok=True)
+    cursor_path = pages_dir.parent / "crawl_cursor.json"
+    cursor = {"next": None, "pages": 0, "done": False}
+    if cursor_path.exists():
+        cursor.update(json.loads(cursor_path.read_text()))
+    if cursor["done"]:
+        return {"pages": cursor["pages"], "done": True, "resumed": True, "error": ""}
+    client = client or FreesoundClient(
+        api.base_url, resolve_token(api), api.timeout_s, api.max_retries, api.backoff_s,
+        oauth_token=os.environ.get(api.oauth_token_env, ""),
+    )
+    resumed = cursor["pages"] > 0
+    error = ""
+    try:
+        while True:
+            if cursor["pages"] == 0:
+                url = api.base_url.rstrip("/") + "/search/text/"
+                params = {"query": api.query, "fields": FIELDS, "page_size": api.page_size, "sort": api.sort}
+                if api.filter:
+                    params["filter"] = api.filter
+            else:
+                url, params = cursor["next"], None
+                if not url:
+                    break
+            page, raw = client.get_json(url, params)
+            n = cursor["pages"] + 1
+            atomic_write_bytes(pages_dir / f"page_{n:06d}.json", raw)
+            cursor = {"next": page.get("next"), "pages": n, "done": not page.get("next")}
+            if api.max_pages and n >= api.max_pages:
+                cursor["done"] = True
+            atomic_write_text(cursor_path, json.dumps(cursor))
+            if cursor["done"]:
+                break
+    except FreesoundAPIError as e:
+        error = str(e)
+        log.error("Freesound crawl stopped: %s (the next run continues from page %d)", error, cursor["pages"] + 1)
+    return {"pages": cursor["pages"], "done": cursor["done"], "resumed": resumed, "error": error}
+
+
+def download_audio(record: Record, api: FreesoundAPIConfig, audio_dir: Path, client: FreesoundClient) -> Path:
+    """Download one record's audio to `audio_dir/{id}.{ext}` (skipped when already there)."""
+    existing = find_audio(audio_dir, record.id)
+    if existing:
+        return existing
+    if api.download == "original" and client.oauth_token:
+        ext = str(record.evidence.get("original_type", "")).lower()
+        if ext not in AUDIO_EXTS:
+            raise FreesoundAPIError(f"sound {record.id}: unsupported original type {ext!r}")
+        url = api.base_url.rstrip("/") + f"/sounds/{record.id}/download/"
+        return client.download(url, audio_dir / f"{record.id}.{ext}", oauth=True)
+    previews = record.evidence.get("previews") or {}
+    for key, ext in (("preview-hq-ogg", "ogg"), ("preview-hq-mp3", "mp3"), ("preview-lq-ogg", "ogg"),
+                     ("preview-lq-mp3", "mp3")):
+        if previews.get(key):
+            return client.download(previews[key], audio_dir / f"{record.id}.{ext}")
+    raise FreesoundAPIError(f"sound {record.id}: no preview URL in the search result")
