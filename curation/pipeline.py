@@ -299,3 +299,68 @@ def finalize(records: list[Record]) -> None:
     for r in records:
         if r.pending:
             r.status, r.reason = "included", ""
+
+
+# --------------------------------------------------------------------------- model
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """The music model as the run uses it: its checksum, and whether its weights are real."""
+
+    checkpoint: str
+    labels_csv: str
+    sha256: str
+    random_init: bool
+    published: bool
+
+
+def model_info(cfg: Config) -> ModelInfo:
+    from .models import is_published_checkpoint, is_random_checkpoint
+    from .music import checkpoint_sha256, read_labels
+
+    read_labels(cfg.music.labels_csv)
+    sha = checkpoint_sha256(cfg.music.checkpoint)
+    return ModelInfo(str(cfg.music.checkpoint), str(cfg.music.labels_csv), sha,
+                     is_random_checkpoint(cfg.music.checkpoint),
+                     is_published_checkpoint(cfg.music.checkpoint, sha))
+
+
+_DETECTORS: dict[tuple, object] = {}
+
+
+def load_detector(cfg: Config, info: ModelInfo):
+    """One detector per process and model: loading Cnn14 costs seconds and 300 MB."""
+    from .music import MusicDetector, PannsModel
+
+    m = cfg.music
+    key = (info.checkpoint, info.sha256, info.labels_csv, m.device, m.threshold, m.min_music_seconds, m.top_labels)
+    if key not in _DETECTORS:
+        model = PannsModel(Path(info.checkpoint), Path(info.labels_csv), m.device, checksum=info.sha256)
+        _DETECTORS[key] = MusicDetector(model, Path(info.labels_csv), m.threshold, m.min_music_seconds,
+                                        m.top_labels)
+    return _DETECTORS[key]
+
+
+# --------------------------------------------------------------------------- 6. release
+
+
+def release(records: list[Record], cfg: Config, progress: Progress = _noop) -> StageReport:
+    """Attribution CSVs and WebDataset shards of exactly the included records."""
+    from .release import write_attribution, write_shards, sort_key
+
+    rep = StageReport("release")
+    out = cfg.output_dir / "release"
+    included = sorted((r for r in records if r.status == "included"), key=sort_key)
+    for source in ("freesound", "fma"):
+        n = write_attribution(out / f"{source}_attribution.csv", (r for r in included if r.source == source))
+        rep.counts[f"{source}_attribution_rows"] = n
+    shards = write_shards(out / "shards", included, cfg.release.shard_max_records, cfg.work_dir / "shards",
+                          progress=progress)
+    where = {k: s["name"] for s in shards for k in s["keys"]}
+    for r in included:
+        r.evidence["shard"] = where[f"{r.source}_{r.id}"]
+    rep.counts["shards"] = len(shards)
+    rep.counts["shards_written"] = sum(s["written"] for s in shards)
+    rep.counts["records"] = len(included)
+    return rep

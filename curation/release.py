@@ -6,6 +6,7 @@ mtime and in a fixed order so the same inputs give the same bytes.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
@@ -17,7 +18,7 @@ import soundfile as sf
 from webdataset import TarWriter
 
 from .atomic import atomic_path, atomic_write_text
-from .audio import decode, resample, to_stereo
+from .audio import decode, file_sha256, resample, to_stereo
 from .records import Record, record_key
 
 RELEASE_SR = 44100
@@ -86,20 +87,45 @@ def write_attribution(path: Path, records: Iterable[Record]) -> int:
     return n
 
 
+def _shard_fingerprint(chunk: list[Record]) -> str:
+    h = hashlib.sha256()
+    for r in chunk:
+        h.update(json.dumps([record_key(r.source, r.id), r.evidence.get("audio", {}).get("sha256"),
+                             sample_metadata(r)], sort_keys=True, ensure_ascii=False).encode("utf-8"))
+    return h.hexdigest()
+
+
 def write_shards(
     shard_dir: Path,
     records: list[Record],
     max_records: int,
+    state_dir: Path,
     progress: Callable[[int], None] | None = None,
 ) -> list[dict]:
-    """Write the shards; returns one entry per shard (name, keys). Stale shards are removed."""
+    """Write the shards; returns one entry per shard (name, keys, written). A shard whose
+    records, audio and metadata are unchanged since it was written (its fingerprint in
+    `state_dir`) is kept as it is; shards no longer produced are removed."""
     shard_dir.mkdir(parents=True, exist_ok=True)
+    state_dir.mkdir(parents=True, exist_ok=True)
     records = sorted(records, key=sort_key)
     shards = []
     for s, start in enumerate(range(0, len(records), max_records)):
         chunk = records[start : start + max_records]
         name = f"shard-{s:06d}.tar"
-        tmp = atomic_path(shard_dir / name)
+        target, state = shard_dir / name, state_dir / f"{name}.json"
+        fp = _shard_fingerprint(chunk)
+        keys = [record_key(r.source, r.id) for r in chunk]
+        if target.exists() and state.exists():
+            try:
+                prev = json.loads(state.read_text())
+            except ValueError:
+                prev = {}
+            if prev.get("fingerprint") == fp and prev.get("sha256") == file_sha256(target):
+                shards.append({"name": name, "keys": keys, "written": False})
+                if progress:
+                    progress(len(chunk))
+                continue
+        tmp = atomic_path(target)
         with TarWriter(str(tmp), mtime=TAR_MTIME, user="curation", group="curation") as tw:
             for r in chunk:
                 audio, seconds = flac_bytes(Path(r.audio_path))
@@ -109,10 +135,11 @@ def write_shards(
                           "json": json.dumps(meta, ensure_ascii=False, sort_keys=True).encode("utf-8")})
                 if progress:
                     progress(1)
-        os.replace(tmp, shard_dir / name)
-        shards.append({"name": name, "keys": [record_key(r.source, r.id) for r in chunk]})
+        os.replace(tmp, target)
+        atomic_write_text(state, json.dumps({"fingerprint": fp, "sha256": file_sha256(target), "keys": keys}))
+        shards.append({"name": name, "keys": keys, "written": True})
     keep = {s["name"] for s in shards}
-    for old in shard_dir.glob("*.tar"):
-        if old.name not in keep:
+    for old in list(shard_dir.iterdir()):
+        if old.name not in keep and (old.suffix == ".tar" or old.name.startswith(".tmp-")):
             old.unlink()
     return shards

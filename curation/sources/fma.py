@@ -6,10 +6,9 @@ and an index row `track_id`. Audio lives at `AUDIO_DIR/XXX/XXXXXX.mp3`.
 from __future__ import annotations
 
 import ast
+import csv
 from pathlib import Path
 from typing import Iterator
-
-import pandas as pd
 
 from ..records import Record, valid_id
 
@@ -45,59 +44,59 @@ def _list(v: object) -> list[str]:
 
 
 def read_tracks(tracks_csv: Path) -> Iterator[Record]:
-    bad: list[list[str]] = []
-
-    def keep_bad(fields: list[str]):
-        bad.append(fields)
-        return None
-
+    """One record per data row. A row whose field count differs from the header's (a
+    truncated or split line) or whose track_id is not an integer is kept, excluded as
+    malformed; a file not in the published layout is an :class:`FMAFormatError`."""
     try:
-        df = pd.read_csv(
-            tracks_csv, index_col=0, header=[0, 1], dtype=str, keep_default_na=False,
-            engine="python", on_bad_lines=keep_bad,
-        )
-    except (pd.errors.ParserError, UnicodeDecodeError, ValueError, IndexError) as e:
-        raise FMAFormatError(f"{tracks_csv}: not in the FMA tracks.csv layout ({e})") from None
-    missing = [c for c in REQUIRED if c not in df.columns]
-    if missing:
-        raise FMAFormatError(
-            f"{tracks_csv}: missing column(s) {', '.join('/'.join(c) for c in missing)} "
-            "(expected FMA's two header rows, e.g. track/title)"
-        )
-    cols = set(df.columns)
+        with open(tracks_csv, newline="", encoding="utf-8") as f:
+            rows = csv.reader(f)
+            groups, fields = next(rows, []), next(rows, [])
+            index_row = next(rows, [])
+            if not index_row or index_row[0] != "track_id" or any(index_row[1:]):
+                raise FMAFormatError(f"{tracks_csv}: third row is not the `track_id` index row of FMA's layout")
+            cols: dict[tuple[str, str], int] = {}
+            group = ""
+            for i, (g, name) in enumerate(zip(groups, fields)):
+                group = g or group
+                if i:
+                    cols[(group, name)] = i
+            missing = [c for c in REQUIRED if c not in cols]
+            if missing:
+                raise FMAFormatError(
+                    f"{tracks_csv}: missing column(s) {', '.join('/'.join(c) for c in missing)} "
+                    "(expected FMA's two header rows, e.g. track/title)"
+                )
+            width = len(fields)
+            for n, row in enumerate(rows, start=4):
+                if not row:
+                    continue
+                first = row[0].strip()
+                if not valid_id(first):
+                    r = Record(source="fma", id=f"malformed:line{n}")
+                    r.exclude("malformed_record", detail=f"line {n}: track_id is not an integer: {first[:60]!r}")
+                    yield r
+                    continue
+                rid = str(int(first))
+                if len(row) != width:
+                    r = Record(source="fma", id=rid)
+                    r.exclude("malformed_record", detail=f"line {n}: {len(row)} fields, expected {width}")
+                    yield r
+                    continue
 
-    def get(row, key):
-        return _str(row[key]) if key in cols else ""
+                def get(key: tuple[str, str]) -> str:
+                    return row[cols[key]] if key in cols else ""
 
-    # pandas reads the `track_id` row that follows the headers as a data row with an
-    # empty body; it is part of the layout, not a record.
-    for n, (idx, row) in enumerate(df.iterrows()):
-        rid = _str(idx).strip()
-        if rid == "track_id" and not any(_str(v) for v in row.values):
-            continue
-        if not valid_id(rid):
-            r = Record(source="fma", id=f"malformed:row{n + 1}")
-            r.exclude("malformed_record", detail=f"track_id is not an integer: {rid[:60]!r}")
-            yield r
-            continue
-        rid = str(int(rid))
-        genres = [g for g in [get(row, ("track", "genre_top"))] if g]
-        r = Record(
-            source="fma",
-            id=rid,
-            title=get(row, ("track", "title")),
-            author=get(row, ("artist", "name")),
-            url=get(row, ("track", "url")) or f"https://freemusicarchive.org/track/{rid}/",
-            license_raw=get(row, ("track", "license")),
-            tags=_list(get(row, ("track", "tags"))),
-            description=get(row, ("album", "title")),
-            genres=genres,
-        )
-        yield r
-    for i, fields in enumerate(bad):
-        first = fields[0].strip() if fields else ""
-        rid = str(int(first)) if valid_id(first) else f"malformed:badline{i + 1}"
-        r = Record(source="fma", id=rid)
-        r.exclude("malformed_record", detail=f"line has {len(fields)} fields, expected {len(df.columns) + 1}",
-                  track_id_seen=first[:60])
-        yield r
+                genre = get(("track", "genre_top"))
+                yield Record(
+                    source="fma",
+                    id=rid,
+                    title=get(("track", "title")),
+                    author=get(("artist", "name")),
+                    url=get(("track", "url")) or f"https://freemusicarchive.org/track/{rid}/",
+                    license_raw=get(("track", "license")),
+                    tags=_list(get(("track", "tags"))),
+                    description=get(("album", "title")),
+                    genres=[genre] if genre else [],
+                )
+    except (csv.Error, UnicodeDecodeError) as e:
+        raise FMAFormatError(f"{tracks_csv}: not a readable CSV ({e})") from None

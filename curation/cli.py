@@ -1,0 +1,141 @@
+"""`curate`: the command line. Each verb is a thin wrapper over a library function."""
+from __future__ import annotations
+
+import csv
+import os
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Audio dataset curation and licensing.")
+licenses_app = typer.Typer(no_args_is_help=True, help="License normalisation.")
+models_app = typer.Typer(no_args_is_help=True, help="Model weights for the music detector.")
+app.add_typer(licenses_app, name="licenses")
+app.add_typer(models_app, name="models")
+
+err = Console(stderr=True)
+
+# Prefect's temporary server sends usage telemetry from a background job that races the
+# run for its SQLite database; a curation run has no use for it.
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
+def _fail(msg: str, code: int = 2) -> None:
+    err.print(f"[bold red]error:[/] {msg}", highlight=False, markup=True)
+    raise typer.Exit(code)
+
+
+@app.command("demo-data")
+def demo_data(
+    directory: Path = typer.Argument(..., help="Folder to write the demo inputs and curate.toml into."),
+    labels_csv: Path = typer.Option(None, help="AudioSet class_labels_indices.csv (found automatically if not given)."),
+) -> None:
+    """Write demo inputs in the real formats and DIR/curate.toml."""
+    from .demo import DEMO_BANNER, write_demo
+
+    try:
+        cfg = write_demo(directory, labels_csv)
+    except (FileNotFoundError, ValueError) as e:
+        _fail(str(e))
+    err.print(DEMO_BANNER, style="bold yellow", markup=False)
+    typer.echo(str(cfg))
+
+
+@contextmanager
+def _progress_factory():
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err, transient=False) as prog:
+
+        def make(label: str, total: int):
+            tid = prog.add_task(label, total=total)
+            return lambda n: prog.advance(tid, n)
+
+        yield make
+
+
+@app.command()
+def run(config: Path = typer.Argument(..., help="The run's TOML config.")) -> None:
+    """Run the whole curation flow (in-process Prefect, no server needed)."""
+    from .config import ConfigError, load_config
+
+    try:
+        load_config(config)
+    except ConfigError as e:
+        _fail(str(e))
+    from flows.curate import run as run_flow
+
+    with _progress_factory() as make:
+        summary = run_flow(config, progress=make)
+    mm = summary["music_model"]
+    if mm["random_init"] or not mm["published"]:
+        what = "RANDOMLY INITIALISED" if mm["random_init"] else "NOT the published PANNs checkpoint"
+        err.print(f"[bold yellow]WARNING: the music model is {what} (sha256 {mm['sha256'][:16]}…): "
+                  "its music decisions are not real.[/]")
+    tr = summary.get("training")
+    if tr and tr.get("t5", {}).get("random_init"):
+        err.print("[bold yellow]WARNING: the T5 text encoder is a RANDOMLY INITIALISED stand-in: "
+                  "the generated clip is not a real Stable Audio Open output.[/]")
+    err.print(f"records: {summary['records']}  " + "  ".join(f"{k}: {v}" for k, v in summary["status"].items()))
+    for reason, n in summary["reasons"].items():
+        err.print(f"  {reason}: {n}")
+    typer.echo(summary["manifest"])
+
+
+@app.command()
+def explain(
+    config: Path = typer.Argument(..., help="The run's TOML config."),
+    source: str = typer.Argument(..., help="freesound or fma"),
+    record_id: str = typer.Argument(..., metavar="ID"),
+) -> None:
+    """Print how one record was decided."""
+    from manifests.explain import NotInManifest, explain_lines, find_row
+
+    from .config import ConfigError, load_config
+
+    try:
+        cfg = load_config(config)
+        row = find_row(cfg.output_dir / "manifests" / "records.parquet", source, record_id)
+    except (ConfigError, FileNotFoundError, NotInManifest) as e:
+        _fail(str(e), 1)
+    for line in explain_lines(row):
+        typer.echo(line)
+
+
+@licenses_app.command("classify")
+def licenses_classify() -> None:
+    """Raw license strings on stdin, one a line; CSV `raw,license,allowed` on stdout."""
+    from .licenses import classify
+
+    w = csv.writer(sys.stdout, lineterminator="\n")
+    w.writerow(["raw", "license", "allowed"])
+    for line in sys.stdin.read().splitlines():
+        d = classify(line)
+        w.writerow([line, d.license, "true" if d.allowed else "false"])
+
+
+@models_app.command("fetch")
+def models_fetch(
+    dest: Path = typer.Argument(Path("models"), help="Folder for the checkpoint, class list and models.json."),
+    zenodo_api: str = typer.Option(None, help="Zenodo records API URL of the PANNs checkpoint."),
+    labels_url: str = typer.Option(None, help="URL of the AudioSet class list."),
+) -> None:
+    """Download the published PANNs checkpoint and class list, checked against their checksums."""
+    from .models import LABELS_URL, ZENODO_API, FetchError, fetch_models
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=err) as prog:
+        tid = prog.add_task("download", total=None)
+        try:
+            info = fetch_models(dest, zenodo_api or ZENODO_API, labels_url or LABELS_URL,
+                                progress=lambda done, total: prog.update(tid, completed=done, total=total or None))
+        except FetchError as e:
+            _fail(str(e), 1)
+    typer.echo(f"{dest / info['checkpoint']['file']}  sha256 {info['checkpoint']['sha256']}")
+    typer.echo(f"{dest / info['labels']['file']}  sha256 {info['labels']['sha256']}")
+
+
+def main() -> None:  # pragma: no cover
+    app()

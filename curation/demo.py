@@ -1,0 +1,261 @@
+"""`curate demo-data DIR`: small demo inputs in the real formats, and a config to run them.
+
+- Freesound: saved APIv2 search pages (`{count, next, previous, results}`) and audio
+  `{id}.{ext}` in wav, flac, ogg, aiff and mp3, with the faults a real crawl meets
+  (non-commercial and unknown licenses, an AI opt-out, missing, corrupt and empty audio, a
+  hostile name, a duplicate, a malformed result).
+- FMA: `fma_metadata/tracks.csv` in its published layout (two header rows and a
+  `track_id` row) with one malformed line, audio at `fma_full/XXX/XXXXXX.mp3`.
+- The Spotify tracks table (its published schema), an example review decisions file.
+- A PANNs checkpoint and a T5 cache with RANDOM weights: the real ones cannot be fetched
+  offline. Their decisions mean nothing, and every output says so.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import soundfile as sf
+
+from . import synth
+from .music import read_labels
+
+FMA_COLUMNS = {
+    "album": ["comments", "date_created", "date_released", "engineer", "favorites", "id", "information",
+              "listens", "producer", "tags", "title", "tracks", "type"],
+    "artist": ["active_year_begin", "active_year_end", "associated_labels", "bio", "comments", "date_created",
+               "favorites", "id", "latitude", "location", "longitude", "members", "name", "related_projects",
+               "tags", "website", "wikipedia_page"],
+    "set": ["split", "subset"],
+    "track": ["bit_rate", "comments", "composer", "date_created", "date_recorded", "duration", "favorites",
+              "genre_top", "genres", "genres_all", "information", "interest", "language_code", "license",
+              "listens", "lyricist", "number", "publisher", "tags", "title"],
+}
+SPOTIFY_HEADER = ["", "track_id", "artists", "album_name", "track_name", "popularity", "duration_ms", "explicit",
+                  "danceability", "energy", "key", "loudness", "mode", "speechiness", "acousticness",
+                  "instrumentalness", "liveness", "valence", "tempo", "time_signature", "track_genre"]
+
+DEMO_BANNER = (
+    "DEMO: the PANNs checkpoint and the T5 encoder in this demo are RANDOMLY INITIALISED stand-ins "
+    "(the real weights cannot be fetched offline). Music decisions and the generated clip mean nothing; "
+    "run `curate models fetch` and point [music] checkpoint at the real file for real decisions."
+)
+
+
+def find_labels_csv() -> Path | None:
+    """The AudioSet class list: $AUDIOSET_LABELS_CSV, panns-inference's copy, or the repository's shared/ folder."""
+    here = Path(__file__).resolve().parent.parent
+    cands = [os.environ.get("AUDIOSET_LABELS_CSV", ""),
+             str(Path.home() / "panns_data" / "class_labels_indices.csv"),
+             str(here.parent / "shared" / "audioset" / "class_labels_indices.csv")]
+    for c in cands:
+        if not c or not Path(c).is_file():
+            continue
+        try:
+            read_labels(Path(c))
+            return Path(c)
+        except Exception:
+            continue
+    return None
+
+
+def _fs_result(rid: int, name: str, license_url: str, username: str, tags: list[str], description: str,
+               ext: str, duration: float, gen_ai: str | None = None) -> dict:
+    res = {
+        "id": rid, "name": name, "tags": tags, "description": description, "license": license_url,
+        "username": username, "url": f"https://freesound.org/people/{username}/sounds/{rid}/",
+        "previews": {
+            "preview-hq-mp3": f"https://cdn.freesound.org/previews/{rid // 1000}/{rid}_1-hq.mp3",
+            "preview-hq-ogg": f"https://cdn.freesound.org/previews/{rid // 1000}/{rid}_1-hq.ogg",
+        },
+        "type": ext, "duration": duration, "samplerate": 44100, "channels": 2, "filesize": 0,
+    }
+    if gen_ai is not None:
+        res["gen_ai_preference"] = gen_ai
+    return res
+
+
+def _write(path: Path, audio: np.ndarray, sr: int, fmt: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stereo = np.stack([audio, audio * 0.9], axis=1)
+    kw = {"format": fmt}
+    if fmt == "OGG":
+        kw["subtype"] = "VORBIS"
+    elif fmt == "MP3":
+        kw["subtype"] = "MPEG_LAYER_III"
+    elif fmt in ("WAV", "AIFF", "FLAC"):
+        kw["subtype"] = "PCM_16"
+    sf.write(str(path), stereo, sr, **kw)
+
+
+def write_freesound(root: Path) -> None:
+    pages, audio = root / "freesound" / "pages", root / "freesound" / "audio"
+    pages.mkdir(parents=True, exist_ok=True)
+    audio.mkdir(parents=True, exist_ok=True)
+    by = "http://creativecommons.org/licenses/by/3.0/"
+    cc0 = "http://creativecommons.org/publicdomain/zero/1.0/"
+    page1 = [
+        _fs_result(1001, "Warm synth loop 110bpm", cc0, "loopmaker", ["synth", "loop", "music", "chords"],
+                   "A warm chord progression with a beat.", "wav", 40.0),
+        _fs_result(1002, "Forest wind and birds", "https://creativecommons.org/licenses/by/4.0/", "fieldrec",
+                   ["field-recording", "birds", "wind", "forest"], "Recorded at dawn.", "flac", 6.0),
+        _fs_result(1003, "Chirps", "http://creativecommons.org/licenses/sampling+/1.0/", "sampler",
+                   ["birds", "chirp"], "Short chirps.", "ogg", 4.0),
+        _fs_result(1004, "Street at night", "http://creativecommons.org/licenses/by-nc/3.0/", "citywalker",
+                   ["city", "night"], "Noncommercial only.", "wav", 3.0),
+        _fs_result(1005, "Rain on roof", by, "optout", ["rain"], "Please no AI.", "aiff", 3.0, gen_ai="no-gen-ai"),
+        _fs_result(1006, "Mystery tone", "All rights reserved", "someone", ["tone"], "", "wav", 2.0),
+    ]
+    page2 = [
+        _fs_result(1007, "Lost file", cc0, "someone", ["drums"], "The audio went missing.", "mp3", 2.0),
+        _fs_result(1008, "Broken upload", by, "someone", ["noise"], "", "wav", 2.0),
+        _fs_result(1009, "Empty upload", cc0, "someone", ["silence"], "", "wav", 0.0),
+        _fs_result(1010, '../../x\t"quoted"\nname', cc0, "ha\tcker", ["../etc", "a,b"],
+                   "<b>HTML</b> and 'quotes'", "mp3", 3.0),
+        _fs_result(1001, "Warm synth loop 110bpm", cc0, "loopmaker", ["synth", "loop", "music", "chords"],
+                   "A warm chord progression with a beat.", "wav", 40.0),  # seen again on the next page
+        {"id": "not-a-number", "name": "malformed result", "license": cc0},
+    ]
+    base = "https://freesound.org/apiv2/search/text/?query=&page_size=6"
+    docs = [
+        {"count": 12, "next": base + "&page=2", "previous": None, "results": page1},
+        {"count": 12, "next": None, "previous": base + "&page=1", "results": page2},
+    ]
+    for i, doc in enumerate(docs, start=1):
+        (pages / f"page_{i:06d}.json").write_text(json.dumps(doc, indent=1), encoding="utf-8")
+
+    _write(audio / "1001.wav", synth.music(40.0, seed=1), 44100, "WAV")
+    _write(audio / "1002.flac", synth.field_recording(6.0, seed=2), 48000, "FLAC")
+    _write(audio / "1003.ogg", synth.field_recording(4.0, seed=3), 44100, "OGG")
+    _write(audio / "1004.wav", synth.field_recording(3.0, seed=4), 44100, "WAV")
+    _write(audio / "1005.aiff", synth.field_recording(3.0, seed=5), 44100, "AIFF")
+    _write(audio / "1006.wav", synth.field_recording(2.0, seed=6), 44100, "WAV")
+    (audio / "1008.wav").write_bytes(b"RIFF\x24\x00\x00\x00WAVEthis is not audio" * 3)
+    (audio / "1009.wav").write_bytes(b"")
+    _write(audio / "1010.mp3", synth.field_recording(3.0, seed=10), 44100, "MP3")
+
+
+def write_fma(root: Path) -> None:
+    meta, audio = root / "fma_metadata", root / "fma_full"
+    meta.mkdir(parents=True, exist_ok=True)
+    tracks = [
+        # id, title, artist, license, genre, seconds (None: no audio)
+        (2, "Food", "AWOL", "Attribution", "Hip-Hop", 35.0),
+        (3, "Electric Ave", "AWOL", "Attribution-NonCommercial-ShareAlike 3.0 International", "Hip-Hop", None),
+        (5, "Lonely (Remastered 2011)", "The Exampels", "Creative Commons Attribution 4.0", "Pop", 32.0),
+        (10, "Summer Nights - Radio Edit", "Kimiko & The Band", "Attribution", "Pop", 31.0),
+        (20, "Untitled Sketch 4", "Nobody Known", "CC0 1.0 Universal", "Experimental", 12.0),
+        (26, "Quiet Walk", "Nobody Known", "Attribution-NoDerivatives 4.0 International", "Folk", None),
+    ]
+    cols = pd.MultiIndex.from_tuples([(g, f) for g, fs in FMA_COLUMNS.items() for f in fs])
+    df = pd.DataFrame("", index=pd.Index([t[0] for t in tracks], name="track_id"), columns=cols)
+    for tid, title, artist, lic, genre, secs in tracks:
+        df.loc[tid, ("track", "title")] = title
+        df.loc[tid, ("artist", "name")] = artist
+        df.loc[tid, ("track", "license")] = lic
+        df.loc[tid, ("track", "genre_top")] = genre
+        df.loc[tid, ("track", "tags")] = "[]"
+        df.loc[tid, ("album", "title")] = f"{artist} demo album"
+        df.loc[tid, ("set", "subset")] = "small"
+        df.loc[tid, ("track", "duration")] = str(int(secs or 0))
+        if secs:
+            p = audio / f"{tid:06d}"[:3] / f"{tid:06d}.mp3"
+            _write(p, synth.music(secs, seed=tid), 44100, "MP3")
+    text = df.to_csv(lineterminator="\n")
+    text += "33,a malformed line,with too few fields\n"
+    (meta / "tracks.csv").write_text(text, encoding="utf-8")
+
+
+def write_spotify(root: Path) -> Path:
+    rows = [
+        ("5SuOikwiRyPMVoIQDJUgSV", "Gen Hoshino", "Comedy", "Comedy", "pop"),
+        ("4qPNDBW1i3p13qLCt0Ki3A", "The Examples", "Lonely Days", "Lonely", "pop"),
+        ("1iJBSr7s7jYXzM8EGcbK5b", "Kimiko;The Band", "Summer", "Summer Nights", "pop"),
+        ("6lfxq3CG4xtTiEg7opyCyx", "Somebody Else", "Intro", "Intro", "rock"),
+    ]
+    path = root / "spotify" / "dataset.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [",".join(SPOTIFY_HEADER)]
+    for i, (tid, artists, album, name, genre) in enumerate(rows):
+        vals = [str(i), tid, artists, album, name, "50", "200000", "False", "0.5", "0.5", "1", "-7.0", "1",
+                "0.05", "0.1", "0.0", "0.1", "0.5", "120.0", "4", genre]
+        lines.append(",".join(vals))
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+CONFIG = """\
+# Demo configuration written by `curate demo-data`. Relative paths are relative to this file.
+output_dir = "out"
+
+[freesound]
+pages_dir = "freesound/pages"
+audio_dir = "freesound/audio"
+
+[fma]
+tracks_csv = "fma_metadata/tracks.csv"
+audio_dir = "fma_full"
+
+[music]
+# RANDOM weights (see the banner): replace with the file `curate models fetch` downloads.
+checkpoint = "models/panns_random_init.pth"
+labels_csv = "models/class_labels_indices.csv"
+threshold = 0.15
+min_music_seconds = 30
+
+[copyright]
+spotify_tracks_csv = "spotify/dataset.csv"
+review_decisions = "review_decisions.csv"
+
+[release]
+shard_max_records = 4
+
+[training]
+enabled = true
+model_config = "models/tiny_cpu.json"
+hf_home = "hf_home"
+steps = 4
+batch_size = 2
+prompt = "warm synth loop with a beat"
+seconds = 0.37
+generation_steps = 4
+"""
+
+
+def write_demo(root: Path, labels_csv: Path | None = None) -> Path:
+    """Write every demo input under `root` and return the config's path."""
+    from .music import save_random_checkpoint
+    from training.t5cache import build_random_t5_cache
+
+    labels_csv = labels_csv or find_labels_csv()
+    if labels_csv is None:
+        raise FileNotFoundError(
+            "the AudioSet class list (class_labels_indices.csv) was not found: pass --labels-csv, set "
+            "AUDIOSET_LABELS_CSV, or run `curate models fetch`"
+        )
+    read_labels(labels_csv)
+    root.mkdir(parents=True, exist_ok=True)
+    write_freesound(root)
+    write_fma(root)
+    write_spotify(root)
+    (root / "review_decisions.csv").write_text(
+        "source,id,decision,reviewer,note\n"
+        "fma,10,clear,demo-reviewer,\"Cleared: the uploader holds the rights to this recording\"\n",
+        encoding="utf-8",
+    )
+    models = root / "models"
+    models.mkdir(exist_ok=True)
+    shutil.copyfile(labels_csv, models / "class_labels_indices.csv")
+    ckpt = models / "panns_random_init.pth"
+    if not ckpt.exists():
+        save_random_checkpoint(ckpt, models / "class_labels_indices.csv", seed=0)
+    build_random_t5_cache(root / "hf_home")
+    tiny = Path(__file__).resolve().parent.parent / "training" / "configs" / "tiny_cpu.json"
+    shutil.copyfile(tiny, models / "tiny_cpu.json")
+    cfg = root / "curate.toml"
+    cfg.write_text(CONFIG, encoding="utf-8")
+    return cfg

@@ -1,0 +1,80 @@
+"""Why is this recording in, or out? One manifest row, told stage by stage."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from curation.records import REASONS
+
+
+class NotInManifest(LookupError):
+    pass
+
+
+def find_row(manifest: Path, source: str, rid: str) -> dict:
+    if not manifest.is_file():
+        raise FileNotFoundError(f"no manifest at {manifest}: run `curate run` first")
+    table = pq.read_table(manifest)
+    hit = table.filter(pc.and_(pc.equal(table["source"], source), pc.equal(table["id"], str(rid))))
+    if hit.num_rows == 0:
+        raise NotInManifest(f"{source} {rid} is not in {manifest}")
+    return hit.to_pylist()[0]
+
+
+def explain_lines(row: dict) -> list[str]:
+    """Plain-text lines, one fact each, in the order the stages ran."""
+    ev = json.loads(row.get("evidence") or "{}")
+    out = [f"{row['source']} {row['id']}: {row['status'].upper()}"
+           + (f" ({row['reason']}: {REASONS.get(row['reason'], '')})" if row["reason"] else "")]
+    out.append(f"  title: {row['title']!r}  author: {row['author']!r}  url: {row['url']}")
+    if row.get("seen", 1) and row.get("seen", 1) > 1:
+        out.append(f"  ingest: seen {row['seen']} times, kept once")
+    for k in ("detail", "conflicting_fields", "licenses_seen", "download_error"):
+        if k in ev:
+            out.append(f"  ingest: {k} = {ev[k]}")
+    lic = ev.get("license")
+    if lic:
+        out.append(f"  license: raw {lic['raw']!r} -> {lic['class']} ({'allowed' if lic['allowed'] else 'rejected'})")
+    if row.get("gen_ai_preference"):
+        out.append(f"  gen_ai_preference: {row['gen_ai_preference']}")
+    audio = ev.get("audio")
+    if audio:
+        if "error" in audio:
+            out.append(f"  audio: {audio['error']}")
+        else:
+            out.append(f"  audio: {audio.get('format')} {audio.get('seconds')} s, {audio.get('sample_rate')} Hz, "
+                       f"{audio.get('channels')} ch, sha256 {str(audio.get('sha256'))[:16]}")
+    music = ev.get("music")
+    if music:
+        if "error" in music:
+            out.append(f"  music: classifier failed: {music['error']}")
+        else:
+            verdict = "music" if music.get("is_music") else "not music"
+            out.append(
+                f"  music: {verdict}: {music.get('music_seconds')} s of frames >= {music.get('threshold')} "
+                f"(rule: >= {music.get('min_music_seconds')} s), max prob {music.get('max_music_prob')}, "
+                f"top {', '.join(music.get('top_labels') or [])}"
+            )
+            out.append(f"  music model sha256 {str(music.get('checkpoint_sha256'))[:16]}"
+                       + ("  [RANDOM WEIGHTS: decision not real]" if music.get("checkpoint_random") else ""))
+    cr = ev.get("copyright")
+    if cr:
+        line = f"  copyright: {cr.get('method')}"
+        if "flagged" in cr:
+            line += f", flagged={cr['flagged']} score={cr.get('score')} (title {cr.get('title_score')}, " \
+                    f"artist {cr.get('artist_score')})"
+        out.append(line)
+        if cr.get("candidate"):
+            out.append(f"  copyright candidate: {json.dumps(cr['candidate'], ensure_ascii=False)}")
+        if cr.get("normalizations"):
+            out.append(f"  normalisations: {', '.join(cr['normalizations'])}")
+    rv = ev.get("review")
+    if rv:
+        out.append(f"  review: {rv.get('decision')} by {rv.get('reviewer') or '?'}"
+                   + (f" ({rv['note']})" if rv.get("note") else ""))
+    if ev.get("shard"):
+        out.append(f"  release: in {ev['shard']}")
+    return out
