@@ -1,0 +1,71 @@
+import pytest
+
+from curation.config import ConfigError, load_config
+
+
+def write(tmp_path, text):
+    p = tmp_path / "c.toml"
+    p.write_text(text)
+    return p
+
+
+BASE = """
+output_dir = "out"
+[fma]
+tracks_csv = "tracks.csv"
+audio_dir = "audio"
+[music]
+checkpoint = "ckpt.pth"
+labels_csv = "labels.csv"
+[copyright]
+spotify_tracks_csv = "spotify.csv"
+"""
+
+
+@pytest.fixture
+def inputs(tmp_path):
+    for f in ("tracks.csv", "ckpt.pth", "labels.csv", "spotify.csv"):
+        (tmp_path / f).write_text("x")
+    (tmp_path / "audio").mkdir()
+    return tmp_path
+
+
+def test_relative_paths_are_relative_to_the_config(inputs):
+    cfg = load_config(write(inputs, BASE))
+    assert cfg.output_dir == inputs / "out"
+    assert cfg.fma.tracks_csv == inputs / "tracks.csv"
+    assert cfg.music.threshold == 0.15 and cfg.music.min_music_seconds == 30.0
+
+
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        (lambda t: t.replace('tracks_csv = "tracks.csv"', 'tracks_csv = "nope.csv"'), "fma.tracks_csv"),
+        (lambda t: t.replace('audio_dir = "audio"', 'audio_dir = "missing_dir"'), "missing_dir"),
+        (lambda t: t.replace("[music]", "[music]\nthreshold = 2.0"), "music.threshold"),
+        (lambda t: t.replace("[music]", "[music]\nthreshold = 'high'"), "music.threshold"),
+        (lambda t: t.replace("[music]", "[music]\nbogus = 1"), "music.bogus"),
+        (lambda t: t.replace('output_dir = "out"', ""), "output_dir"),
+        (lambda t: t + "\n[training]\nenabled = true\n", "training.model_config"),
+        (lambda t: t + "\n[nonsense]\n", "nonsense"),
+        (lambda t: t + "\n[[broken", "not valid TOML"),
+    ],
+)
+def test_bad_config_names_the_key(inputs, change, message):
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
+        load_config(write(inputs, change(BASE)))
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "absent.toml")
+
+
+def test_cli_reports_bad_config(inputs):
+    from tests.conftest import curate
+
+    p = write(inputs, BASE.replace('audio_dir = "audio"', 'audio_dir = "gone"'))
+    proc = curate("run", str(p), check=False)
+    assert proc.returncode == 2
+    assert "fma.audio_dir" in proc.stderr and "gone" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -1,0 +1,150 @@
+import numpy as np
+import pytest
+
+from curation import music
+from curation.music import FPS, HOP, SAMPLE_RATE, MusicDetector, decide, framewise, music_indices, read_labels
+
+
+def test_music_subtree_has_150_classes(labels_csv):
+    idx = music_indices(read_labels(labels_csv))
+    assert len(idx) == 150
+    assert set(range(137, 283)) <= set(idx.tolist())
+    assert {28, 30, 31, 92} <= set(idx.tolist())
+    assert 0 not in idx  # Speech
+
+
+def test_music_mids_match_the_ontology(labels_csv):
+    import json
+
+    onto = {n["id"]: n for n in json.loads((labels_csv.parent / "ontology.json").read_text())}
+    sub, todo = set(), ["/m/04rlf"]
+    while todo:
+        mid = todo.pop()
+        if mid not in sub:
+            sub.add(mid)
+            todo += onto[mid]["child_ids"]
+    in_list = {mid for _, mid, _ in read_labels(labels_csv)}
+    assert set(music.music_mids()) == sub & in_list
+
+
+class KnownModel:
+    """A stand-in with known framewise outputs: music probability p(t) of the absolute time t."""
+
+    checksum = "known"
+
+    def __init__(self, prob_of_second, music_class=137):
+        self.prob = prob_of_second
+        self.cls = music_class
+        self.calls = []
+        self.offset = 0
+
+    def __call__(self, batch):
+        n = batch.shape[1] // HOP
+        self.calls.append(batch.shape[1])
+        out = np.zeros((batch.shape[0], n, 527), dtype=np.float32)
+        # the audio carries its own time stamps, so chunking cannot fool the model
+        t = batch[0, ::HOP][:n]
+        out[0, :, self.cls] = self.prob(t)
+        out[0, :, 0] = 0.9  # speech everywhere, not music
+        return out
+
+
+def stamped(seconds):
+    n = int(seconds * SAMPLE_RATE)
+    return (np.arange(n) / SAMPLE_RATE).astype(np.float32)
+
+
+@pytest.mark.parametrize("seconds,music_from,expected_music", [(100, 70, 30.0), (100, 70.5, 29.5), (45, 10, 35.0)])
+def test_rule_counts_seconds_of_music_frames(labels_csv, seconds, music_from, expected_music):
+    model = KnownModel(lambda t: np.where(t >= music_from, 0.2, 0.1))
+    det = MusicDetector(model, labels_csv, threshold=0.15, min_music_seconds=30)
+    res = det.score(stamped(seconds))
+    assert res.music_seconds == pytest.approx(expected_music, abs=0.011)
+    assert res.is_music == (expected_music >= 30)
+    assert res.max_music_prob == pytest.approx(0.2)
+    assert res.top_labels[0].startswith("Speech")
+
+
+def test_threshold_is_inclusive(labels_csv):
+    det = MusicDetector(KnownModel(lambda t: np.full_like(t, 0.15)), labels_csv, 0.15, 30)
+    assert det.score(stamped(31)).is_music
+    det = MusicDetector(KnownModel(lambda t: np.full_like(t, 0.1499)), labels_csv, 0.15, 30)
+    assert not det.score(stamped(31)).is_music
+
+
+def test_chunks_are_stitched_without_gaps_or_overlap():
+    model = KnownModel(lambda t: t / 1000.0)
+    audio = stamped(150.37)
+    fw = framewise(model, audio, chunk_seconds=60)
+    assert len(model.calls) == 3
+    assert fw.shape == (len(audio) // HOP, 527)
+    # frame i carries the time stamp of sample i * HOP: strictly increasing, one step a frame
+    t = fw[:, 137] * 1000
+    assert np.allclose(np.diff(t), HOP / SAMPLE_RATE, atol=1e-4)
+
+
+def test_short_clip_is_padded(labels_csv):
+    model = KnownModel(lambda t: np.full_like(t, 0.5))
+    fw = framewise(model, stamped(0.2))
+    assert model.calls == [SAMPLE_RATE]
+    assert fw.shape[0] == int(0.2 * SAMPLE_RATE) // HOP
+
+
+def test_random_checkpoint_of_the_real_architecture(random_checkpoint, labels_csv):
+    from curation.models import is_random_checkpoint
+
+    model = music.PannsModel(random_checkpoint, labels_csv, device="cpu")
+    assert is_random_checkpoint(random_checkpoint)
+    assert model.device == "cpu" and not model.half
+    fw = model(np.zeros((2, SAMPLE_RATE * 2), dtype=np.float32))
+    assert fw.shape == (2, 2 * FPS + 1, 527)  # centred frames: one at each end
+    assert ((fw >= 0) & (fw <= 1)).all()
+    det = MusicDetector(model, labels_csv, 0.15, 30)
+    res = det.score(np.zeros(SAMPLE_RATE * 3, dtype=np.float32))
+    assert res.seconds == 3.0 and res.checkpoint_sha256 == music.checkpoint_sha256(random_checkpoint)
+
+
+def test_wrong_checkpoint_is_a_clear_error(tmp_path, labels_csv):
+    import torch
+
+    bad = tmp_path / "bad.pth"
+    torch.save({"model": {"nope": torch.zeros(1)}}, bad)
+    with pytest.raises(music.MusicModelError, match="not a Cnn14_DecisionLevelMax checkpoint"):
+        music.PannsModel(bad, labels_csv, device="cpu")
+
+
+def test_cuda_requested_without_a_gpu():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    assert music.pick_device("auto") == "cpu"
+    with pytest.raises(music.MusicModelError, match="no CUDA device"):
+        music.pick_device("cuda")
+
+
+def test_labels_with_the_wrong_class_count(tmp_path):
+    p = tmp_path / "labels.csv"
+    p.write_text("index,mid,display_name\n0,/m/09x0r,Speech\n")
+    with pytest.raises(music.MusicModelError, match="527"):
+        read_labels(p)
+
+
+def test_panns_never_imported_with_an_empty_class_list(tmp_path, labels_csv, monkeypatch):
+    """An empty ~/panns_data/class_labels_indices.csv (left by an offline import) is replaced
+    before panns_inference is imported."""
+    import subprocess
+    import sys
+
+    home = tmp_path / "home"
+    (home / "panns_data").mkdir(parents=True)
+    (home / "panns_data" / "class_labels_indices.csv").write_text("")
+    code = (
+        "from pathlib import Path; from curation.music import build_cnn14; "
+        f"m = build_cnn14(Path({str(labels_csv)!r})); "
+        "import panns_inference.config as c; print(c.classes_num)"
+    )
+    env = {"HOME": str(home), "PATH": "/usr/bin:/bin"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "527"
