@@ -1,0 +1,110 @@
+"""A local HTTP server on 127.0.0.1 that speaks the parts of Freesound APIv2 the pipeline uses:
+text search with pagination (`next`), token auth, previews, OAuth2 originals, and injected
+faults (429 with Retry-After, 500, malformed JSON)."""
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+TOKEN = "s3cr3t-token-value"
+OAUTH = "oauth-access-0123"
+
+
+class FakeFreesound:
+    def __init__(self, sounds: list[dict], audio: dict[int, bytes], page_size: int = 2):
+        self.sounds = sounds
+        self.audio = audio
+        self.page_size = page_size
+        self.faults: dict[str, list] = {}  # "page:N" or "preview:ID" -> list of fault codes, consumed in order
+        self.requests: list[tuple[str, dict, dict]] = []
+        self.lock = threading.Lock()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *a):  # keep test output clean
+                pass
+
+            def _send(self, code, body: bytes, ctype="application/json", headers=None):
+                self.send_response(code)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self):
+                parts = urlsplit(self.path)
+                q = {k: v[0] for k, v in parse_qs(parts.query).items()}
+                with outer.lock:
+                    outer.requests.append((parts.path, q, dict(self.headers)))
+                auth = self.headers.get("Authorization", "")
+                if parts.path.startswith("/apiv2/sounds/") and parts.path.endswith("/download/"):
+                    if auth != f"Bearer {OAUTH}":
+                        return self._send(401, b'{"detail": "Authentication credentials were not provided."}')
+                    sid = int(parts.path.split("/")[3])
+                    return self._send(200, outer.audio[sid], "application/octet-stream")
+                if auth != f"Token {TOKEN}":
+                    return self._send(401, json.dumps({"detail": f"Invalid token header {auth}"}).encode())
+                if parts.path.startswith("/previews/"):
+                    sid = int(parts.path.split("/")[2].split(".")[0])
+                    if outer._fault(f"preview:{sid}", self):
+                        return
+                    return self._send(200, outer.audio[sid], "audio/ogg")
+                if parts.path != "/apiv2/search/text/":
+                    return self._send(404, b'{"detail": "Not found."}')
+                page = int(q.get("page", 1))
+                if outer._fault(f"page:{page}", self):
+                    return
+                size = int(q.get("page_size", 15))
+                start = (page - 1) * size
+                results = outer.sounds[start : start + size]
+                base = f"http://{self.headers['Host']}/apiv2/search/text/"
+                rest = "&".join(f"{k}={v}" for k, v in sorted(q.items()) if k != "page")
+                nxt = f"{base}?{rest}&page={page + 1}" if start + size < len(outer.sounds) else None
+                prev = f"{base}?{rest}&page={page - 1}" if page > 1 else None
+                body = {"count": len(outer.sounds), "next": nxt, "previous": prev, "results": results}
+                return self._send(200, json.dumps(body).encode())
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def _fault(self, key: str, handler) -> bool:
+        with self.lock:
+            queue = self.faults.get(key) or []
+            fault = queue.pop(0) if queue else None
+        if fault is None:
+            return False
+        if fault == 429:
+            handler._send(429, b'{"detail": "Request was throttled."}', headers={"Retry-After": "0"})
+        elif fault == 500:
+            handler._send(500, b"<html>Server Error</html>", "text/html")
+        elif fault == "malformed":
+            handler._send(200, b'{"count": 3, "results": [')
+        return True
+
+    def search_pages(self) -> list[int]:
+        return [int(q.get("page", 1)) for p, q, _ in self.requests if p == "/apiv2/search/text/"]
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def sounds_for(server_url: str, ids, license_url="http://creativecommons.org/publicdomain/zero/1.0/") -> list[dict]:
+    return [
+        {
+            "id": i, "name": f"sound {i}", "tags": ["test"], "description": "", "license": license_url,
+            "username": "tester", "url": f"https://freesound.org/people/tester/sounds/{i}/",
+            "previews": {"preview-hq-ogg": f"{server_url}/previews/{i}.ogg"}, "type": "wav",
+            "gen_ai_preference": "",
+        }
+        for i in ids
+    ]
