@@ -1,0 +1,91 @@
+import pandas as pd
+import pytest
+
+from curation.copyright import SpotifyIndex, fold, make_backend, normalize_title, split_artists
+from curation.records import Record
+
+
+@pytest.mark.parametrize("raw,text,applied", [
+    ("Lonely (Remastered 2011)", "lonely", {"version_suffix"}),
+    ("Summer Nights - Radio Edit", "summer nights", {"version_suffix"}),
+    ("Song Title (Live at Wembley 1986)", "song title", {"version_suffix"}),
+    ("Hey Jude - 2015 Remaster", "hey jude", {"version_suffix"}),
+    ("Halo [Acoustic Version]", "halo", {"version_suffix"}),
+    ("Déjà Vu", "deja vu", {"case_accents_punctuation"}),
+    ("Rock & Roll", "rock and roll", {"ampersand"}),
+    ("Don't Stop!", "dont stop", {"case_accents_punctuation"}),
+    ("(I Can't Get No) Satisfaction", "i cant get no satisfaction", {"case_accents_punctuation"}),
+])
+def test_title_normalisation(raw, text, applied):
+    nt = normalize_title(raw)
+    assert nt.text == text
+    assert applied <= set(nt.applied)
+
+
+def test_featured_artists_leave_the_title():
+    nt = normalize_title("Bad Habits (feat. Ed Sheeran & Friends)")
+    assert nt.text == "bad habits"
+    assert nt.featured == ["ed sheeran", "friends"]
+    nt = normalize_title("Stay ft. Justin Bieber")
+    assert nt.text == "stay" and nt.featured == ["justin bieber"]
+
+
+def test_artist_splitting():
+    assert split_artists("Kimiko;The Band") == ["kimiko", "the band"]
+    assert split_artists("Simon & Garfunkel") == ["simon", "garfunkel"]
+    assert split_artists("Beyoncé, JAY-Z") == ["beyonce", "jay z"]
+    assert fold("AC/DC") == "ac dc"
+
+
+@pytest.fixture(scope="module")
+def index():
+    df = pd.DataFrame(
+        [
+            ("t1", "The Beatles", "Abbey Road", "Come Together - Remastered 2009"),
+            ("t2", "Simon & Garfunkel", "Bridge", "The Boxer"),
+            ("t3", "Kimiko;The Band", "Summer", "Summer Nights"),
+            ("t4", "Somebody Else", "Intro", "Intro"),
+            ("t5", "Adele", "25", "Lonely"),
+            ("t6", "Beyoncé", "Lemonade", "Formation"),
+        ],
+        columns=["track_id", "artists", "album_name", "track_name"],
+    )
+    return SpotifyIndex(df)
+
+
+@pytest.mark.parametrize("title,artist,candidate", [
+    ("Come Together", "Beatles, The", "t1"),
+    ("Come Together (Live)", "the beatles", "t1"),
+    ("The Boxer", "Simon and Garfunkel", "t2"),
+    ("Summer Nights (Radio Edit)", "The Band & Kimiko", "t3"),
+    ("Lnoely", "Adele", "t5"),  # a short title with a typo, strong artist
+    ("Formation", "Beyonce", "t6"),
+    ("Formation", "Beyonce feat. Someone", "t6"),
+])
+def test_true_matches_are_flagged(index, title, artist, candidate):
+    m = index.match(title, artist)
+    assert m.flagged, m
+    assert m.candidate["track_id"] == candidate
+    assert m.title_score > 0 and m.artist_score > 0
+
+
+@pytest.mark.parametrize("title,artist", [
+    ("Intro", "Nobody Known"),          # generic title, another artist
+    ("The Boxer", "Completely Different"),  # same title, another artist
+    ("Something Else", "Adele"),        # the artist's other song
+    ("Food", "AWOL"),
+])
+def test_hard_negatives_are_not_flagged(index, title, artist):
+    assert not index.match(title, artist).flagged
+
+
+def test_missing_columns_are_a_clear_error():
+    with pytest.raises(ValueError, match="track_name"):
+        SpotifyIndex(pd.DataFrame({"track_id": [], "artists": [], "album_name": []}))
+
+
+def test_review_backend_sends_music_to_a_human():
+    res = make_backend("review").identify(Record(source="freesound", id="1"))
+    assert res.status == "review" and res.reason == "copyright_audio_review"
+    with pytest.raises(ValueError):
+        make_backend("nope")
