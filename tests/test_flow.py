@@ -1,0 +1,194 @@
+"""The whole flow, as a user runs it (`curate run`), on the demo inputs."""
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import soundfile as sf
+
+from tests.conftest import cli_env, curate
+
+pytestmark = pytest.mark.slow
+
+ALL_INPUTS = {("freesound", str(i)) for i in range(1001, 1011)} | {("freesound", "malformed:page_000002.json#5")} | {
+    ("fma", i) for i in ("2", "3", "5", "10", "20", "26", "33")}
+
+
+def tree_digest(root: Path, parts=("release", "manifests/records.parquet", "review/queue.csv")) -> dict:
+    out = {}
+    for part in parts:
+        p = root / part
+        files = [p] if p.is_file() else sorted(q for q in p.rglob("*") if q.is_file())
+        for f in files:
+            out[str(f.relative_to(root))] = hashlib.sha256(f.read_bytes()).hexdigest()
+    return out
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory, demo_dir):
+    root = tmp_path_factory.mktemp("flow")
+    shutil.copytree(demo_dir, root, dirs_exist_ok=True, ignore=shutil.ignore_patterns("out", "out*"))
+    return root
+
+
+@pytest.fixture(scope="module")
+def first_run(work):
+    t0 = time.time()
+    proc = curate("run", str(work / "curate.toml"), env=cli_env(work))
+    return {"out": work / "out", "proc": proc, "seconds": time.time() - t0}
+
+
+def manifest(out: Path) -> pd.DataFrame:
+    return pd.read_parquet(out / "manifests" / "records.parquet")
+
+
+def test_every_input_record_ends_in_the_manifest_once(first_run):
+    df = manifest(first_run["out"])
+    keys = list(zip(df["source"], df["id"]))
+    assert len(keys) == len(set(keys))
+    assert set(keys) == ALL_INPUTS
+    assert set(df["status"]) <= {"included", "excluded", "review"}
+    assert (df["reason"] == "").eq(df["status"] == "included").all()
+
+
+def test_reasons_for_each_kind_of_fault(first_run):
+    df = manifest(first_run["out"]).set_index(["source", "id"])
+    reason = df["reason"].to_dict()
+    assert reason[("freesound", "1004")] == "license_not_allowed"
+    assert reason[("freesound", "1005")] == "genai_opt_out"
+    assert reason[("freesound", "1006")] == "license_unknown"
+    assert reason[("freesound", "1007")] == "audio_missing"
+    assert reason[("freesound", "1008")] == "audio_unreadable"
+    assert reason[("freesound", "1009")] == "audio_empty"
+    assert reason[("freesound", "malformed:page_000002.json#5")] == "malformed_record"
+    assert reason[("fma", "3")] == "license_not_allowed" and df.loc[("fma", "3"), "license"] == "cc-by-nc-sa"
+    assert reason[("fma", "33")] == "malformed_record"
+    assert df.loc[("freesound", "1001"), "seen"] == 2
+    # the hostile name is kept as metadata and never becomes a path
+    assert df.loc[("freesound", "1010"), "status"] == "included"
+    assert df.loc[("freesound", "1010"), "shard"].startswith("shard-")
+
+
+def test_music_and_copyright_decisions_follow_the_rule(first_run):
+    df = manifest(first_run["out"])
+    scored = df[df["music_seconds"].notna()]
+    assert len(scored) >= 8
+    assert (scored["is_music"] == (scored["music_seconds"] >= 30)).all()
+    # the demo's model is random, and the manifest says so, with its checksum
+    assert scored["music_checkpoint_random"].all()
+    ckpt = first_run["out"].parent / "models" / "panns_random_init.pth"
+    assert set(scored["music_checkpoint_sha256"]) == {hashlib.sha256(ckpt.read_bytes()).hexdigest()}
+    fs_music = scored[(scored["source"] == "freesound") & scored["is_music"]]
+    assert (fs_music["status"] == "review").all() and (fs_music["reason"] == "copyright_audio_review").all()
+    fma = df[df["source"] == "fma"].set_index("id")
+    assert fma.loc["5", "status"] == "review" and fma.loc["5", "reason"] == "copyright_match_review"
+    cand = json.loads(fma.loc["5", "copyright_candidate"])
+    assert cand["track_name"] == "Lonely" and cand["artists"] == "The Examples"
+    # a flagged track cleared by the reviewer's decisions file is in, with the decision recorded
+    assert fma.loc["10", "status"] == "included" and fma.loc["10", "review_decision"] == "clear"
+    assert fma.loc["10", "review_reviewer"] == "demo-reviewer"
+    queue = pd.read_csv(first_run["out"] / "review" / "queue.csv", dtype=str)
+    assert set(zip(queue["source"], queue["id"])) == set(
+        zip(df.loc[df["status"] == "review", "source"], df.loc[df["status"] == "review", "id"]))
+
+
+def test_release_holds_exactly_the_included_records(first_run):
+    out = first_run["out"]
+    df = manifest(out)
+    included = {f"{s}_{i}" for s, i in zip(df.loc[df.status == "included", "source"], df.loc[df.status == "included", "id"])}
+    keys = []
+    for tar in sorted((out / "release" / "shards").glob("*.tar")):
+        with tarfile.open(tar) as tf:
+            for m in tf.getmembers():
+                key, ext = m.name.split(".", 1)
+                if ext == "flac":
+                    keys.append(key)
+                    info = sf.info(tf.extractfile(m))
+                    assert info.samplerate == 44100 and info.channels == 2
+    assert sorted(keys) == sorted(included)
+    rows = []
+    for source in ("freesound", "fma"):
+        csv = pd.read_csv(out / "release" / f"{source}_attribution.csv", dtype=str, keep_default_na=False)
+        assert list(csv.columns[:5]) == ["id", "title", "author", "license", "url"]
+        assert set(csv["license"]) <= {"cc0", "cc-by", "sampling+"}
+        rows += [f"{source}_{i}" for i in csv["id"]]
+    assert sorted(rows) == sorted(included)
+
+
+def test_training_and_generation(first_run):
+    out = first_run["out"] / "training"
+    report = json.loads((out / "done.json").read_text())
+    assert report["steps"] == 4 and report["t5"]["random_init"] is True
+    info = sf.info(out / "generated.wav")
+    assert info.samplerate == 44100 and info.channels == 2 and info.frames > 0
+    assert (out / "model.ckpt").stat().st_size > 0
+    assert "RANDOMLY INITIALISED" in first_run["proc"].stderr
+
+
+def test_explain(first_run, work):
+    text = curate("explain", str(work / "curate.toml"), "fma", "10", env=cli_env(work)).stdout
+    assert "fma 10: INCLUDED" in text and "review: clear by demo-reviewer" in text and "Attribution" in text
+    text = curate("explain", str(work / "curate.toml"), "freesound", "1005", env=cli_env(work)).stdout
+    assert "genai_opt_out" in text
+    proc = curate("explain", str(work / "curate.toml"), "fma", "999999", env=cli_env(work), check=False)
+    assert proc.returncode == 1 and "not in" in proc.stderr
+
+
+def _config_with_output(work: Path, name: str) -> Path:
+    text = (work / "curate.toml").read_text().replace('output_dir = "out"', f'output_dir = "{name}"')
+    p = work / f"{name}.toml"
+    p.write_text(text)
+    return p
+
+
+def _run_and_kill(config: Path, env: dict, ready) -> None:
+    exe = Path(sys.executable).parent / "curate"
+    proc = subprocess.Popen([str(exe), "run", str(config)], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    while not ready() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def test_killed_runs_resume_to_the_same_release(first_run, work):
+    env = cli_env(work)
+    config = _config_with_output(work, "out_killed")
+    out = work / "out_killed"
+    # killed in the middle of music detection
+    _run_and_kill(config, env, lambda: len(list((out / "work" / "music").glob("*.json"))) >= 2)
+    cached = len(list((out / "work" / "music").glob("*.json")))
+    assert not (out / "manifests" / "records.parquet").exists()
+    curate("run", str(config), env=env)
+    summary = json.loads((out / "manifests" / "run_summary.json").read_text())
+    music = next(s for s in summary["stages"] if s["name"] == "music")["counts"]
+    assert music.get("cached", 0) >= cached  # finished work is not redone
+    assert tree_digest(out) == tree_digest(first_run["out"])  # byte for byte
+
+    # killed during training, after the shards were written
+    for f in ("done.json", "job.json", "generated.wav"):
+        (out / "training" / f).unlink()
+    shutil.rmtree(out / "manifests")
+    _run_and_kill(config, env, lambda: (out / "training" / "job.json").exists())
+    curate("run", str(config), env=env)
+    summary = json.loads((out / "manifests" / "run_summary.json").read_text())
+    counts = {s["name"]: s["counts"] for s in summary["stages"]}
+    assert counts["music"].get("scored", 0) == 0 and counts["release"]["shards_written"] == 0
+    assert summary["training"]["skipped"] is False and (out / "training" / "generated.wav").exists()
+    assert tree_digest(out) == tree_digest(first_run["out"])
+
+    # and a rerun of a finished run redoes nothing
+    curate("run", str(config), env=env)
+    summary = json.loads((out / "manifests" / "run_summary.json").read_text())
+    assert summary["training"]["skipped"] is True
+    assert tree_digest(out) == tree_digest(first_run["out"])
