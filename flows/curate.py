@@ -106,8 +106,13 @@ def _batches(records: list[Record], size: int) -> list[list[Record]]:
     return [records[i : i + size] for i in range(0, len(records), size)]
 
 
-def run_stages(cfg: Config, progress: Progress = _no_progress) -> dict:
+# The progress display of the process that started the flow (see `run`).
+_progress: list[Progress] = [_no_progress]
+
+
+def run_stages(cfg: Config, progress: Progress | None = None) -> dict:
     """The stages in order; called inside the flow, so every call below is a task run."""
+    progress = progress or _progress[0]
     logger = get_run_logger()
     reports: list[pipeline.StageReport] = []
 
@@ -175,6 +180,8 @@ def run_stages(cfg: Config, progress: Progress = _no_progress) -> dict:
 @flow(name="curate", log_prints=True)
 def curate_flow(config_path: str) -> dict:
     """The whole curation run for one config file."""
+    # Prefect ships this function, by value, to Dask workers with each task: it must name
+    # nothing that does not pickle (such as the progress display, which run_stages looks up).
     return run_stages(load_config(config_path))
 
 
@@ -191,9 +198,8 @@ def task_runner_for(cfg: Config):
 def run(config_path: str | Path, progress: Progress = _no_progress) -> dict:
     """Load and validate the config (a bad one stops here with a ConfigError), then run the flow."""
     cfg = load_config(config_path)
-
-    @flow(name="curate", log_prints=True, task_runner=task_runner_for(cfg))
-    def _curate(config_path: str) -> dict:
-        return run_stages(load_config(config_path), progress)
-
-    return _curate(str(Path(config_path).resolve()))
+    _progress[0] = progress
+    try:
+        return curate_flow.with_options(task_runner=task_runner_for(cfg))(str(Path(config_path).resolve()))
+    finally:
+        _progress[0] = _no_progress

@@ -1,0 +1,68 @@
+"""The flow against a local server speaking Freesound APIv2, and on a Dask cluster."""
+import io
+import json
+
+import pandas as pd
+import pytest
+import soundfile as sf
+
+from curation import synth
+from tests.conftest import cli_env, curate
+from tests.fake_freesound import TOKEN, FakeFreesound, sounds_for
+
+pytestmark = pytest.mark.slow
+
+
+def ogg(seconds, seed):
+    buf = io.BytesIO()
+    sf.write(buf, synth.field_recording(seconds, seed=seed), 44100, format="OGG", subtype="VORBIS")
+    return buf.getvalue()
+
+
+CONFIG = """
+output_dir = "out"
+task_runner = "{runner}"
+[freesound.api]
+base_url = "{url}/apiv2"
+query = "birds"
+page_size = 2
+backoff_s = 0.0
+max_retries = 3
+[music]
+checkpoint = "{models}/panns_random_init.pth"
+labels_csv = "{models}/class_labels_indices.csv"
+"""
+
+
+@pytest.mark.parametrize("runner", ["local", "dask"])
+def test_live_crawl_through_the_flow_keeps_the_token_secret(tmp_path, demo_dir, runner):
+    with FakeFreesound([], {}) as srv:
+        srv.sounds = sounds_for(srv.url, [11, 12, 13])
+        srv.sounds[1]["license"] = "http://creativecommons.org/licenses/by-nc/4.0/"
+        srv.sounds.append({"id": 14, "name": "no previews", "license": srv.sounds[0]["license"],
+                           "username": "u", "previews": {}})
+        srv.audio = {i: ogg(2.0, i) for i in (11, 12, 13)}
+        srv.faults = {"page:1": [429], "page:2": [500], "preview:13": [500] * 10}
+        cfg = tmp_path / "curate.toml"
+        cfg.write_text(CONFIG.format(runner=runner, url=srv.url, models=(demo_dir / "models").as_posix()))
+        env = cli_env(tmp_path)
+        env["FREESOUND_API_TOKEN"] = TOKEN
+        proc = curate("run", str(cfg), env=env)
+
+    out = tmp_path / "out"
+    df = pd.read_parquet(out / "manifests" / "records.parquet").set_index("id")
+    assert set(df.index) == {"11", "12", "13", "14"}
+    assert df.loc["11", "status"] == "included"
+    assert df.loc["12", "reason"] == "license_not_allowed"
+    assert df.loc["13", "reason"] == "audio_missing"  # the download failed after its retries
+    assert "HTTP 500" in json.loads(df.loc["13", "evidence"])["download_error"]
+    assert df.loc["14", "reason"] == "audio_missing"
+    assert (out / "work" / "freesound" / "audio" / "11.ogg").read_bytes() == srv.audio[11]
+    assert len(list((out / "work" / "freesound" / "pages").glob("*.json"))) == 2
+    # the token appears in no output, log or artifact
+    secret = TOKEN.encode()
+    assert TOKEN not in proc.stdout and TOKEN not in proc.stderr
+    for root in (out, tmp_path / "prefect_home"):
+        for f in root.rglob("*"):
+            if f.is_file():
+                assert secret not in f.read_bytes(), f
