@@ -51,9 +51,16 @@ class MusicConfig:
     labels_csv: Path | None = None
     threshold: float = 0.15
     min_music_seconds: float = 30.0
+    # Second rule, off at 0: a clip shorter than min_music_seconds is music when at least
+    # this fraction of its frames is music.
+    min_music_fraction: float = 0.0
     batch_size: int = 8
+    workers: int = 2  # decode/resample processes beside the model; 0 decodes in the main process
+    chunk_seconds: float = 60.0  # longer recordings are scored in chunks of this length
+    context_seconds: float = 1.0  # audio either side of a chunk that the model sees but is not counted
     device: str = "auto"  # auto | cpu | cuda
     top_labels: int = 3
+    cache_dir: Path | None = None  # default OUT/work/music_cache; may be shared between runs
 
 
 @dataclass
@@ -205,6 +212,13 @@ def load_config(path: str | Path) -> Config:
         raise ConfigError("config key 'music.threshold' must be in (0, 1]")
     if m.min_music_seconds <= 0:
         raise ConfigError("config key 'music.min_music_seconds' must be positive")
+    if not 0.0 <= m.min_music_fraction <= 1.0:
+        raise ConfigError("config key 'music.min_music_fraction' must be in [0, 1] (0 turns the rule off)")
+    if m.batch_size < 1 or m.workers < 0:
+        raise ConfigError("config keys 'music.batch_size' (>= 1) and 'music.workers' (>= 0) are out of range")
+    if m.chunk_seconds < 2 or not 0 <= m.context_seconds <= m.chunk_seconds / 2:
+        raise ConfigError("config keys 'music.chunk_seconds' (>= 2) and 'music.context_seconds' "
+                          "(0 to chunk_seconds / 2) are out of range")
     if m.device not in ("auto", "cpu", "cuda"):
         raise ConfigError("config key 'music.device' must be 'auto', 'cpu' or 'cuda'")
     if cfg.fma.tracks_csv is not None and cfg.copyright.spotify_tracks_csv is None:

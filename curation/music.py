@@ -160,85 +160,200 @@ class PannsModel:
         return out.float().cpu().numpy()
 
 
-def framewise(model: FramewiseModel, audio: np.ndarray, chunk_seconds: float = CHUNK_SECONDS) -> np.ndarray:
-    """Framewise probabilities (frames, 527) of mono 32 kHz audio, one frame per hop.
+@dataclass(frozen=True)
+class Rule:
+    """Stable Audio Open's rule, and the optional short-clip rule."""
 
-    Long audio is scored in chunks of whole frames; each chunk contributes exactly
-    len(chunk) // HOP frames, so the total is len(audio) // HOP with no overlap or gap.
-    """
-    n_frames = max(1, len(audio) // HOP)
-    chunk = max(HOP, int(chunk_seconds * SAMPLE_RATE) // HOP * HOP)
-    outs = []
-    for start in range(0, len(audio), chunk):
-        piece = audio[start : start + chunk]
-        keep = max(1, len(piece) // HOP) if start + chunk >= len(audio) else chunk // HOP
-        if len(piece) < MIN_INPUT:
-            piece = np.pad(piece, (0, MIN_INPUT - len(piece)))
-        out = model(piece[None, :])[0]
-        outs.append(out[:keep])
-    fw = np.concatenate(outs, axis=0)[:n_frames]
-    return fw
+    threshold: float = 0.15
+    min_music_seconds: float = 30.0
+    min_music_fraction: float = 0.0  # 0: off
+
+    def decide(self, music_prob: np.ndarray, class_mean: np.ndarray, label_names: list[str], checksum: str,
+               top_k: int = 3) -> "MusicResult":
+        frames = len(music_prob)
+        music_frames = int((music_prob >= self.threshold).sum())
+        music_seconds = round(music_frames / FPS, 2)
+        fraction = round(music_frames / frames, 4) if frames else 0.0
+        seconds = round(frames / FPS, 2)
+        rule = "none"
+        if music_seconds >= self.min_music_seconds:
+            rule = "seconds"
+        elif self.min_music_fraction > 0 and seconds < self.min_music_seconds and fraction >= self.min_music_fraction:
+            rule = "fraction"
+        top = np.argsort(-class_mean, kind="stable")[:top_k]
+        return MusicResult(
+            is_music=rule != "none",
+            music_seconds=music_seconds,
+            music_fraction=fraction,
+            max_music_prob=round(float(music_prob.max()), 4) if frames else 0.0,
+            top_labels=[f"{label_names[i]}:{class_mean[i]:.3f}" for i in top],
+            seconds=seconds,
+            rule=rule,
+            checkpoint_sha256=checksum,
+            threshold=self.threshold,
+            min_music_seconds=self.min_music_seconds,
+            min_music_fraction=self.min_music_fraction,
+        )
 
 
 @dataclass
 class MusicResult:
     is_music: bool
     music_seconds: float
+    music_fraction: float
     max_music_prob: float
     top_labels: list[str]
     seconds: float
+    rule: str  # which rule made it music: "seconds", "fraction", or "none"
     checkpoint_sha256: str
     threshold: float
     min_music_seconds: float
+    min_music_fraction: float
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def decide(
-    fw: np.ndarray,
-    music_idx: np.ndarray,
-    label_names: list[str],
-    threshold: float,
-    min_music_seconds: float,
-    checksum: str,
-    top_k: int = 3,
-) -> MusicResult:
-    """Stable Audio Open's rule over framewise output (frames, 527)."""
-    music_prob = fw[:, music_idx].max(axis=1)
-    music_frames = int((music_prob >= threshold).sum())
-    music_seconds = round(music_frames / FPS, 2)
-    mean = fw.mean(axis=0)
-    top = np.argsort(-mean, kind="stable")[:top_k]
-    return MusicResult(
-        is_music=music_seconds >= min_music_seconds,
-        music_seconds=music_seconds,
-        max_music_prob=round(float(music_prob.max()), 4),
-        top_labels=[f"{label_names[i]}:{mean[i]:.3f}" for i in top],
-        seconds=round(fw.shape[0] / FPS, 2),
-        checkpoint_sha256=checksum,
-        threshold=threshold,
-        min_music_seconds=min_music_seconds,
-    )
+# ----------------------------------------------------------------------------- segments
+
+# Inputs are zero-padded up to one of these lengths (seconds), whatever else is in the
+# batch, so a recording's scores never depend on what it was batched with.
+BUCKET_SECONDS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256)
+
+
+@dataclass
+class Segment:
+    """A piece of one recording as the model sees it: `audio` (mono 32 kHz) holds the chunk
+    and its context; frames [keep_from, keep_from + keep_n) of the output are the chunk's."""
+
+    key: object
+    index: int
+    audio: np.ndarray
+    keep_from: int
+    keep_n: int
+    last: bool
+
+
+class Segmenter:
+    """Cuts a stream of mono 32 kHz blocks into chunks of `chunk` samples, each with up to
+    `context` samples either side. The chunks' frames tile the recording exactly: frame i
+    is the frame at sample i * HOP, for i in [0, max(1, n // HOP))."""
+
+    def __init__(self, key: object, chunk_seconds: float = CHUNK_SECONDS, context_seconds: float = 1.0):
+        self.key = key
+        self.chunk = max(HOP, int(chunk_seconds * SAMPLE_RATE) // HOP * HOP)
+        self.context = int(context_seconds * SAMPLE_RATE) // HOP * HOP
+        self.buf = np.zeros(0, dtype=np.float32)
+        self.buf_start = 0  # absolute sample index of buf[0]
+        self.start = 0  # absolute sample index of the next chunk
+        self.total = 0
+        self.index = 0
+
+    @property
+    def max_len(self) -> int:
+        return self.chunk + 2 * self.context
+
+    def _emit(self, end_of_stream: bool) -> Segment:
+        s, c = self.start, self.context
+        lo = max(0, s - c)
+        hi = min(self.total, s + self.chunk + c)
+        audio = self.buf[lo - self.buf_start : hi - self.buf_start]
+        last = end_of_stream and s + self.chunk >= self.total
+        keep_n = self.chunk // HOP if not last else max(1 if s == 0 else 0, (self.total - s) // HOP)
+        seg = Segment(self.key, self.index, audio.copy(), (s - lo) // HOP, keep_n, last)
+        self.index += 1
+        self.start += self.chunk
+        drop = max(0, self.start - c) - self.buf_start
+        if drop > 0:
+            self.buf = self.buf[drop:]
+            self.buf_start += drop
+        return seg
+
+    def feed(self, block: np.ndarray) -> list[Segment]:
+        self.buf = np.concatenate([self.buf, block.astype(np.float32, copy=False)])
+        self.total += len(block)
+        out = []
+        while self.total >= self.start + self.chunk + self.context + 1:
+            out.append(self._emit(False))
+        return out
+
+    def finish(self) -> list[Segment]:
+        out = []
+        while self.start < self.total:
+            out.append(self._emit(True))
+        return out
+
+
+def bucket_length(n: int, max_len: int) -> int:
+    """The padded input length for a segment of n samples (n <= max_len)."""
+    for sec in BUCKET_SECONDS:
+        if sec * SAMPLE_RATE >= n:
+            return min(sec * SAMPLE_RATE, max(max_len, n))
+    return max(n, max_len)
+
+
+def run_segments(model: FramewiseModel, segments: list[Segment], max_len: int) -> list[np.ndarray]:
+    """The kept framewise outputs (keep_n, 527) of segments of one bucket, as one batch."""
+    L = max(bucket_length(len(s.audio), max_len) for s in segments)
+    batch = np.zeros((len(segments), L), dtype=np.float32)
+    for i, s in enumerate(segments):
+        batch[i, : len(s.audio)] = s.audio
+    out = model(batch)
+    return [out[i, s.keep_from : s.keep_from + s.keep_n] for i, s in enumerate(segments)]
+
+
+class Accumulator:
+    """What the rule needs from a recording's frames, kept small: the music probability of
+    each frame and the per-class sum."""
+
+    def __init__(self, music_idx: np.ndarray):
+        self.music_idx = music_idx
+        self.parts: dict[int, np.ndarray] = {}
+        self.class_sum = np.zeros(CLASSES, dtype=np.float64)
+        self.last_index: int | None = None
+
+    def add(self, seg: Segment, fw: np.ndarray) -> None:
+        self.parts[seg.index] = fw[:, self.music_idx].max(axis=1) if len(fw) else np.zeros(0, np.float32)
+        self.class_sum += fw.sum(axis=0, dtype=np.float64)
+        if seg.last:
+            self.last_index = seg.index
+
+    @property
+    def complete(self) -> bool:
+        return self.last_index is not None and len(self.parts) == self.last_index + 1
+
+    def music_prob(self) -> np.ndarray:
+        return np.concatenate([self.parts[i] for i in range(len(self.parts))])
 
 
 class MusicDetector:
-    """Decoded audio in, :class:`MusicResult` out."""
+    """Mono 32 kHz audio in, :class:`MusicResult` out (the whole array at once; the
+    streaming scorer in `music_stream` does the same over files, in bounded memory)."""
 
-    def __init__(self, model: FramewiseModel, labels_csv: Path, threshold: float, min_music_seconds: float,
-                 top_k: int = 3):
+    def __init__(self, model: FramewiseModel, labels_csv: Path, threshold: float = 0.15,
+                 min_music_seconds: float = 30.0, top_k: int = 3, min_music_fraction: float = 0.0,
+                 chunk_seconds: float = CHUNK_SECONDS, context_seconds: float = 1.0):
         labels = read_labels(labels_csv)
         self.model = model
         self.names = [n for _, _, n in labels]
         self.music_idx = music_indices(labels)
-        self.threshold = threshold
-        self.min_music_seconds = min_music_seconds
+        self.rule = Rule(threshold, min_music_seconds, min_music_fraction)
         self.top_k = top_k
+        self.chunk_seconds = chunk_seconds
+        self.context_seconds = context_seconds
+
+    def result(self, acc: Accumulator) -> MusicResult:
+        prob = acc.music_prob()
+        mean = acc.class_sum / max(1, len(prob))
+        return self.rule.decide(prob, mean, self.names, self.model.checksum, self.top_k)
 
     def score(self, mono32k: np.ndarray) -> MusicResult:
-        fw = framewise(self.model, mono32k)
-        return decide(fw, self.music_idx, self.names, self.threshold, self.min_music_seconds,
-                      self.model.checksum, self.top_k)
+        seg = Segmenter(None, self.chunk_seconds, self.context_seconds)
+        segments = seg.feed(mono32k) + seg.finish()
+        acc = Accumulator(self.music_idx)
+        for s in segments:
+            acc.add(s, run_segments(self.model, [s], seg.max_len)[0])
+        return self.result(acc)
 
 
 def save_random_checkpoint(path: Path, labels_csv: Path, seed: int = 0) -> str:

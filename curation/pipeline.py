@@ -7,7 +7,6 @@ Every record that enters ends with a status: `included`, `excluded` (with a reas
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections import defaultdict
@@ -17,7 +16,7 @@ from typing import Callable, Iterable
 
 from . import licenses
 from .atomic import atomic_write_text
-from .audio import AudioError, decode, file_sha256, resample, to_mono
+from .audio import file_sha256
 from .config import Config
 from .records import Record
 from .sources import fma as fma_src
@@ -136,10 +135,6 @@ def apply_licenses(records: list[Record], release_noncommercial: bool) -> StageR
 # --------------------------------------------------------------------------- 3-4. audio and music
 
 
-def params_key(checksum: str, threshold: float, min_music_seconds: float) -> str:
-    return hashlib.sha256(f"{checksum}|{threshold}|{min_music_seconds}".encode()).hexdigest()[:16]
-
-
 def resolve_audio(r: Record, cfg: Config, client: fs_src.FreesoundClient | None) -> Path | None:
     if r.source == "fma":
         p = fma_src.audio_path(cfg.fma.audio_dir, r.id)
@@ -165,14 +160,26 @@ def audio_and_music(
     progress: Progress = _noop,
 ) -> StageReport:
     """Decode each record that passed the license stage, exclude what cannot be read, and
-    score the rest for music. Results are cached per record (keyed by the audio file's
-    size and mtime, its content hash, and the model and rule), so a resumed or repeated
-    run does not score again."""
+    score the rest for music. Results are cached by audio content, checkpoint and rule, so
+    a resumed, repeated or grown run scores only what is new."""
+    from .music import Rule
+    from .music_cache import MusicCache, cache_key
+    from .music_stream import score_files
+
     rep = StageReport("music")
-    cache_dir = cfg.work_dir / "music"
     m = cfg.music
-    pkey = params_key(checksum, m.threshold, m.min_music_seconds)
-    detector = None
+    cache = MusicCache(m.cache_dir or cfg.work_dir / "music_cache")
+    rule = Rule(m.threshold, m.min_music_seconds, m.min_music_fraction)
+    by_key: dict[tuple[str, str], Record] = {}
+    jobs: list[tuple[tuple[str, str], str]] = []
+    keys: dict[tuple[str, str], tuple[str, str]] = {}  # record -> (cache key, audio sha256)
+
+    def settle(r: Record, entry: dict) -> None:
+        r.evidence["audio"] = entry["audio"]
+        r.evidence["music"] = {**entry["music"], "checkpoint_random": checkpoint_random}
+        rep.add("music" if entry["music"]["is_music"] else "not_music")
+        progress(1)
+
     for r in records:
         if not r.pending:
             continue
@@ -183,51 +190,31 @@ def audio_and_music(
             progress(1)
             continue
         r.audio_path = str(path)
-        st = path.stat()
-        sig = [st.st_size, st.st_mtime_ns]
-        cache_file = cache_dir / f"{r.source}_{r.id}.json"
-        cached = None
-        if cache_file.exists():
-            try:
-                c = json.loads(cache_file.read_text())
-                if c.get("sig") == sig and c.get("params") == pkey and c.get("path") == str(path):
-                    cached = c
-            except ValueError:
-                cached = None
-        if cached is None:
-            try:
-                d = decode(path)
-            except AudioError as e:
-                r.exclude(e.reason, audio={"error": e.detail})
-                rep.add(e.reason)
-                progress(1)
-                continue
-            if detector is None:
-                detector = detector_factory()
-            audio_info = {
-                "sha256": file_sha256(path),
-                "seconds": round(d.seconds, 3),
-                "sample_rate": d.sample_rate,
-                "channels": int(d.samples.shape[1]),
-                "format": path.suffix.lower().lstrip("."),
-            }
-            try:
-                mono = resample(to_mono(d.samples), d.sample_rate, 32000)
-                result = detector.score(mono).to_dict()
-            except Exception as e:  # the model failing on one input must not stop the run
-                r.exclude("music_detection_failed", audio=audio_info, music={"error": str(e)[:300]})
-                rep.add("music_detection_failed")
-                progress(1)
-                continue
-            cached = {"sig": sig, "params": pkey, "path": str(path), "audio": audio_info, "music": result}
-            atomic_write_text(cache_file, json.dumps(cached, sort_keys=True))
-            rep.add("scored")
-        else:
+        sha = file_sha256(path)
+        key = cache_key(sha, checksum, rule, m.chunk_seconds, m.context_seconds, m.top_labels)
+        entry = cache.get(key)
+        if entry is not None:
             rep.add("cached")
-        r.evidence["audio"] = cached["audio"]
-        r.evidence["music"] = {**cached["music"], "checkpoint_random": checkpoint_random}
-        rep.add("music" if cached["music"]["is_music"] else "not_music")
-        progress(1)
+            settle(r, entry)
+            continue
+        rid = (r.source, r.id)
+        by_key[rid], keys[rid] = r, (key, sha)
+        jobs.append((rid, str(path)))
+
+    if jobs:
+        detector = detector_factory()
+        for done in score_files(detector, jobs, batch_size=m.batch_size, workers=min(m.workers, len(jobs))):
+            r = by_key[done.key]
+            key, sha = keys[done.key]
+            if done.error is not None:
+                r.exclude(done.error.reason, audio={"error": done.error.detail, "sha256": sha})
+                rep.add(done.error.reason)
+                progress(1)
+                continue
+            entry = {"audio": {"sha256": sha, **done.audio}, "music": done.result.to_dict()}
+            cache.put(key, entry)
+            rep.add("scored")
+            settle(r, entry)
     return rep
 
 
@@ -334,11 +321,12 @@ def load_detector(cfg: Config, info: ModelInfo):
     from .music import MusicDetector, PannsModel
 
     m = cfg.music
-    key = (info.checkpoint, info.sha256, info.labels_csv, m.device, m.threshold, m.min_music_seconds, m.top_labels)
+    key = (info.checkpoint, info.sha256, info.labels_csv, m.device, m.threshold, m.min_music_seconds, m.top_labels,
+           m.min_music_fraction, m.chunk_seconds, m.context_seconds)
     if key not in _DETECTORS:
         model = PannsModel(Path(info.checkpoint), Path(info.labels_csv), m.device, checksum=info.sha256)
         _DETECTORS[key] = MusicDetector(model, Path(info.labels_csv), m.threshold, m.min_music_seconds,
-                                        m.top_labels)
+                                        m.top_labels, m.min_music_fraction, m.chunk_seconds, m.context_seconds)
     return _DETECTORS[key]
 
 

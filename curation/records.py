@@ -22,6 +22,7 @@ REASONS = {
     "audio_missing": "no audio file for the record",
     "audio_unreadable": "the audio file could not be decoded",
     "audio_empty": "the audio file decodes to no samples",
+    "audio_truncated": "the audio file stops decoding part way (truncated or corrupt): not scored on a part",
     "music_detection_failed": "the music classifier failed on this recording",
     "copyright_match_review": "possible copyright match: waiting for human review",
     "copyright_audio_review": "music: waiting for audio identification / human review",

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from curation import music
-from curation.music import FPS, HOP, SAMPLE_RATE, MusicDetector, decide, framewise, music_indices, read_labels
+from curation.music import FPS, HOP, SAMPLE_RATE, MusicDetector, Segmenter, music_indices, read_labels, run_segments
 
 
 def test_music_subtree_has_150_classes(labels_csv):
@@ -39,13 +39,13 @@ class KnownModel:
         self.offset = 0
 
     def __call__(self, batch):
-        n = batch.shape[1] // HOP
-        self.calls.append(batch.shape[1])
+        n = batch.shape[1] // HOP + 1  # centred frames, as Cnn14 gives
+        self.calls.append(batch.shape)
         out = np.zeros((batch.shape[0], n, 527), dtype=np.float32)
         # the audio carries its own time stamps, so chunking cannot fool the model
-        t = batch[0, ::HOP][:n]
-        out[0, :, self.cls] = self.prob(t)
-        out[0, :, 0] = 0.9  # speech everywhere, not music
+        t = np.pad(batch[:, ::HOP], ((0, 0), (0, 1)))[:, :n]
+        out[:, :, self.cls] = self.prob(t)
+        out[:, :, 0] = 0.9  # speech everywhere, not music
         return out
 
 
@@ -72,22 +72,58 @@ def test_threshold_is_inclusive(labels_csv):
     assert not det.score(stamped(31)).is_music
 
 
-def test_chunks_are_stitched_without_gaps_or_overlap():
+@pytest.mark.parametrize("seconds,chunk,context,block", [
+    (150.37, 60, 1, 10**9), (150.37, 60, 1, 12345), (121.0, 30, 0, 32000), (0.2, 60, 1, 999), (59.999, 20, 2.5, 7)])
+def test_chunks_are_stitched_without_gaps_or_overlap(seconds, chunk, context, block):
+    """Frame i of the stitched output is the model's frame at sample i * HOP of the whole
+    recording, whatever the chunking and however the stream arrives."""
     model = KnownModel(lambda t: t / 1000.0)
-    audio = stamped(150.37)
-    fw = framewise(model, audio, chunk_seconds=60)
-    assert len(model.calls) == 3
-    assert fw.shape == (len(audio) // HOP, 527)
-    # frame i carries the time stamp of sample i * HOP: strictly increasing, one step a frame
+    audio = stamped(seconds)
+    seg = Segmenter("k", chunk, context)
+    segments = []
+    for i in range(0, len(audio), block):
+        segments += seg.feed(audio[i : i + block])
+    segments += seg.finish()
+    assert [s.index for s in segments] == list(range(len(segments)))
+    assert [s.last for s in segments] == [False] * (len(segments) - 1) + [True]
+    assert max(len(s.audio) for s in segments) <= seg.max_len
+    fw = np.concatenate([run_segments(model, [s], seg.max_len)[0] for s in segments])
+    assert fw.shape == (max(1, len(audio) // HOP), 527)
     t = fw[:, 137] * 1000
+    assert t[0] == 0
     assert np.allclose(np.diff(t), HOP / SAMPLE_RATE, atol=1e-4)
 
 
-def test_short_clip_is_padded(labels_csv):
+def test_music_seconds_across_a_chunk_border(labels_csv):
+    """Music from 50 s to 80 s straddles the 60 s border: 30 s counted, once."""
+    model = KnownModel(lambda t: np.where((t >= 50) & (t < 80), 0.9, 0.0))
+    det = MusicDetector(model, labels_csv, 0.15, 30, chunk_seconds=60, context_seconds=1)
+    res = det.score(stamped(125))
+    assert res.music_seconds == pytest.approx(30.0, abs=0.011) and res.is_music and res.rule == "seconds"
+    assert len(model.calls) == 3
+
+
+def test_short_clip_is_padded_to_its_bucket(labels_csv):
     model = KnownModel(lambda t: np.full_like(t, 0.5))
-    fw = framewise(model, stamped(0.2))
-    assert model.calls == [SAMPLE_RATE]
-    assert fw.shape[0] == int(0.2 * SAMPLE_RATE) // HOP
+    det = MusicDetector(model, labels_csv, 0.15, 30)
+    res = det.score(stamped(0.2))
+    assert model.calls == [(1, SAMPLE_RATE)]
+    assert res.seconds == 0.2
+
+
+@pytest.mark.parametrize("seconds,music_from,fraction,expected", [
+    (10, 5, 0.0, ("none", False)),      # off by default: a 10 s loop is never music
+    (10, 5, 0.5, ("fraction", True)),   # half its frames are music
+    (10, 6, 0.5, ("none", False)),
+    (40, 0, 0.5, ("seconds", True)),    # long recordings keep Stable Audio Open's rule
+    (40, 25, 0.3, ("none", False)),     # 15 s of 40 s: the fraction rule is only for short clips
+])
+def test_short_clip_fraction_rule(labels_csv, seconds, music_from, fraction, expected):
+    model = KnownModel(lambda t: np.where(t >= music_from, 0.5, 0.0))
+    det = MusicDetector(model, labels_csv, 0.15, 30, min_music_fraction=fraction)
+    res = det.score(stamped(seconds))
+    assert (res.rule, res.is_music) == expected
+    assert res.music_fraction == pytest.approx((seconds - music_from) / seconds, abs=0.002)
 
 
 def test_random_checkpoint_of_the_real_architecture(random_checkpoint, labels_csv):
