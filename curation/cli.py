@@ -14,10 +14,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Audio dataset curation and licensing.")
 licenses_app = typer.Typer(no_args_is_help=True, help="License normalisation.")
 models_app = typer.Typer(no_args_is_help=True, help="Model weights for the music detector.")
+music_app = typer.Typer(no_args_is_help=True, help="Music detection.")
 app.add_typer(licenses_app, name="licenses")
 app.add_typer(models_app, name="models")
+app.add_typer(music_app, name="music")
 
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 # Prefect's temporary server sends usage telemetry from a background job that races the
 # run for its SQLite database; a curation run has no use for it.
@@ -135,6 +137,38 @@ def models_fetch(
             _fail(str(e), 1)
     typer.echo(f"{dest / info['checkpoint']['file']}  sha256 {info['checkpoint']['sha256']}")
     typer.echo(f"{dest / info['labels']['file']}  sha256 {info['labels']['sha256']}")
+
+
+@music_app.command("calibrate")
+def music_calibrate(
+    config: Path = typer.Argument(..., help="A run config: its [music] section gives the model and the rule."),
+    music: Path = typer.Option(..., help="Known music: a folder of audio files, or a text file listing them."),
+    non_music: Path = typer.Option(..., help="Known non-music: a folder, or a text file listing them."),
+    out: Path = typer.Option(Path("calibration"), help="Folder for the report."),
+) -> None:
+    """Score known music and non-music; report the highest threshold that misses no music."""
+    from .calibrate import calibrate, list_audio
+    from .config import ConfigError, load_config
+    from .pipeline import load_detector, model_info
+
+    try:
+        cfg = load_config(config)
+        music_files, other_files = list_audio(music), list_audio(non_music)
+    except (ConfigError, FileNotFoundError) as e:
+        _fail(str(e))
+    info = model_info(cfg)
+    if info.random_init or not info.published:
+        err.print("WARNING: the music model is not the published PANNs checkpoint "
+                  f"({'randomly initialised' if info.random_init else 'unverified'}, sha256 {info.sha256[:16]}): "
+                  "this calibration says nothing about the real model.", style="bold yellow", markup=False)
+    cal = calibrate(load_detector(cfg, info), music_files, other_files, out, cfg.music.batch_size, cfg.music.workers)
+    if cal.threshold is None:
+        typer.echo(f"no threshold finds every known-music recording: {len(cal.missed_always)} can never pass "
+                   f"the rule (see {out / 'recordings.csv'})")
+    else:
+        typer.echo(f"threshold {cal.threshold:.4f}: no known-music recording missed; "
+                   f"false-positive rate on non-music {cal.false_positive_rate:.3f}")
+    typer.echo(f"report: {out / 'calibration.json'}, {out / 'music_seconds_hist.png'}")
 
 
 def main() -> None:  # pragma: no cover

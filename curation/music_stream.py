@@ -177,6 +177,7 @@ class Scored:
     result: MusicResult | None = None
     audio: dict | None = None
     error: AudioError | None = None
+    music_prob: np.ndarray | None = None  # per frame, when asked for (calibration)
 
 
 def score_files(
@@ -184,8 +185,11 @@ def score_files(
     jobs: list[tuple[object, str]],
     batch_size: int = 8,
     workers: int = 2,
+    keep_frames: bool = False,
 ) -> Iterator[Scored]:
     """Score each (key, path); yields one Scored per job, in completion order."""
+    if mp.current_process().daemon:
+        workers = 0  # inside a daemonic process (a Dask worker, say), which may not have children
     chunk_s, ctx_s = detector.chunk_seconds, detector.context_seconds
     max_len = Segmenter(None, chunk_s, ctx_s).max_len
     accs: dict[object, Accumulator] = {}
@@ -205,7 +209,9 @@ def score_files(
 
     def finished() -> Iterator[Scored]:
         for key in [k for k in ended if k in accs and accs[k].complete]:
-            yield Scored(key, detector.result(accs.pop(key)), ended.pop(key))
+            acc = accs.pop(key)
+            yield Scored(key, detector.result(acc), ended.pop(key),
+                         music_prob=acc.music_prob() if keep_frames else None)
 
     def handle(msg) -> Iterator[Scored]:
         kind = msg[0]

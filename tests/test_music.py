@@ -149,14 +149,34 @@ def test_wrong_checkpoint_is_a_clear_error(tmp_path, labels_csv):
         music.PannsModel(bad, labels_csv, device="cpu")
 
 
-def test_cuda_requested_without_a_gpu():
+def test_device_selection():
+    assert music.pick_device("auto", cuda_available=True) == "cuda"
+    assert music.pick_device("auto", cuda_available=False) == "cpu"
+    assert music.pick_device("cpu", cuda_available=True) == "cpu"
+    assert music.pick_device("cuda", cuda_available=True) == "cuda"
+    with pytest.raises(music.MusicModelError, match="no CUDA device"):
+        music.pick_device("cuda", cuda_available=False)
+    assert music.use_half("cuda") and not music.use_half("cpu")
+
+
+def test_gpu_path_selection_on_this_machine(random_checkpoint, labels_csv, monkeypatch):
+    """On a machine without CUDA, auto runs on the CPU in full precision; with CUDA reported,
+    the model is placed on it in half precision (the move itself is what fails here)."""
     import torch
 
     if torch.cuda.is_available():
-        pytest.skip("this machine has a GPU")
-    assert music.pick_device("auto") == "cpu"
-    with pytest.raises(music.MusicModelError, match="no CUDA device"):
-        music.pick_device("cuda")
+        m = music.PannsModel(random_checkpoint, labels_csv, device="auto")
+        assert m.device == "cuda" and m.half
+        return
+    m = music.PannsModel(random_checkpoint, labels_csv, device="auto")
+    assert m.device == "cpu" and not m.half
+    assert next(m.model.parameters()).dtype == torch.float32
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    moved = []
+    monkeypatch.setattr(torch.nn.Module, "to", lambda self, *a, **k: moved.append(a) or self)
+    m = music.PannsModel(random_checkpoint, labels_csv, device="auto")
+    assert m.device == "cuda" and m.half and ("cuda",) in moved
+    assert next(m.model.parameters()).dtype == torch.float16
 
 
 def test_labels_with_the_wrong_class_count(tmp_path):
