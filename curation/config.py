@@ -55,6 +55,9 @@ class MusicConfig:
     # this fraction of its frames is music.
     min_music_fraction: float = 0.0
     batch_size: int = 8
+    # Audio in one model call, which bounds the activations' memory (a 62 s input needs about
+    # 250 MB on the CPU); 0 picks 64 s on the CPU and 512 s on a GPU.
+    max_batch_seconds: float = 0.0
     workers: int = 2  # decode/resample processes beside the model; 0 decodes in the main process
     chunk_seconds: float = 60.0  # longer recordings are scored in chunks of this length
     context_seconds: float = 1.0  # audio either side of a chunk that the model sees but is not counted

@@ -118,6 +118,10 @@ def pick_device(requested: str, cuda_available: bool | None = None) -> str:
     return "cuda" if cuda_available else "cpu"
 
 
+def default_max_batch_seconds(device: str) -> float:
+    return 512.0 if device == "cuda" else 64.0
+
+
 def use_half(device: str) -> bool:
     """Half precision on the GPU (about twice the throughput); full precision on the CPU,
     where half is slower."""
@@ -144,7 +148,8 @@ class PannsModel:
         self.checksum = checksum or checkpoint_sha256(checkpoint)
         model = build_cnn14(labels_csv)
         try:
-            state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+            # mmap: the file's pages are read as they are copied in, not held twice
+            state = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
         except Exception as e:
             raise MusicModelError(f"cannot read PANNs checkpoint {checkpoint}: {e}") from None
         state = state.get("model", state) if isinstance(state, dict) else state

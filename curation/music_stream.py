@@ -171,6 +171,11 @@ def _worker(in_q, out_q, chunk_seconds: float, context_seconds: float) -> None:
     out_q.put(("bye",))
 
 
+def batch_limit(length: int, batch_size: int, max_batch_seconds: float) -> int:
+    """How many segments of `length` samples go into one model call."""
+    return max(1, min(batch_size, int(max_batch_seconds * SAMPLE_RATE // length)))
+
+
 @dataclass
 class Scored:
     key: object
@@ -186,8 +191,10 @@ def score_files(
     batch_size: int = 8,
     workers: int = 2,
     keep_frames: bool = False,
+    max_batch_seconds: float = 64.0,
 ) -> Iterator[Scored]:
-    """Score each (key, path); yields one Scored per job, in completion order."""
+    """Score each (key, path); yields one Scored per job, in completion order. A batch holds
+    at most `batch_size` segments and `max_batch_seconds` of (padded) audio."""
     if mp.current_process().daemon:
         workers = 0  # inside a daemonic process (a Dask worker, say), which may not have children
     chunk_s, ctx_s = detector.chunk_seconds, detector.context_seconds
@@ -221,7 +228,7 @@ def score_files(
                 return
             length = bucket_length(len(s.audio), max_len)
             buckets.setdefault(length, []).append(s)
-            if len(buckets[length]) >= batch_size:
+            if len(buckets[length]) >= batch_limit(length, batch_size, max_batch_seconds):
                 yield from run_bucket(length)
         elif kind == "end":
             ended[msg[1]] = msg[2]
