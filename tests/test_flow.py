@@ -166,8 +166,9 @@ def test_killed_runs_resume_to_the_same_release(first_run, work):
     config = _config_with_output(work, "out_killed")
     out = work / "out_killed"
     # killed in the middle of music detection
-    _run_and_kill(config, env, lambda: len(list((out / "work" / "music").glob("*.json"))) >= 2)
-    cached = len(list((out / "work" / "music").glob("*.json")))
+    cache = out / "work" / "music_cache"
+    _run_and_kill(config, env, lambda: len(list(cache.glob("*/*.json"))) >= 2)
+    cached = len(list(cache.glob("*/*.json")))
     assert not (out / "manifests" / "records.parquet").exists()
     curate("run", str(config), env=env)
     summary = json.loads((out / "manifests" / "run_summary.json").read_text())
