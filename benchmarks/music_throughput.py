@@ -46,7 +46,9 @@ def write_long(path: Path, seconds: float, fmt: str, subtype: str, sr: int = 441
         while done < seconds:
             piece = min(60.0, seconds - done)
             x = synth.music(piece, sr=sr, seed=seed * 1000 + i) if i % 3 != 2 else synth.field_recording(piece, sr, seed)
-            f.write(np.stack([x, x * 0.8], axis=1))
+            stereo = np.stack([x, x * 0.8], axis=1)
+            for j in range(0, len(stereo), sr):  # libsndfile's Vorbis encoder crashes on long writes
+                f.write(stereo[j : j + sr])
             done += piece
             i += 1
 

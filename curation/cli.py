@@ -15,6 +15,10 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="Audio datase
 licenses_app = typer.Typer(no_args_is_help=True, help="License normalisation.")
 models_app = typer.Typer(no_args_is_help=True, help="Model weights for the music detector.")
 music_app = typer.Typer(no_args_is_help=True, help="Music detection.")
+copyright_app = typer.Typer(no_args_is_help=True, help="Copyright checks.")
+app.add_typer(copyright_app, name="copyright")
+fingerprint_app = typer.Typer(no_args_is_help=True, help="The local landmark fingerprint index.")
+app.add_typer(fingerprint_app, name="fingerprint")
 app.add_typer(licenses_app, name="licenses")
 app.add_typer(models_app, name="models")
 app.add_typer(music_app, name="music")
@@ -169,6 +173,97 @@ def music_calibrate(
         typer.echo(f"threshold {cal.threshold:.4f}: no known-music recording missed; "
                    f"false-positive rate on non-music {cal.false_positive_rate:.3f}")
     typer.echo(f"report: {out / 'calibration.json'}, {out / 'music_seconds_hist.png'}")
+
+
+@copyright_app.command("match")
+def copyright_match(
+    tracks_csv: Path = typer.Argument(..., help="FMA's fma_metadata/tracks.csv (its published layout)."),
+    spotify_csv: Path = typer.Argument(..., help="The Spotify tracks table (dataset.csv schema)."),
+    out: Path = typer.Option(..., help="CSV to write: id,flagged,score,candidate_track_id."),
+) -> None:
+    """Match FMA titles and artists against the Spotify table; one row per FMA track."""
+    import pandas as pd
+
+    from .atomic import atomic_write_text
+    from .metadata_match import CatalogueMatcher
+    from .sources.fma import FMAFormatError, read_tracks
+
+    try:
+        records = list(read_tracks(tracks_csv))
+        matcher = CatalogueMatcher.from_csv(spotify_csv)
+    except (FMAFormatError, OSError, ValueError) as e:
+        _fail(str(e))
+    ok = [r for r in records if not r.reason]
+    res = matcher.match([r.title for r in ok], [r.author for r in ok])
+    rows = pd.DataFrame({
+        "id": [r.id for r in ok],
+        "flagged": ["true" if f else "false" for f in res["flagged"]],
+        "score": res["score"].round(2),
+        "candidate_track_id": [matcher.candidate(int(c)).get("track_id", "") if f else ""
+                               for f, c in zip(res["flagged"], res["crow"])],
+    })
+    atomic_write_text(out, rows.to_csv(index=False, lineterminator="\n"))
+    bad = len(records) - len(ok)
+    err.print(f"{len(ok)} tracks matched, {int(res['flagged'].sum())} flagged"
+              + (f"; {bad} malformed rows skipped" if bad else ""), markup=False)
+    typer.echo(str(out))
+
+
+@fingerprint_app.command("index")
+def fingerprint_index(
+    reference_dir: Path = typer.Argument(..., help="Folder of reference recordings (searched recursively)."),
+    index: Path = typer.Option(..., help="Index folder; created, or extended when it exists."),
+) -> None:
+    """Build or extend an index of reference recordings."""
+    from .audio import AudioError
+    from .calibrate import list_audio
+    from .fingerprint import FingerprintIndex
+
+    try:
+        files = list_audio(reference_dir)
+    except FileNotFoundError as e:
+        _fail(str(e))
+    added = skipped = failed = 0
+    with FingerprintIndex(index) as ix, Progress(TextColumn("{task.description}"), BarColumn(),
+                                                  MofNCompleteColumn(), TimeElapsedColumn(), console=err) as prog:
+        tid = prog.add_task("indexing", total=len(files))
+        for p in files:
+            try:
+                if ix.add(p, name=str(p.relative_to(reference_dir))):
+                    added += 1
+                else:
+                    skipped += 1
+            except AudioError as e:
+                failed += 1
+                err.print(f"skipped {p.name}: {e.reason} ({e.detail})", markup=False)
+            prog.advance(tid)
+        total = ix.count()
+    typer.echo(f"{added} added, {skipped} already indexed, {failed} unreadable; {total} references in {index}")
+
+
+@fingerprint_app.command("query")
+def fingerprint_query(
+    files: list[Path] = typer.Argument(..., help="Candidate recordings."),
+    index: Path = typer.Option(..., help="Index folder."),
+    min_score: int = typer.Option(15, help="Hashes that must agree on one offset."),
+) -> None:
+    """CSV file,reference,offset_seconds,score: one row per match found."""
+    from .audio import AudioError
+    from .fingerprint import FingerprintError, FingerprintIndex
+
+    w = csv.writer(sys.stdout, lineterminator="\n")
+    w.writerow(["file", "reference", "offset_seconds", "score"])
+    try:
+        ix = FingerprintIndex(index, read_only=True)
+    except FingerprintError as e:
+        _fail(str(e))
+    with ix:
+        for f in files:
+            try:
+                for m in ix.query(f, min_score=min_score):
+                    w.writerow([str(f), m.reference, f"{m.offset_seconds:.2f}", m.score])
+            except AudioError as e:
+                err.print(f"{f}: {e.reason} ({e.detail})", markup=False)
 
 
 def main() -> None:  # pragma: no cover

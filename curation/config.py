@@ -70,9 +70,15 @@ class MusicConfig:
 class CopyrightConfig:
     spotify_tracks_csv: Path | None = None
     review_decisions: Path | None = None
-    audio_backend: str = "review"
-    title_threshold: float = 85.0
-    artist_threshold: float = 85.0
+    audio_backend: str = "review"  # review | fingerprint
+    fingerprint_index: Path | None = None  # built with `curate fingerprint index`
+    fingerprint_min_score: int = 15
+    # metadata matching: both fields at least title/artist_threshold, or one field at least
+    # strong_threshold and the other at least relaxed_threshold
+    title_threshold: float = 86.0
+    artist_threshold: float = 86.0
+    strong_threshold: float = 95.0
+    relaxed_threshold: float = 72.0
 
 
 @dataclass
@@ -169,7 +175,7 @@ def load_config(path: str | Path) -> Config:
         "freesound": (cfg.freesound, ("pages_dir", "audio_dir"), ()),
         "fma": (cfg.fma, ("audio_dir",), ("tracks_csv",)),
         "music": (cfg.music, (), ("checkpoint", "labels_csv")),
-        "copyright": (cfg.copyright, (), ("spotify_tracks_csv", "review_decisions")),
+        "copyright": (cfg.copyright, ("fingerprint_index",), ("spotify_tracks_csv", "review_decisions")),
         "release": (cfg.release, (), ()),
         "training": (cfg.training, ("hf_home",), ("model_config", "pretrained_ckpt_path")),
     }
@@ -226,8 +232,10 @@ def load_config(path: str | Path) -> Config:
         raise ConfigError("config key 'music.device' must be 'auto', 'cpu' or 'cuda'")
     if cfg.fma.tracks_csv is not None and cfg.copyright.spotify_tracks_csv is None:
         raise ConfigError("config key 'copyright.spotify_tracks_csv' is required when [fma] is set")
-    if cfg.copyright.audio_backend not in ("review",):
-        raise ConfigError("config key 'copyright.audio_backend' must be 'review'")
+    if cfg.copyright.audio_backend not in ("review", "fingerprint"):
+        raise ConfigError("config key 'copyright.audio_backend' must be 'review' or 'fingerprint'")
+    if cfg.copyright.audio_backend == "fingerprint" and cfg.copyright.fingerprint_index is None:
+        raise ConfigError("config key 'copyright.fingerprint_index' is required with audio_backend = 'fingerprint'")
     if cfg.release.shard_max_records < 1:
         raise ConfigError("config key 'release.shard_max_records' must be >= 1")
     if cfg.training.enabled and cfg.training.model_config is None:

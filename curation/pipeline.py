@@ -226,25 +226,31 @@ def audio_and_music(
 
 
 def check_copyright(records: list[Record], cfg: Config) -> StageReport:
-    from .copyright import SpotifyIndex, make_backend
+    from .audio_id import make_backend
+    from .metadata_match import CatalogueMatcher, MatchSettings
 
     rep = StageReport("copyright")
     fma = [r for r in records if r.pending and r.source == "fma"]
     if fma:
-        index = SpotifyIndex.from_csv(
-            cfg.copyright.spotify_tracks_csv,
-            title_threshold=cfg.copyright.title_threshold,
-            artist_threshold=cfg.copyright.artist_threshold,
-        )
-        for r in fma:
-            m = index.match(r.title, r.author)
-            r.evidence["copyright"] = {"method": "metadata:spotify", **m.evidence()}
+        c = cfg.copyright
+        matcher = CatalogueMatcher.from_csv(c.spotify_tracks_csv, MatchSettings(
+            title=c.title_threshold, artist=c.artist_threshold, strong=c.strong_threshold,
+            relaxed=c.relaxed_threshold))
+        res = matcher.match([r.title for r in fma], [r.author for r in fma])
+        for r, m in zip(fma, res.itertuples(index=False)):
+            r.evidence["copyright"] = {
+                "method": "metadata:spotify", "flagged": bool(m.flagged), "score": round(float(m.score), 2),
+                "title_score": round(float(m.title_score), 2), "artist_score": round(float(m.artist_score), 2),
+                "candidate": matcher.candidate(int(m.crow)) if m.flagged else {},
+                "candidates": m.candidates, "normalizations": list(m.normalizations),
+                "candidates_considered": int(m.candidates_considered),
+            }
             if m.flagged:
                 r.status, r.reason = "review", "copyright_match_review"
                 rep.add("review")
             else:
                 rep.add("clear")
-    backend = make_backend(cfg.copyright.audio_backend)
+    backend = make_backend(cfg.copyright)
     for r in records:
         if r.pending and r.source == "freesound" and r.evidence.get("music", {}).get("is_music"):
             res = backend.identify(r)

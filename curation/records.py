@@ -26,6 +26,7 @@ REASONS = {
     "music_detection_failed": "the music classifier failed on this recording",
     "copyright_match_review": "possible copyright match: waiting for human review",
     "copyright_audio_review": "music: waiting for audio identification / human review",
+    "copyright_audio_match": "the audio holds an excerpt of a reference recording: waiting for human review",
     "copyright_rejected": "a reviewer rejected the recording",
 }
 

@@ -53,10 +53,14 @@ def explain_lines(row: dict) -> list[str]:
             out.append(f"  music: classifier failed: {music['error']}")
         else:
             verdict = "music" if music.get("is_music") else "not music"
+            rules = f">= {music.get('min_music_seconds')} s"
+            if music.get("min_music_fraction"):
+                rules += f", or >= {music['min_music_fraction']:.0%} of a shorter clip"
+            fired = f"; rule fired: {music['rule']}" if music.get("is_music") and music.get("rule") else ""
             out.append(
-                f"  music: {verdict}: {music.get('music_seconds')} s of frames >= {music.get('threshold')} "
-                f"(rule: >= {music.get('min_music_seconds')} s), max prob {music.get('max_music_prob')}, "
-                f"top {', '.join(music.get('top_labels') or [])}"
+                f"  music: {verdict}: {music.get('music_seconds')} s ({music.get('music_fraction', 0):.0%} of "
+                f"{music.get('seconds')} s) of frames >= {music.get('threshold')} (rule: {rules}{fired}), "
+                f"max prob {music.get('max_music_prob')}, top {', '.join(music.get('top_labels') or [])}"
             )
             out.append(f"  music model sha256 {str(music.get('checkpoint_sha256'))[:16]}"
                        + ("  [RANDOM WEIGHTS: decision not real]" if music.get("checkpoint_random") else ""))

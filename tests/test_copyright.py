@@ -1,7 +1,9 @@
 import pandas as pd
 import pytest
 
-from curation.copyright import SpotifyIndex, fold, make_backend, normalize_title, split_artists
+from curation.audio_id import make_backend
+from curation.copyright import fold, normalize_title, split_artists
+from curation.metadata_match import CatalogueMatcher
 from curation.records import Record
 
 
@@ -50,7 +52,7 @@ def index():
         ],
         columns=["track_id", "artists", "album_name", "track_name"],
     )
-    return SpotifyIndex(df)
+    return CatalogueMatcher(df)
 
 
 @pytest.mark.parametrize("title,artist,candidate", [
@@ -63,10 +65,11 @@ def index():
     ("Formation", "Beyonce feat. Someone", "t6"),
 ])
 def test_true_matches_are_flagged(index, title, artist, candidate):
-    m = index.match(title, artist)
+    m = index.match([title], [artist]).iloc[0]
     assert m.flagged, m
-    assert m.candidate["track_id"] == candidate
+    assert index.candidate(m.crow)["track_id"] == candidate
     assert m.title_score > 0 and m.artist_score > 0
+    assert m.candidates[0]["track_id"] == candidate and m.candidates[0]["flagged"]
 
 
 @pytest.mark.parametrize("title,artist", [
@@ -76,12 +79,12 @@ def test_true_matches_are_flagged(index, title, artist, candidate):
     ("Food", "AWOL"),
 ])
 def test_hard_negatives_are_not_flagged(index, title, artist):
-    assert not index.match(title, artist).flagged
+    assert not index.match([title], [artist]).iloc[0].flagged
 
 
 def test_missing_columns_are_a_clear_error():
     with pytest.raises(ValueError, match="track_name"):
-        SpotifyIndex(pd.DataFrame({"track_id": [], "artists": [], "album_name": []}))
+        CatalogueMatcher(pd.DataFrame({"track_id": [], "artists": [], "album_name": []}))
 
 
 def test_review_backend_sends_music_to_a_human():
@@ -89,3 +92,19 @@ def test_review_backend_sends_music_to_a_human():
     assert res.status == "review" and res.reason == "copyright_audio_review"
     with pytest.raises(ValueError):
         make_backend("nope")
+
+
+def test_copyright_match_cli(tmp_path, demo_dir):
+    import csv
+
+    from tests.conftest import curate
+
+    out = tmp_path / "m.csv"
+    curate("copyright", "match", str(demo_dir / "fma_metadata" / "tracks.csv"),
+           str(demo_dir / "spotify" / "dataset.csv"), "--out", str(out))
+    rows = {r["id"]: r for r in csv.DictReader(open(out))}
+    assert list(next(csv.reader(open(out)))) == ["id", "flagged", "score", "candidate_track_id"]
+    assert set(rows) == {"2", "3", "5", "10", "20", "26"}  # the malformed line 33 is not a track
+    assert rows["5"]["flagged"] == "true" and rows["5"]["candidate_track_id"] == "4qPNDBW1i3p13qLCt0Ki3A"
+    assert rows["10"]["flagged"] == "true" and rows["2"]["flagged"] == "false"
+    assert rows["2"]["candidate_track_id"] == ""

@@ -31,7 +31,8 @@ class EnergyModel:
 
 
 def loud_then_quiet(loud, quiet, sr, seed=0):
-    x = np.concatenate([synth.music(loud, sr=sr, seed=seed), np.zeros(int(quiet * sr), np.float32)])
+    loud_part = synth.music(loud, sr=sr, seed=seed) if loud else np.zeros(0, np.float32)
+    x = np.concatenate([loud_part, np.zeros(int(quiet * sr), np.float32)])
     return np.stack([x, x], axis=1)
 
 
@@ -45,6 +46,7 @@ def corpus(tmp_path_factory):
         "c.ogg": (2, 1, 22050, "OGG", "VORBIS"),
         "d.mp3": (70, 5, 44100, "MP3", "MPEG_LAYER_III"),
         "e.aiff": (0.5, 0.2, 32000, "AIFF", "PCM_16"),
+        "silence.wav": (0, 12, 16000, "WAV", "PCM_16"),
     }.items():
         sf.write(str(d / name), loud_then_quiet(loud, quiet, sr), sr, format=fmt, subtype=sub)
         files[name] = loud

@@ -1,0 +1,97 @@
+import csv
+import io
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from curation import synth
+from curation.audio_id import FingerprintBackend
+from curation.fingerprint import SR, FingerprintError, FingerprintIndex
+from curation.records import Record
+from tests.conftest import curate
+
+
+@pytest.fixture(scope="module")
+def refs(tmp_path_factory):
+    d = tmp_path_factory.mktemp("refs")
+    audio = {}
+    for i in range(4):
+        x = synth.music(30, sr=SR, seed=200 + i)
+        sf.write(str(d / f"song{i}.wav"), x, SR)
+        audio[f"song{i}.wav"] = x
+    return d, audio
+
+
+def mix(ref, start_s, pos_s, snr_db, seconds=25, seed=0):
+    noise = synth.field_recording(seconds, sr=SR, seed=seed)
+    ex = ref[int(start_s * SR) : int((start_s + 10) * SR)]
+    noise *= np.sqrt(np.mean(ex**2) / (np.mean(noise**2) * 10 ** (snr_db / 10)))
+    out = noise.copy()
+    out[int(pos_s * SR) : int(pos_s * SR) + len(ex)] += ex
+    return out
+
+
+def test_index_lives_on_disk_and_grows(tmp_path, refs):
+    d, _ = refs
+    with FingerprintIndex(tmp_path / "idx") as ix:
+        assert ix.add(d / "song0.wav") and ix.add(d / "song1.wav")
+        assert not ix.add(d / "song0.wav")  # the same audio again
+    with FingerprintIndex(tmp_path / "idx") as ix:  # reopened from disk, extended
+        assert ix.count() == 2
+        ix.add(d / "song2.wav")
+        assert ix.count() == 3
+    with pytest.raises(FingerprintError, match="no fingerprint index"):
+        FingerprintIndex(tmp_path / "nothing", read_only=True)
+
+
+def test_finds_an_excerpt_under_noise_with_its_offset(tmp_path, refs):
+    d, audio = refs
+    with FingerprintIndex(tmp_path / "idx") as ix:
+        for p in sorted(d.iterdir()):
+            ix.add(p)
+        for snr in (10, 0):
+            m = ix.query_audio(mix(audio["song2.wav"], start_s=12, pos_s=6, snr_db=snr))
+            assert m and m[0].reference == "song2.wav"
+            assert m[0].offset_seconds == pytest.approx(6 - 12, abs=0.05)
+            assert 6 - 0.1 <= m[0].candidate_start < 16  # the first agreeing hash lies inside the excerpt
+        # music that is not in the index, and plain field recordings, match nothing
+        other = synth.music(25, sr=SR, seed=999) + synth.field_recording(25, sr=SR, seed=5)
+        assert ix.query_audio(other) == []
+        assert ix.query_audio(synth.field_recording(20, sr=SR, seed=6)) == []
+        assert ix.query_audio(np.zeros(SR * 5, np.float32)) == []
+
+
+def test_cli_index_and_query(tmp_path, refs):
+    d, audio = refs
+    out = curate("fingerprint", "index", str(d), "--index", str(tmp_path / "idx")).stdout
+    assert "4 added" in out
+    assert "0 added, 4 already indexed" in curate("fingerprint", "index", str(d), "--index",
+                                                   str(tmp_path / "idx")).stdout
+    hit = tmp_path / "candidate.flac"
+    sf.write(str(hit), mix(audio["song1.wav"], 5, 10, 0), SR)
+    miss = tmp_path / "quiet.wav"
+    sf.write(str(miss), synth.field_recording(10, sr=SR, seed=9), SR)
+    rows = list(csv.reader(io.StringIO(curate("fingerprint", "query", "--index", str(tmp_path / "idx"),
+                                              str(hit), str(miss)).stdout)))
+    assert rows[0] == ["file", "reference", "offset_seconds", "score"]
+    assert len(rows) == 2 and rows[1][0] == str(hit) and rows[1][1] == "song1.wav"
+    assert float(rows[1][2]) == pytest.approx(5.0, abs=0.05) and int(rows[1][3]) >= 15
+
+
+def test_backend_sends_matches_to_review_and_clears_the_rest(tmp_path, refs):
+    d, audio = refs
+    with FingerprintIndex(tmp_path / "idx") as ix:
+        ix.add(d / "song3.wav")
+    hit, miss = tmp_path / "1.wav", tmp_path / "2.wav"
+    sf.write(str(hit), mix(audio["song3.wav"], 0, 2, 10), SR)
+    sf.write(str(miss), synth.music(20, sr=SR, seed=77), SR)
+    backend = FingerprintBackend(tmp_path / "idx")
+    r1, r2, r3 = (Record(source="freesound", id=str(i)) for i in (1, 2, 3))
+    r1.audio_path, r2.audio_path, r3.audio_path = str(hit), str(miss), str(tmp_path / "gone.wav")
+    res = backend.identify(r1)
+    assert res.status == "review" and res.reason == "copyright_audio_match"
+    assert res.evidence["matches"][0]["reference"] == "song3.wav"
+    assert backend.identify(r2).status == "clear"
+    res = backend.identify(r3)  # cannot tell: fail closed
+    assert res.status == "review" and "error" in res.evidence
