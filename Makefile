@@ -9,8 +9,8 @@ install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	@if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then \
-	  if ! dpkg -s ffmpeg libsndfile1 >/dev/null 2>&1; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg libsndfile1; \
+	  if ! dpkg -s ffmpeg libsndfile1 libchromaprint-tools >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg libsndfile1 libchromaprint-tools; \
 	  fi; \
 	else \
 	  command -v ffmpeg >/dev/null || { echo "install FFmpeg (apt-get install ffmpeg) first"; exit 1; }; \

@@ -67,12 +67,32 @@ class MusicConfig:
 
 
 @dataclass
+class HttpIdConfig:
+    """A commercial audio identification service behind a generic HTTP adapter."""
+
+    endpoint: str = ""
+    file_field: str = "file"  # multipart field the audio is uploaded in
+    fields: dict = field(default_factory=dict)  # more form fields; "{source}", "{id}", "{url}" are filled in
+    auth_header: str = "Authorization"
+    auth_prefix: str = "Bearer "
+    token_env: str = "AUDIO_ID_TOKEN"
+    token_secret_block: str = ""  # a Prefect Secret block, when the variable is not set
+    match_path: str = "matched"  # dotted path in the JSON answer: true / a non-empty list means a match
+    evidence_paths: dict = field(default_factory=dict)  # name -> dotted path, copied into the evidence
+    min_interval_s: float = 1.0  # rate limit: at least this long between requests
+    timeout_s: float = 60.0
+    max_retries: int = 5
+    backoff_s: float = 1.0
+
+
+@dataclass
 class CopyrightConfig:
     spotify_tracks_csv: Path | None = None
     review_decisions: Path | None = None
-    audio_backend: str = "review"  # review | fingerprint
+    audio_backend: str = "review"  # review | fingerprint | http
     fingerprint_index: Path | None = None  # built with `curate fingerprint index`
     fingerprint_min_score: int = 15
+    http: HttpIdConfig | None = None
     # metadata matching: both fields at least title/artist_threshold, or one field at least
     # strong_threshold and the other at least relaxed_threshold
     title_threshold: float = 86.0
@@ -119,7 +139,7 @@ class Config:
         return self.output_dir / "work"
 
 
-_TYPES = (bool, int, float, str)
+_TYPES = (bool, int, float, str, dict)
 
 
 def _fill(obj: Any, table: dict, section: str, base: Path, *, required_dirs=(), required_files=()):
@@ -191,6 +211,12 @@ def load_config(path: str | Path) -> Config:
             raise ConfigError(f"config key '{key}' must be a table ([{key}])")
         obj, dirs, files = sections[key]
         table = dict(value)
+        if key == "copyright" and "http" in table:
+            http = table.pop("http")
+            if not isinstance(http, dict):
+                raise ConfigError("config key 'copyright.http' must be a table")
+            cfg.copyright.http = HttpIdConfig()
+            _fill(cfg.copyright.http, http, "copyright.http", base)
         if key == "freesound" and "api" in table:
             api = table.pop("api")
             if not isinstance(api, dict):
@@ -232,8 +258,10 @@ def load_config(path: str | Path) -> Config:
         raise ConfigError("config key 'music.device' must be 'auto', 'cpu' or 'cuda'")
     if cfg.fma.tracks_csv is not None and cfg.copyright.spotify_tracks_csv is None:
         raise ConfigError("config key 'copyright.spotify_tracks_csv' is required when [fma] is set")
-    if cfg.copyright.audio_backend not in ("review", "fingerprint"):
-        raise ConfigError("config key 'copyright.audio_backend' must be 'review' or 'fingerprint'")
+    if cfg.copyright.audio_backend not in ("review", "fingerprint", "http"):
+        raise ConfigError("config key 'copyright.audio_backend' must be 'review', 'fingerprint' or 'http'")
+    if cfg.copyright.audio_backend == "http" and (cfg.copyright.http is None or not cfg.copyright.http.endpoint):
+        raise ConfigError("config key 'copyright.http.endpoint' is required with audio_backend = 'http'")
     if cfg.copyright.audio_backend == "fingerprint" and cfg.copyright.fingerprint_index is None:
         raise ConfigError("config key 'copyright.fingerprint_index' is required with audio_backend = 'fingerprint'")
     if cfg.release.shard_max_records < 1:

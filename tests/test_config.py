@@ -49,11 +49,22 @@ def test_relative_paths_are_relative_to_the_config(inputs):
         (lambda t: t + "\n[training]\nenabled = true\n", "training.model_config"),
         (lambda t: t + "\n[nonsense]\n", "nonsense"),
         (lambda t: t + "\n[[broken", "not valid TOML"),
+        (lambda t: t.replace("[copyright]", "[copyright]\naudio_backend = 'http'"), "copyright.http.endpoint"),
+        (lambda t: t.replace("[copyright]", "[copyright]\naudio_backend = 'fingerprint'"),
+         "copyright.fingerprint_index"),
+        (lambda t: t.replace("[copyright]", "[copyright]\naudio_backend = 'magic'"), "copyright.audio_backend"),
+        (lambda t: t + "\n[copyright.http]\nendpoint = 5\n", "copyright.http.endpoint"),
     ],
 )
 def test_bad_config_names_the_key(inputs, change, message):
     with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
         load_config(write(inputs, change(BASE)))
+
+
+def test_http_backend_table(inputs):
+    cfg = load_config(write(inputs, BASE.replace("[copyright]", "[copyright]\naudio_backend = 'http'") +
+                            '[copyright.http]\nendpoint = "https://id.example/v1"\nfields = {tag = "{id}"}\n'))
+    assert cfg.copyright.http.endpoint == "https://id.example/v1" and cfg.copyright.http.fields == {"tag": "{id}"}
 
 
 def test_missing_config_file(tmp_path):
