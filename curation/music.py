@@ -138,12 +138,28 @@ def build_cnn14(labels_csv: Path):
     )
 
 
+def _fixed_mmap_threshold(nbytes: int = 4 << 20) -> None:
+    """Serve large allocations from mmap, always. glibc otherwise raises its mmap threshold
+    after the first large free, and the model's many tens-of-MB activations then fragment
+    the heap: scoring a 60-minute recording grew past 4 GB. (The same as setting
+    MALLOC_MMAP_THRESHOLD_; a no-op off glibc.)"""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(-3, nbytes)  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        pass
+
+
 class PannsModel:
     """PANNs Cnn14_DecisionLevelMax loaded from a checkpoint file (`{"model": state_dict}`)."""
 
     def __init__(self, checkpoint: Path, labels_csv: Path, device: str = "auto", checksum: str | None = None):
         import torch
 
+        _fixed_mmap_threshold()
         self.device = pick_device(device)
         self.checksum = checksum or checkpoint_sha256(checkpoint)
         model = build_cnn14(labels_csv)

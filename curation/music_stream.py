@@ -166,9 +166,11 @@ def _worker(in_q, out_q, chunk_seconds: float, context_seconds: float) -> None:
                 return
             yield job
 
+    import resource
+
     for msg in _decode_messages(jobs(), chunk_seconds, context_seconds):
         out_q.put(msg)
-    out_q.put(("bye",))
+    out_q.put(("bye", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
 
 
 def batch_limit(length: int, batch_size: int, max_batch_seconds: float) -> int:
@@ -192,6 +194,7 @@ def score_files(
     workers: int = 2,
     keep_frames: bool = False,
     max_batch_seconds: float = 64.0,
+    stats: dict | None = None,
 ) -> Iterator[Scored]:
     """Score each (key, path); yields one Scored per job, in completion order. A batch holds
     at most `batch_size` segments and `max_batch_seconds` of (padded) audio."""
@@ -273,6 +276,8 @@ def score_files(
                 continue
             if msg[0] == "bye":
                 alive -= 1
+                if stats is not None:
+                    stats["worker_peak_rss_mb"] = max(stats.get("worker_peak_rss_mb", 0), msg[1] / 1024)
                 continue
             yield from handle(msg)
         yield from flush()

@@ -206,8 +206,9 @@ def audio_and_music(
 
         detector = detector_factory()
         budget = m.max_batch_seconds or default_max_batch_seconds(getattr(detector.model, "device", "cpu"))
+        stats: dict = {}
         for done in score_files(detector, jobs, batch_size=m.batch_size, workers=min(m.workers, len(jobs)),
-                                max_batch_seconds=budget):
+                                max_batch_seconds=budget, stats=stats):
             r = by_key[done.key]
             key, sha = keys[done.key]
             if done.error is not None:
@@ -219,6 +220,8 @@ def audio_and_music(
             cache.put(key, entry)
             rep.add("scored")
             settle(r, entry)
+        if "worker_peak_rss_mb" in stats:
+            rep.notes.append(f"decode worker peak RSS {stats['worker_peak_rss_mb']:.0f} MB")
     return rep
 
 
@@ -277,7 +280,8 @@ def apply_review(records: list[Record], cfg: Config) -> tuple[list[dict], StageR
     for r in records:
         d = decisions.get((r.source, r.id))
         if d is not None:
-            r.evidence["review"] = {"decision": d.decision, "reviewer": d.reviewer, "note": d.note}
+            r.evidence["review"] = {"decision": d.decision, "reviewer": d.reviewer, "note": d.note,
+                                    "decided_at": d.decided_at}
             if d.decision == "reject" and r.status in ("pending", "review"):
                 r.status, r.reason = "excluded", "copyright_rejected"
                 rep.add("rejected")
@@ -289,6 +293,12 @@ def apply_review(records: list[Record], cfg: Config) -> tuple[list[dict], StageR
             queue.append({"source": r.source, "id": r.id, "title": r.title, "author": r.author, "url": r.url,
                           "reason": r.reason, "evidence": r.evidence.get("copyright", {})})
     rep.counts["waiting"] = len(queue)
+    known = {(r.source, r.id) for r in records}
+    elsewhere = sorted(k for k in decisions if k not in known)
+    if elsewhere:
+        # kept in the ledger for when those records come back; said, not dropped
+        rep.notes.append(f"{len(elsewhere)} decision(s) for records not in this run are kept: "
+                         + ", ".join(f"{s} {i}" for s, i in elsewhere[:10]))
     return queue, rep
 
 

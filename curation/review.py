@@ -11,13 +11,14 @@ import io
 import json
 import logging
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 from .atomic import atomic_write_text
 
 log = logging.getLogger(__name__)
 
-DECISION_FIELDS = ["source", "id", "decision", "reviewer", "note"]
+DECISION_FIELDS = ["source", "id", "decision", "reviewer", "note", "decided_at"]
 QUEUE_FIELDS = ["source", "id", "title", "author", "url", "reason", "evidence"]
 
 
@@ -32,6 +33,7 @@ class Decision:
     decision: str  # clear | reject
     reviewer: str
     note: str
+    decided_at: str = ""  # ISO 8601 UTC; the decisions file's time when it does not say
 
 
 def read_decisions(path: Path) -> tuple[dict[tuple[str, str], Decision], list[str]]:
@@ -40,6 +42,7 @@ def read_decisions(path: Path) -> tuple[dict[tuple[str, str], Decision], list[st
     out: dict[tuple[str, str], Decision] = {}
     try:
         text = path.read_text(encoding="utf-8")
+        file_time = datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     except (OSError, UnicodeDecodeError) as e:
         raise DecisionsError(f"review decisions file {path} is unreadable: {e}") from None
     reader = csv.DictReader(io.StringIO(text))
@@ -55,7 +58,8 @@ def read_decisions(path: Path) -> tuple[dict[tuple[str, str], Decision], list[st
         if not src or not rid or dec not in ("clear", "reject"):
             warnings.append(f"{path.name} line {n}: ignored (need source, id and decision clear|reject)")
             continue
-        out[(src, rid)] = Decision(src, rid, dec, (row.get("reviewer") or "").strip(), (row.get("note") or "").strip())
+        out[(src, rid)] = Decision(src, rid, dec, (row.get("reviewer") or "").strip(), (row.get("note") or "").strip(),
+                                   (row.get("decided_at") or "").strip() or file_time)
     return out, warnings
 
 
@@ -65,7 +69,7 @@ def write_decisions(path: Path, decisions: dict[tuple[str, str], Decision]) -> N
     w.writerow(DECISION_FIELDS)
     for key in sorted(decisions):
         d = decisions[key]
-        w.writerow([d.source, d.id, d.decision, d.reviewer, d.note])
+        w.writerow([d.source, d.id, d.decision, d.reviewer, d.note, d.decided_at])
     atomic_write_text(path, buf.getvalue())
 
 
@@ -79,7 +83,12 @@ def merged_decisions(ledger: Path, incoming: Path | None) -> tuple[dict[tuple[st
     if incoming is not None:
         new, w = read_decisions(incoming)
         warnings += w
-        decisions.update(new)
+        for key, d in new.items():
+            old = decisions.get(key)
+            # the same decision read again keeps the time it was first recorded
+            if old is not None and (old.decision, old.reviewer, old.note) == (d.decision, d.reviewer, d.note):
+                continue
+            decisions[key] = d
     return decisions, warnings
 
 

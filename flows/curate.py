@@ -73,9 +73,12 @@ def copyright_task(records: list[Record], cfg: Config) -> tuple[list[Record], pi
 @task(name="review", **TASK)
 def review_task(records: list[Record], cfg: Config) -> tuple[list[Record], list[dict], pipeline.StageReport]:
     from curation.review import write_queue
+    from curation.review_page import write_review_page
 
     queue, rep = pipeline.apply_review(records, cfg)
     write_queue(cfg.output_dir / "review" / "queue.csv", queue)
+    write_review_page(cfg.output_dir / "review" / "index.html", queue,
+                      {(r.source, r.id): r.audio_path for r in records if r.status == "review"})
     pipeline.finalize(records)
     return records, queue, rep
 

@@ -78,6 +78,7 @@ def explain_lines(row: dict) -> list[str]:
     rv = ev.get("review")
     if rv:
         out.append(f"  review: {rv.get('decision')} by {rv.get('reviewer') or '?'}"
+                   + (f" at {rv['decided_at']}" if rv.get("decided_at") else "")
                    + (f" ({rv['note']})" if rv.get("note") else ""))
     if ev.get("shard"):
         out.append(f"  release: in {ev['shard']}")

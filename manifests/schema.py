@@ -41,6 +41,7 @@ SCHEMA = pa.schema(
         ("review_decision", pa.string()),
         ("review_reviewer", pa.string()),
         ("review_note", pa.string()),
+        ("review_decided_at", pa.string()),
         ("shard", pa.string()),
         ("evidence", pa.string()),
     ]
@@ -89,6 +90,7 @@ def to_row(r: Record) -> dict:
         "review_decision": rv.get("decision"),
         "review_reviewer": rv.get("reviewer"),
         "review_note": rv.get("note"),
+        "review_decided_at": rv.get("decided_at"),
         "shard": ev.get("shard"),
         "evidence": json.dumps(ev, sort_keys=True, ensure_ascii=False, default=str),
     }

@@ -1,4 +1,5 @@
 import hashlib
+import re
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -30,15 +31,54 @@ def test_decisions_apply_and_persist_in_the_ledger(tmp_path):
     queue, rep = apply_review(recs, cfg)
     assert [r.status for r in recs] == ["pending", "excluded", "review"]
     assert recs[1].reason == "copyright_rejected"
-    assert recs[0].evidence["review"] == {"decision": "clear", "reviewer": "ann", "note": "ok",
-                                          "cleared_reason": "copyright_match_review"}
+    rv = recs[0].evidence["review"]
+    assert {k: rv[k] for k in ("decision", "reviewer", "note", "cleared_reason")} == {
+        "decision": "clear", "reviewer": "ann", "note": "ok", "cleared_reason": "copyright_match_review"}
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", rv["decided_at"])  # the file's time
     assert [q["id"] for q in queue] == ["3"]
     assert any("line 4" in n for n in rep.notes)  # the unusable row is reported, not applied
-    # the file goes away: the ledger keeps the decisions
+    # the file goes away and the queue changes: the ledger keeps every decision, and says so
     cfg.copyright.review_decisions = None
+    recs = [waiting("fma", "1"), waiting("fma", "4")]
+    queue, rep = apply_review(recs, cfg)
+    assert [r.status for r in recs] == ["pending", "review"]
+    assert recs[0].evidence["review"]["decided_at"] == rv["decided_at"]
+    assert any("fma 2" in n for n in rep.notes)
+    # a later file with its own times: a changed decision wins, with its time
+    decisions.write_text("source,id,decision,reviewer,note,decided_at\n"
+                         "fma,1,reject,cy,on second thought,2026-11-20T10:00:00Z\n")
+    cfg.copyright.review_decisions = decisions
     recs = [waiting("fma", "1"), waiting("fma", "2")]
     apply_review(recs, cfg)
-    assert [r.status for r in recs] == ["pending", "excluded"]
+    assert recs[0].status == "excluded" and recs[0].evidence["review"]["decided_at"] == "2026-11-20T10:00:00Z"
+    assert recs[1].status == "excluded"  # still rejected from the ledger
+
+
+def test_review_page_embeds_evidence_audio_and_a_form(tmp_path):
+    import soundfile as sf
+
+    from curation import synth
+    from curation.review_page import write_review_page
+
+    wav = tmp_path / "a.wav"
+    sf.write(str(wav), synth.music(3.0, seed=1), 44100)
+    queue = [
+        {"source": "fma", "id": "5", "title": "Lonely <b>", "author": "X", "url": "https://e.org/5",
+         "reason": "copyright_match_review",
+         "evidence": {"candidates": [{"track_name": "Lonely", "artists": "The Examples", "album_name": "A",
+                                      "track_id": "t5", "title_score": 100.0, "artist_score": 91.7}],
+                      "normalizations": ["version_suffix"]}},
+        {"source": "freesound", "id": "9", "title": "Loop", "author": "Y", "url": "https://e.org/9",
+         "reason": "copyright_audio_match",
+         "evidence": {"matches": [{"reference": "hit.wav", "offset_seconds": 4.0, "candidate_start": 4.0,
+                                   "score": 40}]}},
+    ]
+    write_review_page(tmp_path / "index.html", queue, {("fma", "5"): str(wav), ("freesound", "9"): str(tmp_path / "x")})
+    page = (tmp_path / "index.html").read_text()
+    assert "2 waiting" in page and "Lonely &lt;b&gt;" in page and "<b>" not in page.split("Lonely")[1][:10]
+    assert page.count("data:audio/mpeg;base64,") == 1 and "no audio preview" in page
+    assert "The Examples" in page and "91.7" in page and "hit.wav" in page and "offset 4.0 s" in page
+    assert "decided_at" in page and "review_decisions.csv" in page
 
 
 def test_decisions_file_without_the_columns(tmp_path):
