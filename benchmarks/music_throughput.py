@@ -143,12 +143,12 @@ def baseline(ckpt: Path, labels: Path, files: list[tuple[Path, float]], device: 
 
 def long_file_child(args) -> None:
     """Run in a fresh process: score one long file through the stage, print peak RSS."""
-    import resource
-
     cfg = stage_config(Path(args.work), Path(args.ckpt), Path(args.labels), Path(args.long_dir), args)
     path = next(Path(args.long_dir).iterdir())
     speed, counts, notes = end_to_end(cfg, [(path, sf.info(str(path)).duration)])
-    self_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    from curation.music_stream import peak_rss_kb
+
+    self_kb = peak_rss_kb()
     worker = max([float(n.split()[-2]) for n in notes if n.startswith("decode worker peak RSS")] or [0.0])
     print(json.dumps({"x_realtime": speed, "peak_rss_main_mb": self_kb / 1024, "peak_rss_worker_mb": worker,
                       "counts": counts}))

@@ -138,19 +138,34 @@ def build_cnn14(labels_csv: Path):
     )
 
 
-def _fixed_mmap_threshold(nbytes: int = 4 << 20) -> None:
-    """Serve large allocations from mmap, always. glibc otherwise raises its mmap threshold
-    after the first large free, and the model's many tens-of-MB activations then fragment
-    the heap: scoring a 60-minute recording grew past 4 GB. (The same as setting
-    MALLOC_MMAP_THRESHOLD_; a no-op off glibc.)"""
+def _libc():
     import ctypes
     import ctypes.util
 
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.mallopt(-3, nbytes)  # M_MMAP_THRESHOLD
-    except (OSError, AttributeError):
-        pass
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
+
+
+_LIBC = None
+
+
+def _fixed_mmap_threshold(nbytes: int = 4 << 20) -> None:
+    """Serve large allocations from mmap, always. glibc otherwise raises its mmap threshold
+    after the first large free, and the model's many tens-of-MB activations then fragment
+    the heap: scoring a 60-minute recording grew past 4 GB. (As MALLOC_MMAP_THRESHOLD_
+    does; a no-op off glibc.)"""
+    global _LIBC
+    _LIBC = _libc()
+    if _LIBC is not None and hasattr(_LIBC, "mallopt"):
+        _LIBC.mallopt(-3, nbytes)  # M_MMAP_THRESHOLD
+
+
+def _trim() -> None:
+    """Hand freed heap memory back to the system (what the heap kept after a big batch)."""
+    if _LIBC is not None and hasattr(_LIBC, "malloc_trim"):
+        _LIBC.malloc_trim(0)
 
 
 class PannsModel:
@@ -187,7 +202,11 @@ class PannsModel:
             x = x.half()
         with torch.inference_mode():
             out = self.model(x)["framewise_output"]
-        return out.float().cpu().numpy()
+        result = out.float().cpu().numpy()
+        del out, x
+        if batch.size >= 8 * SAMPLE_RATE:
+            _trim()
+        return result
 
 
 @dataclass(frozen=True)

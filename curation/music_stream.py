@@ -158,6 +158,20 @@ def _decode_messages(jobs: Iterable[tuple[object, str]], chunk_seconds: float, c
             yield ("err", key, "audio_unreadable", f"{type(e).__name__}: {e}"[:300])
 
 
+def peak_rss_kb() -> int:
+    """This process's own peak RSS (VmHWM). Not ru_maxrss: a spawned worker inherits its
+    parent's figure through fork and exec."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
 def _worker(in_q, out_q, chunk_seconds: float, context_seconds: float) -> None:
     def jobs():
         while True:
@@ -166,11 +180,9 @@ def _worker(in_q, out_q, chunk_seconds: float, context_seconds: float) -> None:
                 return
             yield job
 
-    import resource
-
     for msg in _decode_messages(jobs(), chunk_seconds, context_seconds):
         out_q.put(msg)
-    out_q.put(("bye", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
+    out_q.put(("bye", peak_rss_kb()))
 
 
 def batch_limit(length: int, batch_size: int, max_batch_seconds: float) -> int:

@@ -96,8 +96,12 @@ def test_music_and_copyright_decisions_follow_the_rule(first_run):
     assert fma.loc["10", "status"] == "included" and fma.loc["10", "review_decision"] == "clear"
     assert fma.loc["10", "review_reviewer"] == "demo-reviewer"
     queue = pd.read_csv(first_run["out"] / "review" / "queue.csv", dtype=str)
-    assert set(zip(queue["source"], queue["id"])) == set(
-        zip(df.loc[df["status"] == "review", "source"], df.loc[df["status"] == "review", "id"]))
+    waiting = set(zip(df.loc[df["status"] == "review", "source"], df.loc[df["status"] == "review", "id"]))
+    assert set(zip(queue["source"], queue["id"])) == waiting
+    page = (first_run["out"] / "review" / "index.html").read_text()
+    assert f"{len(waiting)} waiting" in page and page.count("data:audio/mpeg;base64,") == len(waiting)
+    assert all(f"data-source='{s}' data-id='{i}'" in page for s, i in waiting)
+    assert fma.loc["10", "review_decided_at"].endswith("Z")
 
 
 def test_release_holds_exactly_the_included_records(first_run):
