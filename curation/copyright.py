@@ -4,6 +4,7 @@ featured-artist credits and version suffixes ("(Remastered 2011)", "- Radio Edit
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 import unicodedata
 from dataclasses import dataclass, field
 
@@ -19,6 +20,7 @@ _FEAT = re.compile(r"\s+(?:feat\.?|ft\.?|featuring)\s+(.*)$", re.I)
 _ARTIST_SPLIT = re.compile(r"\s*(?:;|,|/|\s&\s|\sand\s|\sx\s|\sfeat\.?\s|\sft\.?\s|\sfeaturing\s|\swith\s|\svs\.?\s)\s*", re.I)
 
 
+@lru_cache(maxsize=1 << 18)
 def fold(text: str) -> str:
     """Lower case, accents stripped, `&` spelled `and`, punctuation to spaces."""
     t = unicodedata.normalize("NFKD", str(text))

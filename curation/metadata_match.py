@@ -154,8 +154,8 @@ class CatalogueMatcher:
         ts = process.cpdist(qt, ct, scorer=fuzz.ratio, workers=-1)
         qa = q.frame["artist_full"].to_numpy()[qr]
         ca = self.prep.frame["artist_full"].to_numpy()[cr]
-        as_ = np.maximum(process.cpdist(qa, ca, scorer=fuzz.token_set_ratio, workers=-1),
-                         process.cpdist(qa, ca, scorer=fuzz.ratio, workers=-1))
+        # the strings hold sorted tokens, so this is never below their plain ratio
+        as_ = process.cpdist(qa, ca, scorer=fuzz.token_set_ratio, workers=-1)
         # empty fields score nothing, whatever the scorer says
         ts = np.where((qt == "") | (ct == ""), 0.0, ts)
         as_ = np.where((qa == "") | (ca == ""), 0.0, as_)
@@ -173,15 +173,14 @@ class CatalogueMatcher:
         out.loc[best.index, "title_score"] = best["ts"].to_numpy()
         out.loc[best.index, "artist_score"] = best["as"].to_numpy()
         out.loc[best.index, "crow"] = best["crow"].to_numpy()
-        flagged_q = set(best.index[best["flagged"].to_numpy()])
-        if flagged_q:
-            cat = self.cat
-            for qrow, grp in top[top["qrow"].isin(flagged_q)].groupby("qrow"):
-                out.at[qrow, "candidates"] = [
-                    {**{c: cat.at[int(r.crow), c] for c in CATALOGUE_COLUMNS},
-                     "title_score": round(float(r.ts), 2), "artist_score": round(float(getattr(r, "_4")), 2),
-                     "flagged": bool(r.flagged)}
-                    for r in grp.itertuples()]
+        flagged_q = best.index[best["flagged"].to_numpy()]
+        ev = top[top["qrow"].isin(flagged_q)]
+        cols = {c: self.cat[c].to_numpy() for c in CATALOGUE_COLUMNS}
+        cands = out["candidates"].to_numpy()
+        for qrow, crow, t_s, a_s, fl in zip(ev["qrow"].to_numpy(), ev["crow"].to_numpy(), ev["ts"].to_numpy(),
+                                           ev["as"].to_numpy(), ev["flagged"].to_numpy()):
+            cands[qrow].append({**{c: cols[c][crow] for c in CATALOGUE_COLUMNS}, "title_score": round(float(t_s), 2),
+                                "artist_score": round(float(a_s), 2), "flagged": bool(fl)})
         return out
 
     def candidate(self, crow: int) -> dict:
