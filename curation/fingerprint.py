@@ -144,7 +144,7 @@ class FingerprintIndex:
         self.con.execute("COMMIT")
         return True
 
-    def query_audio(self, audio: np.ndarray, min_score: int = 15, min_ratio: float = 0.02) -> list[Match]:
+    def query_audio(self, audio: np.ndarray, min_score: int = 15, min_ratio: float = 0.03) -> list[Match]:
         import pyarrow as pa
 
         h, t = hashes(audio)

@@ -17,7 +17,7 @@ def refs(tmp_path_factory):
     d = tmp_path_factory.mktemp("refs")
     audio = {}
     for i in range(4):
-        x = synth.music(30, sr=SR, seed=200 + i)
+        x = synth.song(30, sr=SR, seed=200 + i)
         sf.write(str(d / f"song{i}.wav"), x, SR)
         audio[f"song{i}.wav"] = x
     return d, audio
@@ -56,7 +56,7 @@ def test_finds_an_excerpt_under_noise_with_its_offset(tmp_path, refs):
             assert m[0].offset_seconds == pytest.approx(6 - 12, abs=0.05)
             assert 6 - 0.1 <= m[0].candidate_start < 16  # the first agreeing hash lies inside the excerpt
         # music that is not in the index, and plain field recordings, match nothing
-        other = synth.music(25, sr=SR, seed=999) + synth.field_recording(25, sr=SR, seed=5)
+        other = synth.song(25, sr=SR, seed=999) + synth.field_recording(25, sr=SR, seed=5)
         assert ix.query_audio(other) == []
         assert ix.query_audio(synth.field_recording(20, sr=SR, seed=6)) == []
         assert ix.query_audio(np.zeros(SR * 5, np.float32)) == []
@@ -85,7 +85,7 @@ def test_backend_sends_matches_to_review_and_clears_the_rest(tmp_path, refs):
         ix.add(d / "song3.wav")
     hit, miss = tmp_path / "1.wav", tmp_path / "2.wav"
     sf.write(str(hit), mix(audio["song3.wav"], 0, 2, 10), SR)
-    sf.write(str(miss), synth.music(20, sr=SR, seed=77), SR)
+    sf.write(str(miss), synth.song(20, sr=SR, seed=77), SR)
     backend = FingerprintBackend(tmp_path / "idx")
     r1, r2, r3 = (Record(source="freesound", id=str(i)) for i in (1, 2, 3))
     r1.audio_path, r2.audio_path, r3.audio_path = str(hit), str(miss), str(tmp_path / "gone.wav")
