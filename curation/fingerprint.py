@@ -7,7 +7,6 @@ reference excerpt inside the query shows as many hashes agreeing on one time off
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -129,8 +128,10 @@ class FingerprintIndex:
         """Index one reference; False when the same audio is already in."""
         import pyarrow as pa
 
+        from .audio import file_sha256
+
         path = Path(path)
-        sha = hashlib.sha256(path.read_bytes()).hexdigest()
+        sha = file_sha256(path)
         if self.con.execute("SELECT 1 FROM refs WHERE sha256 = ?", [sha]).fetchone():
             return False
         audio = load_audio(path)

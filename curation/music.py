@@ -7,7 +7,6 @@ subtree) of at least ``threshold`` -- Stable Audio Open's rule (0.15, 30 s).
 from __future__ import annotations
 
 import csv
-import hashlib
 import logging
 import shutil
 import sys
@@ -96,11 +95,9 @@ class FramewiseModel(Protocol):
 
 
 def checkpoint_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
+    from .audio import file_sha256
+
+    return file_sha256(path)
 
 
 def pick_device(requested: str, cuda_available: bool | None = None) -> str:
