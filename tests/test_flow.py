@@ -197,3 +197,25 @@ def test_killed_runs_resume_to_the_same_release(first_run, work):
     summary = json.loads((out / "manifests" / "run_summary.json").read_text())
     assert summary["training"]["skipped"] is True
     assert tree_digest(out) == tree_digest(first_run["out"])
+
+
+def test_fingerprint_backend_in_the_flow(work):
+    """Freesound music goes through the fingerprint backend: an excerpt of a reference is sent
+    to review with the reference and offset, and the manifest and review page carry it."""
+    from curation.fingerprint import FingerprintIndex
+
+    with FingerprintIndex(work / "fp_index") as ix:
+        ix.add(work / "freesound" / "audio" / "1001.wav", name="takedown/loop.wav")
+    text = (work / "curate.toml").read_text().replace('output_dir = "out"', 'output_dir = "out_fp"')
+    text = text.replace("[copyright]", '[copyright]\naudio_backend = "fingerprint"\nfingerprint_index = "fp_index"')
+    text = text.replace("enabled = true", "enabled = false")
+    config = work / "fp.toml"
+    config.write_text(text)
+    curate("run", str(config), env=cli_env(work))
+    df = manifest(work / "out_fp").set_index(["source", "id"])
+    row = df.loc[("freesound", "1001")]
+    assert row["status"] == "review" and row["reason"] == "copyright_audio_match"
+    ev = json.loads(row["evidence"])["copyright"]
+    assert ev["method"] == "audio:fingerprint" and ev["matches"][0]["reference"] == "takedown/loop.wav"
+    assert abs(ev["matches"][0]["offset_seconds"]) < 0.1
+    assert "takedown/loop.wav" in (work / "out_fp" / "review" / "index.html").read_text()
