@@ -28,10 +28,10 @@ class FingerprintError(RuntimeError):
 
 def load_audio(path: Path) -> np.ndarray:
     """The whole file as 8 kHz mono (references and candidates are minutes, not hours)."""
-    from .audio import decode, resample, to_mono
+    from .audio import audio_blocks
 
-    d = decode(Path(path))
-    return resample(to_mono(d.samples), d.sample_rate, SR)
+    blocks = list(audio_blocks(Path(path), [], SR, 1))
+    return np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
 
 
 def peaks(audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -10,129 +10,14 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import queue as queue_mod
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
 import numpy as np
 
-from .audio import AudioError
+from .audio import AudioError, StreamInfo, audio_blocks
 from .music import SAMPLE_RATE, Accumulator, MusicDetector, MusicResult, Segment, Segmenter, bucket_length, run_segments
-
-BLOCK_SECONDS = 10.0
-_SNDFILE_EXTS = {".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif", ".aifc", ".mp3", ".au", ".w64", ".caf"}
-# libsndfile's parse log when a RIFF/AIFF chunk claims more bytes than the file holds.
-_SHORT_CHUNK = re.compile(r"^\s*(?:data|SSND)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.M)
-
-
-@dataclass
-class StreamInfo:
-    sample_rate: int
-    channels: int
-    format: str
-    frames: int = 0  # native frames decoded so far
-
-    @property
-    def seconds(self) -> float:
-        return self.frames / self.sample_rate if self.sample_rate else 0.0
-
-    def to_dict(self) -> dict:
-        return {"seconds": round(self.seconds, 3), "sample_rate": self.sample_rate, "channels": self.channels,
-                "format": self.format}
-
-
-def _sndfile_blocks(path: Path, info_out: list) -> Iterator[np.ndarray]:
-    import soundfile as sf
-    import soxr
-
-    try:
-        f = sf.SoundFile(str(path))
-    except Exception as e:
-        raise AudioError("audio_unreadable", f"soundfile: {e}"[:300]) from None
-    with f:
-        m = _SHORT_CHUNK.search(f.extra_info or "")
-        if m and int(m.group(1)) > int(m.group(2)) and int(m.group(1)) not in (0xFFFFFFFF, 0x7FFFFFFF):
-            raise AudioError("audio_truncated", f"the header promises {m.group(1)} bytes of audio, "
-                                                f"the file holds {m.group(2)}")
-        info = StreamInfo(int(f.samplerate), int(f.channels), path.suffix.lower().lstrip("."))
-        info_out.append(info)
-        header_frames = int(f.frames)
-        rs = None if f.samplerate == SAMPLE_RATE else soxr.ResampleStream(
-            f.samplerate, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
-        block = max(1, int(BLOCK_SECONDS * f.samplerate))
-        while True:
-            try:
-                data = f.read(block, dtype="float32", always_2d=True)
-            except Exception as e:
-                # the header was read: the stream itself is cut short or corrupt part way
-                raise AudioError("audio_truncated", f"decoding failed after {info.seconds:.1f} s: {e}"[:300]) from None
-            last = len(data) < block
-            info.frames += len(data)
-            mono = data.mean(axis=1) if len(data) else np.zeros(0, np.float32)
-            if not np.isfinite(mono).all():
-                raise AudioError("audio_unreadable", "decoded samples are not finite")
-            out = mono if rs is None else rs.resample_chunk(mono, last=last)
-            if len(out):
-                yield out.astype(np.float32, copy=False)
-            if last:
-                break
-        # mp3 and flac headers carry the length; a stream that ends early was cut short
-        if path.suffix.lower() in (".mp3", ".flac") and header_frames > 0 and info.frames < header_frames - f.samplerate // 10:
-            raise AudioError("audio_truncated", f"decoded {info.frames} of the {header_frames} frames the header gives")
-
-
-def _ffmpeg_blocks(path: Path, info_out: list) -> Iterator[np.ndarray]:
-    from torchcodec.decoders import AudioDecoder
-
-    try:
-        native = AudioDecoder(str(path))
-        md = native.metadata
-        dec = AudioDecoder(str(path), sample_rate=SAMPLE_RATE, num_channels=1)
-    except Exception as e:
-        raise AudioError("audio_unreadable", f"ffmpeg: {e}"[:300]) from None
-    info = StreamInfo(int(md.sample_rate or 0), int(md.num_channels or 0), path.suffix.lower().lstrip("."))
-    info_out.append(info)
-    start, got = 0.0, 0
-    while True:
-        try:
-            s = dec.get_samples_played_in_range(start, start + BLOCK_SECONDS)
-        except Exception as e:
-            if got == 0 and start == 0.0:
-                raise AudioError("audio_unreadable", f"ffmpeg: {e}"[:300]) from None
-            msg = str(e)
-            if "end" in msg.lower() or "range" in msg.lower():
-                break
-            raise AudioError("audio_truncated", f"decoding failed after {start:.1f} s: {msg}"[:300]) from None
-        data = s.data.numpy()[0] if s.data.numel() else np.zeros(0, np.float32)
-        if len(data) == 0:
-            break
-        got += len(data)
-        info.frames = int(round(got / SAMPLE_RATE * info.sample_rate))
-        yield data.astype(np.float32, copy=False)
-        start += BLOCK_SECONDS
-    header = md.duration_seconds_from_header
-    if header and info.seconds < header - 0.5:
-        raise AudioError("audio_truncated", f"decoded {info.seconds:.1f} s of the {header:.1f} s the header gives")
-
-
-def mono32k_blocks(path: Path, info_out: list) -> Iterator[np.ndarray]:
-    """Mono 32 kHz float32 blocks of a file; `info_out` receives its StreamInfo first."""
-    path = Path(path)
-    if not path.is_file():
-        raise AudioError("audio_missing", f"file not found: {path.name}")
-    if path.stat().st_size == 0:
-        raise AudioError("audio_empty", "file is zero bytes")
-    if path.suffix.lower() in _SNDFILE_EXTS:
-        try:
-            yield from _sndfile_blocks(path, info_out)
-            return
-        except AudioError as e:
-            if e.reason != "audio_unreadable" or info_out:
-                raise
-            info_out.clear()  # libsndfile could not open it: FFmpeg may
-    yield from _ffmpeg_blocks(path, info_out)
-
 
 # ----------------------------------------------------------------------------- messages
 
@@ -143,7 +28,7 @@ def _decode_messages(jobs: Iterable[tuple[object, str]], chunk_seconds: float, c
         info: list[StreamInfo] = []
         try:
             n = 0
-            for block in mono32k_blocks(Path(path), info):
+            for block in audio_blocks(Path(path), info, SAMPLE_RATE, 1):
                 n += len(block)
                 for s in seg.feed(block):
                     yield ("seg", s)

@@ -14,11 +14,12 @@ import re
 from pathlib import Path
 from typing import Callable, Iterable
 
+import numpy as np
 import soundfile as sf
 from webdataset import TarWriter
 
 from .atomic import atomic_path, atomic_write_text
-from .audio import decode, file_sha256, resample, to_stereo
+from .audio import audio_blocks, file_sha256
 from .records import Record, record_key
 
 RELEASE_SR = 44100
@@ -68,11 +69,15 @@ def sort_key(r: Record) -> tuple:
 
 
 def flac_bytes(path: Path) -> tuple[bytes, float]:
-    d = decode(path)
-    stereo = to_stereo(resample(d.samples, d.sample_rate, RELEASE_SR))
+    """The recording as 44.1 kHz stereo 16-bit FLAC, converted as a stream: memory holds the
+    compressed result, never the whole recording decoded."""
     buf = io.BytesIO()
-    sf.write(buf, stereo, RELEASE_SR, format="FLAC", subtype="PCM_16")
-    return buf.getvalue(), stereo.shape[0] / RELEASE_SR
+    frames = 0
+    with sf.SoundFile(buf, "w", RELEASE_SR, 2, format="FLAC", subtype="PCM_16") as out:
+        for block in audio_blocks(Path(path), [], RELEASE_SR, 2):
+            out.write(np.clip(block, -1.0, 1.0))
+            frames += len(block)
+    return buf.getvalue(), frames / RELEASE_SR
 
 
 def write_attribution(path: Path, records: Iterable[Record]) -> int:

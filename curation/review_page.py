@@ -22,15 +22,21 @@ PREVIEW_SR = 22050
 
 def preview_mp3(path: str, start: float = 0.0) -> bytes | None:
     """Up to 30 s of mono 22.05 kHz MP3 from `start`; None when the file cannot be read."""
-    from .audio import decode, resample, to_mono
+    from .audio import AudioError, audio_blocks
 
+    first, want = int(start * PREVIEW_SR), int(PREVIEW_SECONDS * PREVIEW_SR)
+    pieces, seen = [], 0
     try:
-        d = decode(Path(path))
-    except Exception:
+        for block in audio_blocks(Path(path), [], PREVIEW_SR, 1):
+            lo = max(0, first - seen)
+            if lo < len(block):
+                pieces.append(block[lo:])
+            seen += len(block)
+            if sum(len(p) for p in pieces) >= want:
+                break
+    except AudioError:
         return None
-    a = max(0, int(start * d.sample_rate))
-    piece = d.samples[a : a + int(PREVIEW_SECONDS * d.sample_rate)]
-    mono = resample(to_mono(piece), d.sample_rate, PREVIEW_SR)
+    mono = np.concatenate(pieces)[:want] if pieces else np.zeros(0, np.float32)
     if len(mono) == 0:
         return None
     buf = io.BytesIO()

@@ -3,7 +3,7 @@ import pytest
 import soundfile as sf
 
 from curation import synth
-from curation.audio import AudioError, decode, resample, to_stereo
+from curation.audio import AudioError, audio_blocks, decode, resample
 
 
 @pytest.mark.parametrize("fmt,subtype,ext", [
@@ -52,9 +52,33 @@ def test_zero_length_wav_is_empty(tmp_path):
     assert e.value.reason == "audio_empty"
 
 
-def test_resample_and_stereo():
-    x = np.ones(48000, dtype=np.float32)
-    y = resample(x, 48000, 32000)
-    assert len(y) == 32000
-    s = to_stereo(np.ones((10, 3), dtype=np.float32))
-    assert s.shape == (10, 2)
+def test_resample():
+    assert len(resample(np.ones(48000, dtype=np.float32), 48000, 32000)) == 32000
+
+
+@pytest.mark.parametrize("channels,sr,ext", [(1, 22050, "wav"), (2, 48000, "flac"), (6, 44100, "wav"), (2, 44100, "m4a")])
+@pytest.mark.parametrize("sr_out,ch_out", [(44100, 2), (32000, 1)])
+def test_stream_blocks_convert_rate_and_channels(tmp_path, channels, sr, ext, sr_out, ch_out):
+    import subprocess
+
+    x = synth.music(23.0, sr=sr, seed=3)
+    data = np.stack([x * (1 - 0.1 * c) for c in range(channels)], axis=1)
+    p = tmp_path / f"a.{ext}"
+    if ext == "m4a":
+        sf.write(str(tmp_path / "src.wav"), data, sr)
+        subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", str(tmp_path / "src.wav"), str(p)], check=True)
+    else:
+        sf.write(str(p), data, sr)
+    info = []
+    blocks = list(audio_blocks(p, info, sr_out, ch_out))
+    assert info[0].sample_rate == sr and info[0].channels == channels
+    out = np.concatenate(blocks)
+    assert out.ndim == (1 if ch_out == 1 else 2) and (ch_out == 1 or out.shape[1] == 2)
+    assert abs(len(out) / sr_out - 23.0) < 0.1
+    # the stream matches a one-shot conversion of the whole file
+    whole = decode(p)
+    mono = whole.samples.mean(axis=1)
+    ref = resample(mono, whole.sample_rate, sr_out)
+    got = out if ch_out == 1 else out.mean(axis=1)
+    n = min(len(ref), len(got)) - 2000
+    assert np.abs(got[3000:n] - ref[3000:n]).max() < 0.02
