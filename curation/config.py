@@ -139,7 +139,6 @@ class Config:
         return self.output_dir / "work"
 
 
-_TYPES = (bool, int, float, str, dict)
 
 
 def _fill(obj: Any, table: dict, section: str, base: Path, *, required_dirs=(), required_files=()):
