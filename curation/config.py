@@ -139,8 +139,6 @@ class Config:
         return self.output_dir / "work"
 
 
-
-
 def _fill(obj: Any, table: dict, section: str, base: Path, *, required_dirs=(), required_files=()):
     known = obj.__dataclass_fields__
     for key, value in table.items():
