@@ -63,10 +63,7 @@ def calibrate(detector: MusicDetector, music: list[Path], non_music: list[Path],
     rule = detector.rule
     jobs = [(("music", str(p)), str(p)) for p in music] + [(("non_music", str(p)), str(p)) for p in non_music]
     rows = []
-    from .music import default_max_batch_seconds
-
-    budget = default_max_batch_seconds(getattr(detector.model, "device", "cpu"))
-    for s in score_files(detector, jobs, batch_size, workers, keep_frames=True, max_batch_seconds=budget):
+    for s in score_files(detector, jobs, batch_size, workers, keep_frames=True):
         label, path = s.key
         row = {"file": path, "label": label, "error": "", "critical_threshold": None, "seconds": None,
                "music_prob": s.music_prob}

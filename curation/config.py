@@ -171,6 +171,10 @@ def _fill(obj: Any, table: dict, section: str, base: Path, *, required_dirs=(), 
             raise ConfigError(f"config key '{section}.{key}': file not found: {p}")
 
 
+# Tables inside sections ([freesound.api], [copyright.http]) and the type each fills.
+_SUBTABLES = {"freesound": {"api": FreesoundAPIConfig}, "copyright": {"http": HttpIdConfig}}
+
+
 def load_config(path: str | Path) -> Config:
     path = Path(path)
     if not path.is_file():
@@ -208,18 +212,13 @@ def load_config(path: str | Path) -> Config:
             raise ConfigError(f"config key '{key}' must be a table ([{key}])")
         obj, dirs, files = sections[key]
         table = dict(value)
-        if key == "copyright" and "http" in table:
-            http = table.pop("http")
-            if not isinstance(http, dict):
-                raise ConfigError("config key 'copyright.http' must be a table")
-            cfg.copyright.http = HttpIdConfig()
-            _fill(cfg.copyright.http, http, "copyright.http", base)
-        if key == "freesound" and "api" in table:
-            api = table.pop("api")
-            if not isinstance(api, dict):
-                raise ConfigError("config key 'freesound.api' must be a table")
-            cfg.freesound.api = FreesoundAPIConfig()
-            _fill(cfg.freesound.api, api, "freesound.api", base)
+        for sub, factory in _SUBTABLES.get(key, {}).items():
+            if sub in table:
+                inner = table.pop(sub)
+                if not isinstance(inner, dict):
+                    raise ConfigError(f"config key '{key}.{sub}' must be a table")
+                setattr(obj, sub, factory())
+                _fill(getattr(obj, sub), inner, f"{key}.{sub}", base)
         _fill(obj, table, key, base, required_dirs=dirs, required_files=files)
 
     if cfg.task_runner not in ("local", "dask"):

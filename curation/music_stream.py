@@ -90,11 +90,16 @@ def score_files(
     batch_size: int = 8,
     workers: int = 2,
     keep_frames: bool = False,
-    max_batch_seconds: float = 64.0,
+    max_batch_seconds: float | None = None,
     stats: dict | None = None,
 ) -> Iterator[Scored]:
     """Score each (key, path); yields one Scored per job, in completion order. A batch holds
-    at most `batch_size` segments and `max_batch_seconds` of (padded) audio."""
+    at most `batch_size` segments and `max_batch_seconds` of (padded) audio (None: the
+    default for the model's device)."""
+    if not max_batch_seconds:
+        from .music import default_max_batch_seconds
+
+        max_batch_seconds = default_max_batch_seconds(getattr(detector.model, "device", "cpu"))
     if mp.current_process().daemon:
         workers = 0  # inside a daemonic process (a Dask worker, say), which may not have children
     chunk_s, ctx_s = detector.chunk_seconds, detector.context_seconds

@@ -202,13 +202,10 @@ def audio_and_music(
         jobs.append((rid, str(path)))
 
     if jobs:
-        from .music import default_max_batch_seconds
-
         detector = detector_factory()
-        budget = m.max_batch_seconds or default_max_batch_seconds(getattr(detector.model, "device", "cpu"))
         stats: dict = {}
         for done in score_files(detector, jobs, batch_size=m.batch_size, workers=min(m.workers, len(jobs)),
-                                max_batch_seconds=budget, stats=stats):
+                                max_batch_seconds=m.max_batch_seconds, stats=stats):
             r = by_key[done.key]
             key, sha = keys[done.key]
             if done.error is not None:

@@ -53,11 +53,7 @@ def music_task(records: list[Record], cfg: Config, info: pipeline.ModelInfo,
     if cfg.freesound.api is not None and any(r.source == "freesound" and r.pending for r in records):
         from curation.sources import freesound as fs_src
 
-        api = cfg.freesound.api
-        import os
-
-        client = fs_src.FreesoundClient(api.base_url, fs_src.resolve_token(api), api.timeout_s, api.max_retries,
-                                        api.backoff_s, oauth_token=os.environ.get(api.oauth_token_env, ""))
+        client = fs_src.FreesoundClient.from_config(cfg.freesound.api)
     rep = pipeline.audio_and_music(
         records, cfg, lambda: pipeline.load_detector(cfg, info), info.sha256, info.random_init,
         client=client, progress=progress or (lambda _n: None),

@@ -132,6 +132,11 @@ class FreesoundClient:
     oauth_token: str = ""
     sleep: Callable[[float], None] = time.sleep
 
+    @classmethod
+    def from_config(cls, api: FreesoundAPIConfig) -> "FreesoundClient":
+        return cls(api.base_url, resolve_token(api), api.timeout_s, api.max_retries, api.backoff_s,
+                   oauth_token=os.environ.get(api.oauth_token_env, ""))
+
     def __post_init__(self) -> None:
         self.session = requests.Session()
         self.session.headers["User-Agent"] = "audio-curation/0.1"
@@ -232,10 +237,7 @@ def crawl(api: FreesoundAPIConfig, pages_dir: Path, client: FreesoundClient | No
         cursor.update(json.loads(cursor_path.read_text()))
     if cursor["done"]:
         return {"pages": cursor["pages"], "done": True, "resumed": True, "error": ""}
-    client = client or FreesoundClient(
-        api.base_url, resolve_token(api), api.timeout_s, api.max_retries, api.backoff_s,
-        oauth_token=os.environ.get(api.oauth_token_env, ""),
-    )
+    client = client or FreesoundClient.from_config(api)
     resumed = cursor["pages"] > 0
     error = ""
     try:
