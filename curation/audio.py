@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import subprocess
 from typing import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,14 +99,156 @@ class StreamInfo:
     channels: int
     format: str
     frames: int = 0  # native frames decoded so far
+    # when the decoded length falls short of what the file's header gives, the shortfall
+    # is kept (how long, against which length, what a second decoder found)
+    length_check: dict | None = None
 
     @property
     def seconds(self) -> float:
         return self.frames / self.sample_rate if self.sample_rate else 0.0
 
     def to_dict(self) -> dict:
-        return {"seconds": round(self.seconds, 3), "sample_rate": self.sample_rate, "channels": self.channels,
-                "format": self.format}
+        d = {"seconds": round(self.seconds, 3), "sample_rate": self.sample_rate, "channels": self.channels,
+             "format": self.format}
+        if self.length_check:
+            d["length_check"] = self.length_check
+        return d
+
+
+# MP3: how far the decoded length may fall short of the length the file gives before the
+# file counts as cut. libsndfile's mpg123 drops a frame it cannot decode (and the frames
+# that borrow bits from it through the bit reservoir) and goes on, so a real file with a
+# handful of damaged frames ends a few frames short: Debian's asc-music soundtracks end
+# 0.25-0.38 s short of their estimate. A frame is 24-72 ms, so 1 s is 14-40 frames: far
+# more than a few damaged ones, far less than what an interrupted download loses (a cut
+# half-way through, or at any network buffer of tens of kB: several seconds).
+MP3_SHORTFALL_S = 1.0
+
+
+def mp3_length(path: Path) -> tuple[float, bool]:
+    """(seconds, exact): exact when a Xing/Info/VBRI header gives the frame count (what LAME
+    and most encoders write); otherwise an estimate from the file's size and bitrate, which
+    is no promise (tags, junk and damaged frames all skew it)."""
+    from mutagen.mp3 import MP3, BitrateMode
+
+    try:
+        info = MP3(str(path)).info
+    except Exception:
+        return 0.0, False
+    # mutagen sets a bitrate mode only from a Xing/Info/VBRI header, whose frame count
+    # then gives the length (less LAME's encoder delay and padding, as decoders play it)
+    return float(info.length), info.bitrate_mode != BitrateMode.UNKNOWN and not info.sketchy
+
+
+def _sndfile_count(path: Path) -> tuple[int, str]:
+    """Frames libsndfile decodes from the whole file, and its error if it stopped on one."""
+    n = 0
+    try:
+        with sf.SoundFile(str(path)) as f:
+            block = max(1, int(BLOCK_SECONDS * f.samplerate))
+            buf = np.empty((block, f.channels), dtype=np.float32)
+            while True:
+                got = f.read(block, dtype="float32", always_2d=True, out=buf)
+                n += len(got)
+                if len(got) < block:
+                    return n, ""
+    except Exception as e:
+        return n, f"libsndfile: {e}"[:200]
+
+
+def _ffmpeg_cmd(path: Path) -> list[str]:
+    # native rate and channels, as float32: mixing and resampling stay ours, as for libsndfile
+    return ["ffmpeg", "-nostdin", "-v", "error", "-i", f"file:{path}", "-vn", "-map", "0:a:0", "-f", "f32le", "-"]
+
+
+def _ffmpeg_count(path: Path, channels: int) -> tuple[int, list[str]]:
+    """Frames the FFmpeg command line decodes from the whole file, and what it complained of.
+    It skips a damaged frame and decodes on, where libsndfile's mpg123 gives up resyncing
+    after 1 kB of damage."""
+    proc = subprocess.Popen(_ffmpeg_cmd(path), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    n = 0
+    try:
+        while chunk := proc.stdout.read(1 << 20):
+            n += len(chunk)
+        err = proc.stderr.read().decode("utf-8", "replace")
+    finally:
+        proc.stdout.close()
+        proc.stderr.close()
+        proc.wait()
+    complaints = sorted({re.sub(r" @ 0x[0-9a-f]+", "", ln.strip())[:160] for ln in err.splitlines() if ln.strip()})
+    if proc.returncode != 0 and not complaints:
+        complaints = [f"ffmpeg exited with {proc.returncode}"]
+    return n // (4 * max(1, channels)), complaints[:5]
+
+
+def plan_mp3(path: Path, sample_rate: int, channels: int, header_frames: int) -> tuple[str, dict | None]:
+    """Which decoder reads this mp3 ("sndfile" or "ffmpeg") and what its length check found,
+    or AudioError("audio_truncated") when the stream really ends early.
+
+    The file's length is exact when a Xing/Info/VBRI frame count gives it, else an estimate
+    from size and bitrate. libsndfile decodes it first; if it ends more than MP3_SHORTFALL_S
+    short (or fails), FFmpeg decodes it too: when FFmpeg reaches the length, it reads the
+    file (a few damaged frames, which mpg123 could not resync past); when it too ends short
+    of the length (for an estimate: its own, which leaves tags out), the file is cut."""
+    seconds, exact = mp3_length(path)
+    expected = int(round(seconds * sample_rate)) if exact else header_frames
+    source = "xing/vbri frame count" if exact else "estimate from size and bitrate"
+    n1, err1 = _sndfile_count(path)
+    short1 = (expected - n1) / sample_rate
+    check = {"decoded_s": round(n1 / sample_rate, 3), "expected_s": round(expected / sample_rate, 3),
+             "shortfall_s": round(short1, 3), "expected_from": source}
+    if not err1 and short1 <= MP3_SHORTFALL_S:
+        return "sndfile", (check if short1 > 0.02 else None)
+    if err1:
+        check["libsndfile_error"] = err1
+    n2, complaints = _ffmpeg_count(path, channels)
+    if not exact:
+        from torchcodec.decoders import AudioDecoder
+
+        try:
+            ff_header = float(AudioDecoder(str(path)).metadata.duration_seconds_from_header or 0.0)
+            expected = int(round(ff_header * sample_rate)) or expected
+        except Exception:
+            pass
+    short2 = (expected - n2) / sample_rate
+    check["ffmpeg"] = {"decoded_s": round(n2 / sample_rate, 3), "expected_s": round(expected / sample_rate, 3),
+                       "shortfall_s": round(short2, 3), "complaints": complaints}
+    if n2 > 0 and short2 <= MP3_SHORTFALL_S:
+        check["decoder"] = "ffmpeg"
+        return "ffmpeg", check
+    raise AudioError("audio_truncated", f"decoded {check['decoded_s']} s of the {check['expected_s']} s the file "
+                                        f"gives ({source}), and FFmpeg too ends short: {n2 / sample_rate:.2f} s"
+                                        + (f" ({'; '.join(complaints)[:120]})" if complaints else "")
+                                        + (f"; {err1}" if err1 else ""))
+
+
+def _ffmpeg_cli_blocks(path: Path, info: StreamInfo, sr_out: int, channels_out: int) -> Iterator[np.ndarray]:
+    """The file through the FFmpeg command line, as float32 blocks like _sndfile_blocks'."""
+    proc = subprocess.Popen(_ffmpeg_cmd(path), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    ch, sr = max(1, info.channels), info.sample_rate
+    rs = None if sr == sr_out else soxr.ResampleStream(sr, sr_out, channels_out, dtype="float32", quality="HQ")
+    want = max(1, int(BLOCK_SECONDS * sr)) * ch * 4
+    try:
+        data = b""
+        while True:
+            chunk = proc.stdout.read(want - len(data))
+            data += chunk or b""
+            last = not chunk
+            if not last and len(data) < want:
+                continue
+            usable = len(data) - len(data) % (ch * 4)
+            x = np.frombuffer(data[:usable], dtype=np.float32).reshape(-1, ch)
+            data = b""
+            info.frames += len(x)
+            out = _convert(x, channels_out, rs, last)
+            if len(out):
+                yield out
+            if last:
+                break
+    finally:
+        proc.kill()
+        proc.stdout.close()
+        proc.wait()
 
 
 def _layout(data: np.ndarray, channels_out: int) -> np.ndarray:
@@ -115,6 +258,15 @@ def _layout(data: np.ndarray, channels_out: int) -> np.ndarray:
         mono = data.mean(axis=1)
         return mono if channels_out == 1 else np.repeat(mono[:, None], 2, axis=1)
     return data if data.shape[1] == 2 else np.repeat(data, 2, axis=1)
+
+
+def _convert(data: np.ndarray, channels_out: int, rs, last: bool) -> np.ndarray:
+    """One decoded block (frames, ch) to the output layout and rate."""
+    x = _layout(data, channels_out)
+    if not np.isfinite(x).all():
+        raise AudioError("audio_unreadable", "decoded samples are not finite")
+    out = x if rs is None else rs.resample_chunk(np.ascontiguousarray(x), last=last)
+    return out.astype(np.float32, copy=False)
 
 
 def _sndfile_blocks(path: Path, info_out: list, sr_out: int, channels_out: int) -> Iterator[np.ndarray]:
@@ -130,6 +282,11 @@ def _sndfile_blocks(path: Path, info_out: list, sr_out: int, channels_out: int) 
         info = StreamInfo(int(f.samplerate), int(f.channels), path.suffix.lower().lstrip("."))
         info_out.append(info)
         header_frames = int(f.frames)
+        if path.suffix.lower() == ".mp3":
+            decoder, info.length_check = plan_mp3(path, info.sample_rate, info.channels, header_frames)
+            if decoder == "ffmpeg":
+                yield from _ffmpeg_cli_blocks(path, info, sr_out, channels_out)
+                return
         rs = None if f.samplerate == sr_out else soxr.ResampleStream(
             f.samplerate, sr_out, channels_out, dtype="float32", quality="HQ")
         block = max(1, int(BLOCK_SECONDS * f.samplerate))
@@ -141,16 +298,13 @@ def _sndfile_blocks(path: Path, info_out: list, sr_out: int, channels_out: int) 
                 raise AudioError("audio_truncated", f"decoding failed after {info.seconds:.1f} s: {e}"[:300]) from None
             last = len(data) < block
             info.frames += len(data)
-            x = _layout(data, channels_out)
-            if not np.isfinite(x).all():
-                raise AudioError("audio_unreadable", "decoded samples are not finite")
-            out = x if rs is None else rs.resample_chunk(np.ascontiguousarray(x), last=last)
+            out = _convert(data, channels_out, rs, last)
             if len(out):
-                yield out.astype(np.float32, copy=False)
+                yield out
             if last:
                 break
-        # mp3 and flac headers carry the length; a stream that ends early was cut short
-        if path.suffix.lower() in (".mp3", ".flac") and header_frames > 0 and info.frames < header_frames - f.samplerate // 10:
+        # FLAC's STREAMINFO gives the exact length: a stream that ends early was cut short
+        if path.suffix.lower() == ".flac" and header_frames > 0 and info.frames < header_frames - f.samplerate // 10:
             raise AudioError("audio_truncated", f"decoded {info.frames} of the {header_frames} frames the header gives")
 
 

@@ -74,8 +74,14 @@ def run(config: Path = typer.Argument(..., help="The run's TOML config.")) -> No
         _fail(str(e))
     from flows.curate import run as run_flow
 
-    with _progress_factory() as make:
-        summary = run_flow(config, progress=make)
+    from .catalogue import CatalogueFormatError
+    from .sources.fma import FMAFormatError
+
+    try:
+        with _progress_factory() as make:
+            summary = run_flow(config, progress=make)
+    except (CatalogueFormatError, FMAFormatError) as e:
+        _fail(str(e), 1)
     mm = summary["music_model"]
     if mm["random_init"] or not mm["published"]:
         what = "RANDOMLY INITIALISED" if mm["random_init"] else "NOT the published PANNs checkpoint"

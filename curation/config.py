@@ -37,12 +37,20 @@ class FreesoundConfig:
     pages_dir: Path | None = None
     audio_dir: Path | None = None
     api: FreesoundAPIConfig | None = None
+    # true: a sound whose response lacks gen_ai_preference is excluded (genai_preference_missing)
+    # rather than treated as Freesound's default
+    require_genai_preference: bool = False
 
 
 @dataclass
 class FMAConfig:
     tracks_csv: Path | None = None
     audio_dir: Path | None = None
+    # FMA's raw_tracks.csv: the track page URLs and license URLs that tracks.csv lacks
+    raw_tracks_csv: Path | None = None
+    # false: a CC BY track whose URL had to be derived (raw_tracks.csv has no track_url) is
+    # excluded as attribution_incomplete instead of attributed with the derived URL
+    derived_urls: bool = True
 
 
 @dataclass
@@ -104,7 +112,9 @@ class CopyrightConfig:
 @dataclass
 class ReleaseConfig:
     shard_max_records: int = 1000
-    noncommercial: bool = False
+    # What the release declares, against which Freesound's gen_ai_preference is read:
+    open_source_model: bool = True  # the trained model's weights are published
+    noncommercial: bool = False  # the model is for noncommercial use only
 
 
 @dataclass
@@ -194,7 +204,7 @@ def load_config(path: str | Path) -> Config:
 
     sections = {
         "freesound": (cfg.freesound, ("pages_dir", "audio_dir"), ()),
-        "fma": (cfg.fma, ("audio_dir",), ("tracks_csv",)),
+        "fma": (cfg.fma, ("audio_dir",), ("tracks_csv", "raw_tracks_csv")),
         "music": (cfg.music, (), ("checkpoint", "labels_csv")),
         "copyright": (cfg.copyright, ("fingerprint_index",), ("spotify_tracks_csv", "review_decisions")),
         "release": (cfg.release, (), ()),

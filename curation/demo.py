@@ -2,10 +2,13 @@
 
 - Freesound: saved APIv2 search pages (`{count, next, previous, results}`) and audio
   `{id}.{ext}` in wav, flac, ogg, aiff and mp3, with the faults a real crawl meets
-  (non-commercial and unknown licenses, an AI opt-out, missing, corrupt and empty audio, a
-  hostile name, a duplicate, a malformed result).
+  (non-commercial and unknown licenses, each of Freesound's four `gen_ai_preference` values,
+  an absent one and an unknown one, missing, corrupt and empty audio, a hostile name, a
+  duplicate, a malformed result).
 - FMA: `fma_metadata/tracks.csv` in its published layout (two header rows and a
-  `track_id` row) with one malformed line, audio at `fma_full/XXX/XXXXXX.mp3`.
+  `track_id` row) with one malformed line, `fma_metadata/raw_tracks.csv` with FMA's track
+  and license URLs (one missing URL to derive, one license conflict, one track that cannot
+  be attributed), audio at `fma_full/XXX/XXXXXX.mp3`.
 - The Spotify tracks table (its published schema), an example review decisions file.
 - A PANNs checkpoint and a T5 cache with RANDOM weights: the real ones cannot be fetched
   offline. Their decisions mean nothing, and every output says so.
@@ -98,32 +101,39 @@ def write_freesound(root: Path) -> None:
     audio.mkdir(parents=True, exist_ok=True)
     by = "http://creativecommons.org/licenses/by/3.0/"
     cc0 = "http://creativecommons.org/publicdomain/zero/1.0/"
+    # gen_ai_preference: Freesound's four values, one absent (a response from before the field
+    # existed) and one that is none of them
+    dflt = "no-additional-preferences"
     page1 = [
         _fs_result(1001, "Warm synth loop 110bpm", cc0, "loopmaker", ["synth", "loop", "music", "chords"],
-                   "A warm chord progression with a beat.", "wav", 40.0),
+                   "A warm chord progression with a beat.", "wav", 40.0, gen_ai=dflt),
         _fs_result(1002, "Forest wind and birds", "https://creativecommons.org/licenses/by/4.0/", "fieldrec",
-                   ["field-recording", "birds", "wind", "forest"], "Recorded at dawn.", "flac", 6.0),
+                   ["field-recording", "birds", "wind", "forest"], "Recorded at dawn.", "flac", 6.0,
+                   gen_ai="open-source-models"),
         _fs_result(1003, "Chirps", "http://creativecommons.org/licenses/sampling+/1.0/", "sampler",
                    ["birds", "chirp"], "Short chirps.", "ogg", 4.0),
         _fs_result(1004, "Street at night", "http://creativecommons.org/licenses/by-nc/3.0/", "citywalker",
-                   ["city", "night"], "Noncommercial only.", "wav", 3.0),
+                   ["city", "night"], "Noncommercial only.", "wav", 3.0, gen_ai=dflt),
         _fs_result(1005, "Rain on roof", by, "optout", ["rain"], "Please no AI.", "aiff", 3.0, gen_ai="no-gen-ai"),
-        _fs_result(1006, "Mystery tone", "All rights reserved", "someone", ["tone"], "", "wav", 2.0),
+        _fs_result(1006, "Mystery tone", "All rights reserved", "someone", ["tone"], "", "wav", 2.0, gen_ai=dflt),
     ]
     page2 = [
-        _fs_result(1007, "Lost file", cc0, "someone", ["drums"], "The audio went missing.", "mp3", 2.0),
-        _fs_result(1008, "Broken upload", by, "someone", ["noise"], "", "wav", 2.0),
-        _fs_result(1009, "Empty upload", cc0, "someone", ["silence"], "", "wav", 0.0),
+        _fs_result(1007, "Lost file", cc0, "someone", ["drums"], "The audio went missing.", "mp3", 2.0, gen_ai=dflt),
+        _fs_result(1008, "Broken upload", by, "someone", ["noise"], "", "wav", 2.0, gen_ai=dflt),
+        _fs_result(1009, "Empty upload", cc0, "someone", ["silence"], "", "wav", 0.0, gen_ai=dflt),
         _fs_result(1010, '../../x\t"quoted"\nname', cc0, "ha\tcker", ["../etc", "a,b"],
-                   "<b>HTML</b> and 'quotes'", "mp3", 3.0),
+                   "<b>HTML</b> and 'quotes'", "mp3", 3.0, gen_ai=dflt),
         _fs_result(1001, "Warm synth loop 110bpm", cc0, "loopmaker", ["synth", "loop", "music", "chords"],
-                   "A warm chord progression with a beat.", "wav", 40.0),  # seen again on the next page
+                   "A warm chord progression with a beat.", "wav", 40.0, gen_ai=dflt),  # seen again on the next page
         {"id": "not-a-number", "name": "malformed result", "license": cc0},
+        _fs_result(1011, "Harbour gulls", cc0, "coastal", ["gulls", "harbour"], "Noncommercial models only.",
+                   "wav", 3.0, gen_ai="noncommercial-open-source-models"),
+        _fs_result(1012, "Door creak", cc0, "someone", ["door"], "", "wav", 2.0, gen_ai="ask-me-first"),
     ]
     base = "https://freesound.org/apiv2/search/text/?query=&page_size=6"
     docs = [
-        {"count": 12, "next": base + "&page=2", "previous": None, "results": page1},
-        {"count": 12, "next": None, "previous": base + "&page=1", "results": page2},
+        {"count": 14, "next": base + "&page=2", "previous": None, "results": page1},
+        {"count": 14, "next": None, "previous": base + "&page=1", "results": page2},
     ]
     for i, doc in enumerate(docs, start=1):
         (pages / f"page_{i:06d}.json").write_text(json.dumps(doc, indent=1), encoding="utf-8")
@@ -137,23 +147,60 @@ def write_freesound(root: Path) -> None:
     (audio / "1008.wav").write_bytes(b"RIFF\x24\x00\x00\x00WAVEthis is not audio" * 3)
     (audio / "1009.wav").write_bytes(b"")
     _write(audio / "1010.mp3", synth.field_recording(3.0, seed=10), 44100, "MP3")
+    _write(audio / "1011.wav", synth.field_recording(3.0, seed=11), 44100, "WAV")
+    _write(audio / "1012.wav", synth.field_recording(2.0, seed=12), 44100, "WAV")
+
+
+RAW_TRACKS_HEADER = [
+    "track_id", "album_id", "album_title", "album_url", "artist_id", "artist_name", "artist_url", "artist_website",
+    "license_image_file", "license_image_file_large", "license_parent_id", "license_title", "license_url", "tags",
+    "track_bit_rate", "track_comments", "track_composer", "track_copyright_c", "track_copyright_p",
+    "track_date_created", "track_date_recorded", "track_disc_number", "track_duration", "track_explicit",
+    "track_explicit_notes", "track_favorites", "track_file", "track_genres", "track_image_file",
+    "track_information", "track_instrumental", "track_interest", "track_language_code", "track_listens",
+    "track_lyricist", "track_number", "track_publisher", "track_title", "track_url",
+]
+FMA = "http://freemusicarchive.org/music"
 
 
 def write_fma(root: Path) -> None:
     meta, audio = root / "fma_metadata", root / "fma_full"
     meta.mkdir(parents=True, exist_ok=True)
     tracks = [
-        # id, title, artist, license, genre, seconds (None: no audio)
-        (2, "Food", "AWOL", "Attribution", "Hip-Hop", 35.0),
-        (3, "Electric Ave", "AWOL", "Attribution-NonCommercial-ShareAlike 3.0 International", "Hip-Hop", None),
-        (5, "Lonely (Remastered 2011)", "The Exampels", "Creative Commons Attribution 4.0", "Pop", 32.0),
-        (10, "Summer Nights - Radio Edit", "Kimiko & The Band", "Attribution", "Pop", 31.0),
-        (20, "Untitled Sketch 4", "Nobody Known", "CC0 1.0 Universal", "Experimental", 12.0),
-        (26, "Quiet Walk", "Nobody Known", "Attribution-NoDerivatives 4.0 International", "Folk", None),
+        # id, title, artist, license title (tracks.csv), genre, seconds (None: no audio),
+        # raw_tracks.csv: (license_url, album_url, track_url) or None for no row
+        (2, "Food", "AWOL", "Attribution", "Hip-Hop", 35.0,
+         ("http://creativecommons.org/licenses/by/4.0/", f"{FMA}/AWOL/AWOL_-_A_Way_Of_Life/",
+          f"{FMA}/AWOL/AWOL_-_A_Way_Of_Life/Food")),
+        (3, "Electric Ave", "AWOL", "Attribution-NonCommercial-ShareAlike 3.0 International", "Hip-Hop", None,
+         ("http://creativecommons.org/licenses/by-nc-sa/3.0/", f"{FMA}/AWOL/AWOL_-_A_Way_Of_Life/",
+          f"{FMA}/AWOL/AWOL_-_A_Way_Of_Life/Electric_Ave")),
+        (5, "Lonely (Remastered 2011)", "The Exampels", "Creative Commons Attribution 4.0", "Pop", 32.0,
+         ("http://creativecommons.org/licenses/by/4.0/", f"{FMA}/The_Exampels/Lonely_Days/",
+          f"{FMA}/The_Exampels/Lonely_Days/Lonely_Remastered_2011")),
+        # no track_url: FMA's URL is derived from the album's and the title, and marked so
+        (10, "Summer Nights - Radio Edit", "Kimiko & The Band", "Attribution", "Pop", 31.0,
+         ("http://creativecommons.org/licenses/by/4.0/", f"{FMA}/Kimiko__The_Band/Summer/", "")),
+        (20, "Untitled Sketch 4", "Nobody Known", "CC0 1.0 Universal", "Experimental", 12.0,
+         ("http://creativecommons.org/publicdomain/zero/1.0/", f"{FMA}/Nobody_Known/Sketches/",
+          f"{FMA}/Nobody_Known/Sketches/Untitled_Sketch_4")),
+        (26, "Quiet Walk", "Nobody Known", "Attribution-NoDerivatives 4.0 International", "Folk", None,
+         ("http://creativecommons.org/licenses/by-nd/4.0/", f"{FMA}/Nobody_Known/Sketches/",
+          f"{FMA}/Nobody_Known/Sketches/Quiet_Walk")),
+        # the title says CC BY 3.0, the license URL a noncommercial license: license_conflict
+        (40, "Two Minds", "Nobody Known", "Attribution 3.0 International", "Folk", 5.0,
+         ("http://creativecommons.org/licenses/by-nc/3.0/", f"{FMA}/Nobody_Known/Sketches/",
+          f"{FMA}/Nobody_Known/Sketches/Two_Minds")),
+        # a single: neither track_url nor album_url, so no real URL: attribution_incomplete
+        (41, "Loose Single", "Nobody Known", "Attribution", "Folk", 5.0,
+         ("http://creativecommons.org/licenses/by/4.0/", "", "")),
+        # not in raw_tracks.csv at all: attribution_incomplete
+        (42, "Unlisted", "Nobody Known", "Attribution", "Folk", 5.0, None),
     ]
     cols = pd.MultiIndex.from_tuples([(g, f) for g, fs in FMA_COLUMNS.items() for f in fs])
     df = pd.DataFrame("", index=pd.Index([t[0] for t in tracks], name="track_id"), columns=cols)
-    for tid, title, artist, lic, genre, secs in tracks:
+    raw_rows = []
+    for tid, title, artist, lic, genre, secs, raw in tracks:
         df.loc[tid, ("track", "title")] = title
         df.loc[tid, ("artist", "name")] = artist
         df.loc[tid, ("track", "license")] = lic
@@ -165,9 +212,16 @@ def write_fma(root: Path) -> None:
         if secs:
             p = audio / f"{tid:06d}"[:3] / f"{tid:06d}.mp3"
             _write(p, synth.music(secs, seed=tid), 44100, "MP3")
+        if raw is not None:
+            row = dict.fromkeys(RAW_TRACKS_HEADER, "")
+            row.update(track_id=str(tid), track_title=title, artist_name=artist, license_title=lic,
+                       license_url=raw[0], album_url=raw[1], track_url=raw[2], tags="[]")
+            raw_rows.append(row)
     text = df.to_csv(lineterminator="\n")
     text += "33,a malformed line,with too few fields\n"
     (meta / "tracks.csv").write_text(text, encoding="utf-8")
+    pd.DataFrame(raw_rows, columns=RAW_TRACKS_HEADER).to_csv(meta / "raw_tracks.csv", index=False,
+                                                            lineterminator="\n")
 
 
 def write_spotify(root: Path) -> Path:
@@ -198,6 +252,7 @@ audio_dir = "freesound/audio"
 
 [fma]
 tracks_csv = "fma_metadata/tracks.csv"
+raw_tracks_csv = "fma_metadata/raw_tracks.csv"   # FMA's track and license URLs
 audio_dir = "fma_full"
 
 [music]
@@ -213,6 +268,8 @@ review_decisions = "review_decisions.csv"
 
 [release]
 shard_max_records = 4
+open_source_model = true   # the model's weights are published (Freesound's open-source-models)
+noncommercial = false      # true admits noncommercial-open-source-models
 
 [training]
 enabled = true

@@ -30,9 +30,13 @@ CLASSES = (
     "unknown",
 )
 
-# Freesound's `gen_ai_preference` values.
-GENAI_NO = "no-gen-ai"
+# Freesound's `gen_ai_preference`: exactly these four values exist in its source
+# (sounds/models.py); `no-additional-preferences` is the default every sound carries.
+GENAI_DEFAULT = "no-additional-preferences"
+GENAI_OPEN = "open-source-models"
 GENAI_NONCOMMERCIAL = "noncommercial-open-source-models"
+GENAI_NO = "no-gen-ai"
+GENAI_VALUES = (GENAI_DEFAULT, GENAI_OPEN, GENAI_NONCOMMERCIAL, GENAI_NO)
 
 
 @dataclass(frozen=True)
@@ -116,7 +120,14 @@ def _tokens(text: str) -> list[str]:
     return [w for w in re.split(r"\s+", t.strip()) if w]
 
 
+# FMA's title for CC BY-NC-ND 3.0 carries Creative Commons' old nickname for it.
+_MUSIC_SHARING = re.compile(r"\(\s*aka\s+music\s+sharing\s*\)", re.I)
+
+
 def _classify_text(raw: str) -> str:
+    if _MUSIC_SHARING.search(raw):
+        rest = _classify_text(_MUSIC_SHARING.sub(" ", raw))
+        return rest if rest == "cc-by-nc-nd" else "unknown"
     words = _tokens(raw)
     if not words:
         return "missing"
@@ -169,6 +180,71 @@ def _classify_text(raw: str) -> str:
     return "unknown"
 
 
+# The reverse of _URL_CODES: where each class's deed lives.
+_DEED_PATHS = {cls: f"{kind}/{code}" for (kind, code), cls in _URL_CODES.items() if code != "by-nd-nc"}
+# Classes with one version only: a title that names no version still names the deed.
+_ONLY_VERSION = {"cc0": "1.0", "sampling+": "1.0", "nc-sampling+": "1.0", "pdm": "1.0"}
+# Jurisdiction ports named in license titles ("... 3.0 United States"), as CC writes them in URLs.
+_JURISDICTION_WORDS = [
+    (("united", "states"), "us"), (("usa",), "us"), (("us",), "us"), (("uk",), "uk"), (("england",), "uk"),
+    (("wales",), "uk"), (("scotland",), "scotland"), (("netherlands",), "nl"), (("germany",), "de"),
+    (("france",), "fr"), (("spain",), "es"), (("italy",), "it"), (("canada",), "ca"), (("australia",), "au"),
+    (("brazil",), "br"), (("japan",), "jp"),
+]
+
+
+@dataclass(frozen=True)
+class LicenseTerms:
+    """A license as far as a raw value names it: class, version ("" when not named) and
+    jurisdiction port ("" for international/unported)."""
+
+    license: str
+    version: str
+    jurisdiction: str
+
+
+def license_terms(raw: object) -> LicenseTerms:
+    dec = classify(raw)
+    text = dec.raw.strip()
+    if re.match(r"^https?://", text, re.I) or text.lower().startswith(("www.", "creativecommons.org")):
+        path = urlsplit(text if "://" in text else "https://" + text).path.lower()
+        m = re.match(r"^/(?:licenses|publicdomain)/[a-z+\-]+/(" + _VERSION + r")/(?:([a-z]{2}(?:-[a-z]{2})?)/)?", path)
+        if m and dec.license not in ("unknown", "missing"):
+            return LicenseTerms(dec.license, m.group(1), m.group(2) or "")
+        return LicenseTerms(dec.license, "", "")
+    words = _tokens(text)
+    version = next((w for w in words if re.fullmatch(r"\d\.\d", w)), "")
+    jurisdiction = ""
+    for seq, code in _JURISDICTION_WORDS:
+        if any(tuple(words[i:i + len(seq)]) == seq for i in range(len(words))):
+            jurisdiction = code
+            break
+    return LicenseTerms(dec.license, version, jurisdiction)
+
+
+def deed_url(raw: object) -> str:
+    """The https deed URL of exactly the license a raw value names (class, version and port),
+    or "" when the value does not name one version of an allowed or known license."""
+    t = license_terms(raw)
+    where = _DEED_PATHS.get(t.license)
+    version = t.version or _ONLY_VERSION.get(t.license, "")
+    if where is None or not version:
+        return ""
+    return f"https://creativecommons.org/{where}/{version}/" + (f"{t.jurisdiction}/" if t.jurisdiction else "")
+
+
+def terms_conflict(a: LicenseTerms, b: LicenseTerms) -> str:
+    """Why two statements of one recording's license disagree ("" when they agree): another
+    class, or another version or port where both name one."""
+    if a.license != b.license:
+        return f"{a.license} vs {b.license}"
+    if a.version and b.version and a.version != b.version:
+        return f"version {a.version} vs {b.version}"
+    if a.jurisdiction and b.jurisdiction and a.jurisdiction != b.jurisdiction:
+        return f"jurisdiction {a.jurisdiction} vs {b.jurisdiction}"
+    return ""
+
+
 def classify(raw: object) -> LicenseDecision:
     """Normalise one raw license value (deed URL, Freesound name, FMA title)."""
     if raw is None or (isinstance(raw, float) and raw != raw):
@@ -186,18 +262,42 @@ def classify(raw: object) -> LicenseDecision:
     return LicenseDecision(text, _classify_text(stripped))
 
 
-def genai_exclusion(preference: object, release_noncommercial: bool) -> str | None:
-    """Reason code when Freesound's `gen_ai_preference` forbids this use, else None."""
-    if preference is None or (isinstance(preference, float) and preference != preference):
-        return None
-    p = str(preference).strip().lower()
-    if p in ("", "none", "null"):
-        return None
-    if p == GENAI_NO:
-        return "genai_opt_out"
+@dataclass(frozen=True)
+class GenAIDecision:
+    """What Freesound's `gen_ai_preference` says about this release, and which rule said it."""
+
+    reason: str | None  # a reason code when the record must stay out, else None
+    rule: str  # the rule that decided, in words, for the manifest and `curate explain`
+
+
+def genai_decision(preference: object, present: bool, open_source_model: bool, noncommercial: bool,
+                   require_preference: bool = False) -> GenAIDecision:
+    """Decide one Freesound sound's `gen_ai_preference` against what the release declares:
+    whether the model's weights are published (`open_source_model`) and whether it is for
+    noncommercial use only (`noncommercial`). A value that is not one of Freesound's four
+    fails closed."""
+    if not present or preference is None:
+        if require_preference:
+            return GenAIDecision("genai_preference_missing",
+                                 "absent: the response has no gen_ai_preference and require_genai_preference is set")
+        return GenAIDecision(None, "absent: treated as the default, no-additional-preferences "
+                                   "(a response from before the field existed)")
+    p = str(preference).strip()
+    if p == GENAI_DEFAULT:
+        return GenAIDecision(None, "no-additional-preferences: allowed")
+    if p == GENAI_OPEN:
+        if open_source_model:
+            return GenAIDecision(None, "open-source-models: allowed, the release declares an open-source model")
+        return GenAIDecision("genai_closed_model", "open-source-models: the release does not declare an open-source model")
     if p == GENAI_NONCOMMERCIAL:
-        return None if release_noncommercial else "genai_noncommercial_only"
-    if p in ("any", "all", "yes", "allow", "allowed"):
-        return None
-    # A value we do not know: fail closed.
-    return "genai_preference_unknown"
+        if not open_source_model:
+            return GenAIDecision("genai_closed_model", "noncommercial-open-source-models: the release does not "
+                                                       "declare an open-source model")
+        if not noncommercial:
+            return GenAIDecision("genai_noncommercial_only", "noncommercial-open-source-models: the release is "
+                                                             "not declared noncommercial")
+        return GenAIDecision(None, "noncommercial-open-source-models: allowed, the release declares an "
+                                   "open-source, noncommercial model")
+    if p == GENAI_NO:
+        return GenAIDecision("genai_opt_out", "no-gen-ai: the uploader opted out of generative AI training")
+    return GenAIDecision("genai_preference_unknown", f"{p[:60]!r} is not one of Freesound's four values: fail closed")

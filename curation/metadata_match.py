@@ -112,7 +112,9 @@ class CatalogueMatcher:
 
     @classmethod
     def from_csv(cls, path: Path, settings: MatchSettings | None = None) -> "CatalogueMatcher":
-        df = pd.read_csv(path, dtype=str, keep_default_na=False, usecols=lambda c: c in CATALOGUE_COLUMNS)
+        from .catalogue import read_catalogue
+
+        df, _notes = read_catalogue(path)
         return cls(df, settings)
 
     def _pairs(self, q: Prepared) -> pd.DataFrame:

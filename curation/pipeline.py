@@ -7,7 +7,6 @@ Every record that enters ends with a status: `included`, `excluded` (with a reas
 """
 from __future__ import annotations
 
-import json
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -67,7 +66,14 @@ def ingest(cfg: Config, client: fs_src.FreesoundClient | None = None) -> tuple[l
             records.append(r)
             rep.add("freesound")
     if cfg.fma.tracks_csv is not None:
+        raw = fma_src.read_raw_tracks(cfg.fma.raw_tracks_csv) if cfg.fma.raw_tracks_csv else None
+        if raw is None:
+            rep.notes.append("no [fma] raw_tracks_csv: FMA's track URLs are unknown, so CC BY tracks cannot be "
+                             "attributed and are excluded (attribution_incomplete)")
+        elif raw.unreadable:
+            rep.notes.append(f"raw_tracks.csv: {raw.unreadable} row(s) without a readable track_id, attached to no track")
         for r in fma_src.read_tracks(cfg.fma.tracks_csv):
+            fma_src.attach_raw_tracks(r, raw)
             records.append(r)
             rep.add("fma")
     out = dedupe(records)
@@ -75,17 +81,23 @@ def ingest(cfg: Config, client: fs_src.FreesoundClient | None = None) -> tuple[l
     return out, rep
 
 
-def _identity(r: Record) -> str:
-    d = r.to_dict()
-    for k in ("seen", "status", "reason", "evidence"):
-        d.pop(k)
-    d["evidence"] = {k: v for k, v in r.evidence.items() if k in ("previews", "original_type")}
-    return json.dumps(d, sort_keys=True)
+# Fields two copies of one record must agree on. A field one copy lacks is no disagreement:
+# a search page asked for fewer fields than a saved sound instance, say.
+_COMPARED = ("title", "author", "license_raw", "url", "gen_ai_preference", "description", "tags")
+
+
+def _value(r: Record, k: str):
+    if k == "tags":
+        return tuple(sorted(r.tags)) or None  # the API returns tags in no fixed order
+    if k == "gen_ai_preference":
+        return r.gen_ai_preference if r.genai_present else None
+    return getattr(r, k) or None
 
 
 def dedupe(records: Iterable[Record]) -> list[Record]:
-    """One record per (source, id). Copies that disagree are excluded: we cannot tell
-    which metadata (license!) is right."""
+    """One record per (source, id). Copies that disagree on a field both carry are
+    excluded: we cannot tell which metadata (license!) is right. Copies that agree are
+    merged, each field taken from the first copy that has it."""
     groups: dict[tuple[str, str], list[Record]] = defaultdict(list)
     for r in records:
         groups[(r.source, r.id)].append(r)
@@ -94,15 +106,20 @@ def dedupe(records: Iterable[Record]) -> list[Record]:
         first = group[0]
         first.seen = len(group)
         if len(group) > 1:
-            ids = {_identity(g) for g in group}
             first.evidence["duplicates"] = len(group) - 1
-            if len(ids) > 1 and first.pending:
-                diff = sorted(
-                    k for k in ("title", "author", "license_raw", "url", "gen_ai_preference", "description", "tags")
-                    if len({json.dumps(getattr(g, k)) for g in group}) > 1
-                )
+            diff = sorted(k for k in _COMPARED if len({_value(g, k) for g in group} - {None}) > 1)
+            if diff and first.pending:
                 first.exclude("duplicate_conflict", conflicting_fields=diff,
                               licenses_seen=sorted({g.license_raw for g in group}))
+            elif first.pending:
+                for g in group[1:]:
+                    for k in _COMPARED:
+                        if _value(first, k) is None and _value(g, k) is not None:
+                            setattr(first, k, getattr(g, k))
+                            if k == "gen_ai_preference":
+                                first.genai_present = True
+                    for k, v in g.evidence.items():
+                        first.evidence.setdefault(k, v)
         out.append(first)
     return out
 
@@ -110,24 +127,74 @@ def dedupe(records: Iterable[Record]) -> list[Record]:
 # --------------------------------------------------------------------------- 2. licenses
 
 
-def apply_licenses(records: list[Record], release_noncommercial: bool) -> StageReport:
+# Licenses whose terms ask that each use name the author, link the work and name the license.
+NEEDS_ATTRIBUTION = frozenset({"cc-by", "sampling+"})
+
+
+def _license_of(r: Record) -> tuple[licenses.LicenseDecision, str]:
+    """The record's license class, and why it cannot be trusted ("" when it can). FMA's
+    license title is checked against raw_tracks.csv's license URL, which names the exact
+    license; where both are given they must agree."""
+    dec = licenses.classify(r.license_raw)
+    fma_raw = r.evidence.get("fma_raw") or {}
+    url = str(fma_raw.get("license_url") or "").strip()
+    if r.source != "fma" or not url:
+        return dec, ""
+    by_url = licenses.license_terms(url)
+    if dec.license == "missing":
+        return licenses.LicenseDecision(url, by_url.license), ""
+    conflict = licenses.terms_conflict(licenses.license_terms(r.license_raw), by_url)
+    return dec, conflict
+
+
+def apply_licenses(records: list[Record], cfg: Config) -> StageReport:
+    """License class, Freesound's gen-AI preference against what the release declares, and
+    whether the record can be attributed as its license asks."""
     rep = StageReport("license")
+    rel = cfg.release
     for r in records:
+        g = None
+        if r.source == "freesound" and not r.id.startswith("malformed:"):
+            # recorded for every Freesound record, decided only for those still pending
+            g = licenses.genai_decision(r.gen_ai_preference, bool(r.genai_present), rel.open_source_model,
+                                        rel.noncommercial, cfg.freesound.require_genai_preference)
+            r.evidence["genai"] = {"preference": r.gen_ai_preference, "present": bool(r.genai_present),
+                                   "rule": g.rule, "release_open_source_model": rel.open_source_model,
+                                   "release_noncommercial": rel.noncommercial}
         if not r.pending:
             continue
-        dec = licenses.classify(r.license_raw)
+        dec, conflict = _license_of(r)
         r.license = dec.license
-        r.evidence["license"] = {"raw": r.license_raw, "class": dec.license, "allowed": dec.allowed}
-        if dec.license == "missing":
+        ev = {"raw": r.license_raw, "class": dec.license, "allowed": dec.allowed}
+        fma_url = (r.evidence.get("fma_raw") or {}).get("license_url")
+        if fma_url:
+            ev["license_url_raw"] = fma_url
+        r.license_url = licenses.deed_url(fma_url or r.license_raw) if dec.license != "missing" else ""
+        ev["license_url"] = r.license_url
+        r.evidence["license"] = ev
+        if conflict:
+            r.license_url = ""  # two statements disagree: name no deed
+            r.exclude("license_conflict", detail=f"tracks.csv title {r.license_raw!r} and raw_tracks.csv "
+                                                 f"license_url {fma_url!r} disagree: {conflict}")
+        elif dec.license == "missing":
             r.exclude("license_missing")
         elif dec.license == "unknown":
             r.exclude("license_unknown")
         elif not dec.allowed:
             r.exclude("license_not_allowed")
-        else:
-            why = licenses.genai_exclusion(r.gen_ai_preference, release_noncommercial)
-            if why:
-                r.exclude(why, gen_ai_preference=r.gen_ai_preference)
+        elif g is not None and g.reason:
+            r.exclude(g.reason, gen_ai_preference=r.gen_ai_preference)
+        elif dec.license in NEEDS_ATTRIBUTION:
+            missing = []
+            attribution = r.evidence.get("attribution") or {}
+            if not r.url:
+                missing.append(attribution.get("detail") or "no URL of the work")
+            elif attribution.get("url_source", "").startswith("derived") and not cfg.fma.derived_urls:
+                missing.append("the URL was derived, and [fma] derived_urls = false")
+            if not r.license_url:
+                missing.append(f"the license title {r.license_raw!r} names no version and no license URL is given")
+            if missing:
+                r.exclude("attribution_incomplete", detail="; ".join(missing))
         rep.add(r.reason or "passed")
     return rep
 

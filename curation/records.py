@@ -18,7 +18,11 @@ REASONS = {
     "license_not_allowed": "license is not CC0, CC BY or CC Sampling+",
     "genai_opt_out": "the uploader opted out of generative AI training (gen_ai_preference)",
     "genai_noncommercial_only": "uploader allows only noncommercial open-source models; release is commercial",
-    "genai_preference_unknown": "gen_ai_preference value not recognised",
+    "genai_closed_model": "uploader allows only open-source models; the release does not declare one",
+    "genai_preference_unknown": "gen_ai_preference value not one of Freesound's four: fail closed",
+    "genai_preference_missing": "no gen_ai_preference in the response and require_genai_preference is set",
+    "license_conflict": "the license title and the license URL name different licenses (or versions)",
+    "attribution_incomplete": "the license asks for attribution and no real URL (or license version) is known",
     "audio_missing": "no audio file for the record",
     "audio_unreadable": "the audio file could not be decoded",
     "audio_empty": "the audio file decodes to no samples",
@@ -57,6 +61,8 @@ class Record:
     license_raw: str = ""
     license: str = ""
     gen_ai_preference: str = ""
+    genai_present: bool | None = None  # Freesound: whether the response had the field at all
+    license_url: str = ""  # the https deed URL of the exact license (version and port)
     tags: list[str] = field(default_factory=list)
     description: str = ""
     genres: list[str] = field(default_factory=list)

@@ -23,7 +23,10 @@ from .audio import audio_blocks, file_sha256
 from .records import Record, record_key
 
 RELEASE_SR = 44100
-ATTRIBUTION_FIELDS = ["id", "title", "author", "license", "url", "license_raw", "source"]
+# The published layout first (Stable Audio Open's `id,title,author,license,url`), then the
+# exact license deed, the license as the source wrote it, and whether the URL was derived.
+ATTRIBUTION_FIELDS = ["id", "title", "author", "license", "url", "license_url", "license_raw", "source",
+                      "url_derived"]
 TAR_MTIME = 0.0
 
 
@@ -56,6 +59,7 @@ def sample_metadata(r: Record) -> dict:
         "id": r.id,
         "license": r.license,
         "license_raw": r.license_raw,
+        "license_url": r.license_url,
         "author": r.author,
         "title": r.title,
         "url": r.url,
@@ -86,7 +90,9 @@ def write_attribution(path: Path, records: Iterable[Record]) -> int:
     w.writerow(ATTRIBUTION_FIELDS)
     n = 0
     for r in records:
-        w.writerow([r.id, r.title, r.author, r.license, r.url, r.license_raw, r.source])
+        derived = str(r.evidence.get("attribution", {}).get("url_source", "")).startswith("derived")
+        w.writerow([r.id, r.title, r.author, r.license, r.url, r.license_url, r.license_raw, r.source,
+                    "true" if derived else "false"])
         n += 1
     atomic_write_text(path, buf.getvalue())
     return n

@@ -37,7 +37,7 @@ def ingest_task(cfg: Config) -> tuple[list[Record], pipeline.StageReport]:
 
 @task(name="licenses", **TASK)
 def licenses_task(records: list[Record], cfg: Config) -> tuple[list[Record], pipeline.StageReport]:
-    rep = pipeline.apply_licenses(records, cfg.release.noncommercial)
+    rep = pipeline.apply_licenses(records, cfg)
     return records, rep
 
 

@@ -37,9 +37,21 @@ def explain_lines(row: dict) -> list[str]:
             out.append(f"  ingest: {k} = {ev[k]}")
     lic = ev.get("license")
     if lic:
-        out.append(f"  license: raw {lic['raw']!r} -> {lic['class']} ({'allowed' if lic['allowed'] else 'rejected'})")
-    if row.get("gen_ai_preference"):
-        out.append(f"  gen_ai_preference: {row['gen_ai_preference']}")
+        out.append(f"  license: raw {lic['raw']!r} -> {lic['class']} ({'allowed' if lic['allowed'] else 'rejected'})"
+                   + (f", license URL from raw_tracks.csv {lic['license_url_raw']!r}" if lic.get("license_url_raw") else "")
+                   + (f", deed {lic['license_url']}" if lic.get("license_url") else ""))
+    att = ev.get("attribution")
+    if att is not None:
+        src = att.get("url_source") or "none"
+        out.append(f"  attribution: url {row['url'] or '(none)'} (source: {src})"
+                   + (f"; {att['detail']}" if att.get("detail") else "")
+                   + ("  [DERIVED: check before publishing]" if src.startswith("derived") else ""))
+    genai = ev.get("genai")
+    if genai:
+        shown = repr(genai["preference"]) if genai.get("present") else "absent"
+        out.append(f"  gen_ai_preference: {shown}; release declares open_source_model="
+                   f"{str(genai['release_open_source_model']).lower()}, noncommercial="
+                   f"{str(genai['release_noncommercial']).lower()}; rule: {genai['rule']}")
     audio = ev.get("audio")
     if audio:
         if "error" in audio:

@@ -21,7 +21,13 @@ SCHEMA = pa.schema(
         ("url", pa.string()),
         ("license_raw", pa.string()),
         ("license", pa.string()),
+        ("license_url", pa.string()),
+        ("url_source", pa.string()),
         ("gen_ai_preference", pa.string()),
+        ("gen_ai_preference_present", pa.bool_()),
+        ("genai_rule", pa.string()),
+        ("release_open_source_model", pa.bool_()),
+        ("release_noncommercial", pa.bool_()),
         ("seen", pa.int32()),
         ("audio_sha256", pa.string()),
         ("audio_seconds", pa.float64()),
@@ -60,6 +66,7 @@ def to_row(r: Record) -> dict:
     cr = ev.get("copyright", {})
     rv = ev.get("review", {})
     cand = cr.get("candidate")
+    genai = ev.get("genai", {})
     return {
         "source": r.source,
         "id": r.id,
@@ -70,7 +77,13 @@ def to_row(r: Record) -> dict:
         "url": r.url,
         "license_raw": r.license_raw,
         "license": r.license,
+        "license_url": r.license_url,
+        "url_source": ev.get("attribution", {}).get("url_source"),
         "gen_ai_preference": r.gen_ai_preference,
+        "gen_ai_preference_present": r.genai_present,
+        "genai_rule": genai.get("rule"),
+        "release_open_source_model": genai.get("release_open_source_model"),
+        "release_noncommercial": genai.get("release_noncommercial"),
         "seen": r.seen,
         "audio_sha256": audio.get("sha256"),
         "audio_seconds": audio.get("seconds"),

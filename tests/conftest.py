@@ -49,6 +49,8 @@ def cli_env(tmp: Path) -> dict:
     env = dict(os.environ)
     env["PREFECT_HOME"] = str(tmp / "prefect_home")
     env["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+    # a loaded 2-core machine can take longer than the default to start the temporary server
+    env["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "120"
     env.pop("FREESOUND_API_TOKEN", None)
     return env
 

@@ -104,7 +104,7 @@ def sounds_for(server_url: str, ids, license_url="http://creativecommons.org/pub
             "id": i, "name": f"sound {i}", "tags": ["test"], "description": "", "license": license_url,
             "username": "tester", "url": f"https://freesound.org/people/tester/sounds/{i}/",
             "previews": {"preview-hq-ogg": f"{server_url}/previews/{i}.ogg"}, "type": "wav",
-            "gen_ai_preference": "",
+            "gen_ai_preference": "no-additional-preferences",
         }
         for i in ids
     ]

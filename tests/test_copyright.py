@@ -104,7 +104,7 @@ def test_copyright_match_cli(tmp_path, demo_dir):
            str(demo_dir / "spotify" / "dataset.csv"), "--out", str(out))
     rows = {r["id"]: r for r in csv.DictReader(open(out))}
     assert list(next(csv.reader(open(out)))) == ["id", "flagged", "score", "candidate_track_id"]
-    assert set(rows) == {"2", "3", "5", "10", "20", "26"}  # the malformed line 33 is not a track
+    assert set(rows) == {"2", "3", "5", "10", "20", "26", "40", "41", "42"}  # the malformed line 33 is not a track
     assert rows["5"]["flagged"] == "true" and rows["5"]["candidate_track_id"] == "4qPNDBW1i3p13qLCt0Ki3A"
     assert rows["10"]["flagged"] == "true" and rows["2"]["flagged"] == "false"
     assert rows["2"]["candidate_track_id"] == ""

@@ -18,8 +18,8 @@ from tests.conftest import cli_env, curate
 
 pytestmark = pytest.mark.slow
 
-ALL_INPUTS = {("freesound", str(i)) for i in range(1001, 1011)} | {("freesound", "malformed:page_000002.json#5")} | {
-    ("fma", i) for i in ("2", "3", "5", "10", "20", "26", "33")}
+ALL_INPUTS = {("freesound", str(i)) for i in range(1001, 1013)} | {("freesound", "malformed:page_000002.json#5")} | {
+    ("fma", i) for i in ("2", "3", "5", "10", "20", "26", "33", "40", "41", "42")}
 
 
 def tree_digest(root: Path, parts=("release", "manifests/records.parquet", "review/queue.csv")) -> dict:
@@ -71,6 +71,20 @@ def test_reasons_for_each_kind_of_fault(first_run):
     assert reason[("freesound", "malformed:page_000002.json#5")] == "malformed_record"
     assert reason[("fma", "3")] == "license_not_allowed" and df.loc[("fma", "3"), "license"] == "cc-by-nc-sa"
     assert reason[("fma", "33")] == "malformed_record"
+    # Freesound's gen-AI preference against the demo release (open-source model, commercial)
+    assert reason[("freesound", "1011")] == "genai_noncommercial_only"
+    assert reason[("freesound", "1012")] == "genai_preference_unknown"
+    for rid, pref, present in (("1001", "no-additional-preferences", True), ("1002", "open-source-models", True),
+                               ("1003", "", False)):
+        row = df.loc[("freesound", rid)]
+        assert row["status"] != "excluded" or not row["reason"].startswith("genai"), rid
+        assert (row["gen_ai_preference"], row["gen_ai_preference_present"]) == (pref, present)
+    assert df.loc[("freesound", "1003"), "genai_rule"].startswith("absent")
+    fs = df.xs("freesound", level="source").drop(index="malformed:page_000002.json#5")
+    assert fs["release_open_source_model"].all() and not fs["release_noncommercial"].any()
+    # FMA: a license title and license URL that disagree; tracks no real URL can be found for
+    assert reason[("fma", "40")] == "license_conflict"
+    assert reason[("fma", "41")] == "attribution_incomplete" and reason[("fma", "42")] == "attribution_incomplete"
     assert df.loc[("freesound", "1001"), "seen"] == 2
     # the hostile name is kept as metadata and never becomes a path
     assert df.loc[("freesound", "1010"), "status"] == "included"
@@ -121,9 +135,17 @@ def test_release_holds_exactly_the_included_records(first_run):
     rows = []
     for source in ("freesound", "fma"):
         csv = pd.read_csv(out / "release" / f"{source}_attribution.csv", dtype=str, keep_default_na=False)
-        assert list(csv.columns[:5]) == ["id", "title", "author", "license", "url"]
+        assert list(csv.columns[:6]) == ["id", "title", "author", "license", "url", "license_url"]
         assert set(csv["license"]) <= {"cc0", "cc-by", "sampling+"}
+        assert csv["license_url"].str.startswith("https://creativecommons.org/").all()
         rows += [f"{source}_{i}" for i in csv["id"]]
+        if source == "fma":
+            by_id = csv.set_index("id")
+            # FMA's own URLs in the published form; the derived one is marked
+            assert by_id.loc["2", "url"] == "https://freemusicarchive.org/music/AWOL/AWOL_-_A_Way_Of_Life/Food/"
+            assert by_id.loc["2", "license_url"] == "https://creativecommons.org/licenses/by/4.0/"
+            assert by_id.loc["2", "url_derived"] == "false" and by_id.loc["10", "url_derived"] == "true"
+            assert csv["url"].str.startswith("https://freemusicarchive.org/music/").all()
     assert sorted(rows) == sorted(included)
 
 
@@ -140,10 +162,30 @@ def test_training_and_generation(first_run):
 def test_explain(first_run, work):
     text = curate("explain", str(work / "curate.toml"), "fma", "10", env=cli_env(work)).stdout
     assert "fma 10: INCLUDED" in text and "review: clear by demo-reviewer" in text and "Attribution" in text
+    assert "[DERIVED: check before publishing]" in text
     text = curate("explain", str(work / "curate.toml"), "freesound", "1005", env=cli_env(work)).stdout
-    assert "genai_opt_out" in text
+    assert "genai_opt_out" in text and "rule: no-gen-ai" in text
+    text = curate("explain", str(work / "curate.toml"), "freesound", "1003", env=cli_env(work)).stdout
+    assert "gen_ai_preference: absent" in text and "open_source_model=true, noncommercial=false" in text
     proc = curate("explain", str(work / "curate.toml"), "fma", "999999", env=cli_env(work), check=False)
     assert proc.returncode == 1 and "not in" in proc.stderr
+
+
+def test_noncommercial_release_that_requires_the_preference(work):
+    """The same inputs, for a noncommercial open-source model that insists on the field."""
+    text = (work / "curate.toml").read_text().replace('output_dir = "out"', 'output_dir = "out_nc"')
+    text = text.replace("noncommercial = false", "noncommercial = true").replace("enabled = true", "enabled = false")
+    text = text.replace('audio_dir = "freesound/audio"', 'audio_dir = "freesound/audio"\nrequire_genai_preference = true')
+    config = work / "nc.toml"
+    config.write_text(text)
+    curate("run", str(config), env=cli_env(work))
+    df = manifest(work / "out_nc").set_index(["source", "id"])
+    reason = df["reason"].to_dict()
+    assert reason[("freesound", "1003")] == "genai_preference_missing"
+    assert reason[("freesound", "1005")] == "genai_opt_out"
+    assert not reason[("freesound", "1011")].startswith("genai")  # noncommercial-open-source-models: allowed
+    assert df.loc[("freesound", "1011"), "release_noncommercial"]
+    assert not reason[("freesound", "1002")].startswith("genai")
 
 
 def _config_with_output(work: Path, name: str) -> Path:

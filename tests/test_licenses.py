@@ -1,6 +1,6 @@
 import pytest
 
-from curation.licenses import classify, genai_exclusion
+from curation.licenses import GENAI_VALUES, classify, deed_url, genai_decision, license_terms, terms_conflict
 from tests.conftest import curate
 
 CASES = [
@@ -35,6 +35,9 @@ CASES = [
     ("Creative Commons Attribution-NonCommercial-NoDerivatives 4.0", "cc-by-nc-nd"),
     ("Attribution-NoDerivatives 4.0 International", "cc-by-nd"),
     ("Attribution-Noncommercial-Share Alike 3.0 United States", "cc-by-nc-sa"),
+    # FMA's real title for BY-NC-ND 3.0, with Creative Commons' old nickname; the nickname on another license is not read
+    ("Attribution-NonCommercial-NoDerivatives (aka Music Sharing) 3.0 International", "cc-by-nc-nd"),
+    ("Attribution (aka Music Sharing)", "unknown"),
     ("Creative Commons Attribution 4.0", "cc-by"),
     ("CC0 1.0 Universal", "cc0"),
     ("Public Domain Mark 1.0", "pdm"),
@@ -67,20 +70,73 @@ def test_missing_values():
     assert classify(float("nan")).license == "missing"
 
 
-@pytest.mark.parametrize(
-    "pref,noncommercial,expected",
-    [
-        (None, False, None),
-        ("", False, None),
-        ("no-gen-ai", False, "genai_opt_out"),
-        ("no-gen-ai", True, "genai_opt_out"),
-        ("noncommercial-open-source-models", False, "genai_noncommercial_only"),
-        ("noncommercial-open-source-models", True, None),
-        ("something-new", False, "genai_preference_unknown"),
-    ],
-)
-def test_genai_preference(pref, noncommercial, expected):
-    assert genai_exclusion(pref, noncommercial) == expected
+# (value, present, open_source_model, noncommercial, require) -> reason
+GENAI = [
+    ("no-additional-preferences", True, False, False, False, None),
+    ("no-additional-preferences", True, True, False, False, None),
+    ("open-source-models", True, True, False, False, None),
+    ("open-source-models", True, False, False, False, "genai_closed_model"),
+    ("open-source-models", True, False, True, False, "genai_closed_model"),
+    ("noncommercial-open-source-models", True, True, True, False, None),
+    ("noncommercial-open-source-models", True, True, False, False, "genai_noncommercial_only"),
+    ("noncommercial-open-source-models", True, False, True, False, "genai_closed_model"),
+    ("noncommercial-open-source-models", True, False, False, False, "genai_closed_model"),
+    ("no-gen-ai", True, True, True, False, "genai_opt_out"),
+    ("no-gen-ai", True, True, False, False, "genai_opt_out"),
+    ("", False, True, False, False, None),
+    ("", False, True, False, True, "genai_preference_missing"),
+    ("", True, True, False, False, "genai_preference_unknown"),
+    ("No-Gen-AI", True, True, False, False, "genai_preference_unknown"),
+    ("any", True, True, False, False, "genai_preference_unknown"),
+    ("something-new", True, True, True, False, "genai_preference_unknown"),
+]
+
+
+@pytest.mark.parametrize("pref,present,open_model,noncommercial,require,expected", GENAI)
+def test_genai_preference_against_the_release_declaration(pref, present, open_model, noncommercial, require,
+                                                         expected):
+    d = genai_decision(pref, present, open_model, noncommercial, require)
+    assert d.reason == expected
+    # the rule names the value it read (or its absence)
+    assert (pref in d.rule) if present and pref else ("absent" in d.rule or "not one of" in d.rule)
+
+
+def test_the_four_values_are_freesounds_own():
+    # exactly the choices of Freesound's sounds/models.py, with the default first
+    assert GENAI_VALUES == ("no-additional-preferences", "open-source-models", "noncommercial-open-source-models",
+                            "no-gen-ai")
+
+
+@pytest.mark.parametrize("raw,deed", [
+    ("http://creativecommons.org/licenses/by/3.0/", "https://creativecommons.org/licenses/by/3.0/"),
+    ("http://creativecommons.org/licenses/by/3.0/nl/", "https://creativecommons.org/licenses/by/3.0/nl/"),
+    ("https://creativecommons.org/licenses/by/4.0/deed.de", "https://creativecommons.org/licenses/by/4.0/"),
+    ("http://creativecommons.org/publicdomain/zero/1.0/", "https://creativecommons.org/publicdomain/zero/1.0/"),
+    ("http://creativecommons.org/licenses/sampling+/1.0/", "https://creativecommons.org/licenses/sampling+/1.0/"),
+    ("Creative Commons Attribution 4.0", "https://creativecommons.org/licenses/by/4.0/"),
+    ("Attribution-Noncommercial-Share Alike 3.0 United States",
+     "https://creativecommons.org/licenses/by-nc-sa/3.0/us/"),
+    ("Attribution-Noncommercial-No Derivative Works 2.0 UK: England ",
+     "https://creativecommons.org/licenses/by-nc-nd/2.0/uk/"),
+    ("CC0 1.0 Universal", "https://creativecommons.org/publicdomain/zero/1.0/"),
+    ("Attribution", ""),  # names no version: no deed can be named
+    ("http://freemusicarchive.org/FMA_License", ""),
+])
+def test_deed_url_names_the_exact_license(raw, deed):
+    assert deed_url(raw) == deed
+
+
+def test_license_title_and_url_conflicts():
+    t = license_terms
+    assert terms_conflict(t("Attribution"), t("http://creativecommons.org/licenses/by/4.0/")) == ""
+    assert terms_conflict(t("Attribution-NonCommercial-ShareAlike 3.0 International"),
+                          t("http://creativecommons.org/licenses/by-nc-sa/3.0/")) == ""
+    assert terms_conflict(t("Attribution-Noncommercial-Share Alike 3.0 United States"),
+                          t("http://creativecommons.org/licenses/by-nc-sa/3.0/us/")) == ""
+    assert "cc-by-nc" in terms_conflict(t("Attribution 3.0"), t("http://creativecommons.org/licenses/by-nc/3.0/"))
+    assert "version" in terms_conflict(t("Attribution 3.0"), t("http://creativecommons.org/licenses/by/4.0/"))
+    assert "jurisdiction" in terms_conflict(t("Attribution 3.0 United States"),
+                                            t("http://creativecommons.org/licenses/by/3.0/nl/"))
 
 
 def test_cli_classify_one_row_per_line_in_order():

@@ -8,7 +8,9 @@ from curation.sources import fma, freesound
 
 def test_fma_published_layout(demo_dir):
     recs = {r.id: r for r in fma.read_tracks(demo_dir / "fma_metadata" / "tracks.csv")}
-    assert set(recs) == {"2", "3", "5", "10", "20", "26", "33"}
+    assert set(recs) == {"2", "3", "5", "10", "20", "26", "33", "40", "41", "42"}
+    # tracks.csv has no URL column: no URL is made up
+    assert all(r.url == "" for r in recs.values())
     r = recs["5"]
     assert (r.title, r.author, r.license_raw, r.genres) == (
         "Lonely (Remastered 2011)", "The Exampels", "Creative Commons Attribution 4.0", ["Pop"])
@@ -38,12 +40,16 @@ def test_fma_wrong_layout_is_a_clear_error(tmp_path):
 
 def test_freesound_saved_pages(demo_dir):
     recs = list(freesound.read_pages(demo_dir / "freesound" / "pages"))
-    assert len(recs) == 12
+    assert len(recs) == 14
     r = recs[0]
     assert (r.id, r.author, r.license_raw) == ("1001", "loopmaker", "http://creativecommons.org/publicdomain/zero/1.0/")
     assert "synth" in r.tags
-    assert recs[-1].reason == "malformed_record"
-    assert recs[4].gen_ai_preference == "no-gen-ai"
+    assert recs[11].reason == "malformed_record"
+    by_id = {r.id: r for r in recs}
+    assert (by_id["1005"].gen_ai_preference, by_id["1005"].genai_present) == ("no-gen-ai", True)
+    # a result without the field (as before Freesound added it) is told apart from one with it
+    assert (by_id["1003"].gen_ai_preference, by_id["1003"].genai_present) == ("", False)
+    assert by_id["1001"].genai_present and by_id["1001"].gen_ai_preference == "no-additional-preferences"
 
 
 def test_freesound_unreadable_page_is_a_record(tmp_path):
@@ -77,3 +83,40 @@ def test_conflicting_duplicates_are_excluded(demo_dir):
     out = {r.id: r for r in dedupe(recs + [twin])}
     assert out["1002"].reason == "duplicate_conflict"
     assert "license_raw" in out["1002"].evidence["conflicting_fields"]
+
+
+def test_raw_tracks_give_fma_urls_derived_and_missing(demo_dir):
+    raw = fma.read_raw_tracks(demo_dir / "fma_metadata" / "raw_tracks.csv")
+    recs = {r.id: r for r in fma.read_tracks(demo_dir / "fma_metadata" / "tracks.csv")}
+    for r in recs.values():
+        fma.attach_raw_tracks(r, raw)
+    assert recs["2"].url == "https://freemusicarchive.org/music/AWOL/AWOL_-_A_Way_Of_Life/Food/"
+    assert recs["2"].evidence["attribution"]["url_source"] == "raw_tracks.track_url"
+    assert recs["10"].url == "https://freemusicarchive.org/music/Kimiko__The_Band/Summer/Summer_Nights_-_Radio_Edit/"
+    assert recs["10"].evidence["attribution"]["url_source"] == "derived:album_url+title"
+    assert recs["41"].url == "" and "neither" in recs["41"].evidence["attribution"]["detail"]
+    assert recs["42"].url == "" and "not in raw_tracks" in recs["42"].evidence["attribution"]["detail"]
+
+
+@pytest.mark.parametrize("url,expected", [
+    ("http://freemusicarchive.org/music/AWOL/AWOL_-_A_Way_Of_Life/Food",
+     "https://freemusicarchive.org/music/AWOL/AWOL_-_A_Way_Of_Life/Food/"),
+    ("https://freemusicarchive.org/music/A/B/C/", "https://freemusicarchive.org/music/A/B/C/"),
+    ("http://freemusicarchive.org/track/5/", ""),  # not FMA's /music/ page
+    ("http://evil.example/music/A/B/C", ""),
+    ("javascript:alert(1)", ""),
+    ("", ""),
+])
+def test_fma_url_form(url, expected):
+    assert fma.fma_url(url) == expected
+
+
+@pytest.mark.parametrize("title,slug", [
+    ("Food", "Food"), ("Sharper &amp; Clearer", "Sharper__Clearer"), ("W.T.M.", "WTM"),
+    ("Gimme a Buck or I'll Touch You / Boilermaker", "Gimme_a_Buck_or_Ill_Touch_You__Boilermaker"),
+    ("... listening to the sunshine burn the grass", "_listening_to_the_sunshine_burn_the_grass"),
+    ("KränkentanzSuite", "KrnkentanzSuite"), ("Ghost & Shadows ( REPRISE )  ", "Ghost__Shadows__REPRISE___"),
+])
+def test_title_slug_as_fma_made_them(title, slug):
+    # each pair is a real raw_tracks.csv title and the end of its track_url
+    assert fma.title_slug(title) == slug

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import requests
 
@@ -61,12 +61,15 @@ def result_to_record(res: object, where: str) -> Record:
         id=rid,
         title=str(res.get("name") or ""),
         author=username,
-        url=str(res.get("url") or f"https://freesound.org/people/{username}/sounds/{rid}/"),
+        url=str(res.get("url") or (f"https://freesound.org/people/{quote(username)}/sounds/{rid}/" if username else "")),
         license_raw=str(res.get("license") or ""),
-        gen_ai_preference=str(res.get("gen_ai_preference") or ""),
+        gen_ai_preference="" if res.get("gen_ai_preference") is None else str(res["gen_ai_preference"]),
+        genai_present=res.get("gen_ai_preference") is not None,
         tags=[str(t) for t in tags],
         description=str(res.get("description") or ""),
     )
+    r.evidence["attribution"] = {"url_source": "api" if res.get("url") else
+                                 ("built:freesound.org/people/USER/sounds/ID/" if r.url else "")}
     previews = res.get("previews")
     if isinstance(previews, dict):
         r.evidence["previews"] = {k: str(v) for k, v in sorted(previews.items())}
@@ -76,11 +79,18 @@ def result_to_record(res: object, where: str) -> Record:
 
 
 def read_pages(pages_dir: Path) -> Iterator[Record]:
-    """Records from a folder of saved search pages (`{count, next, previous, results}`)."""
+    """Records from a folder of saved API responses: search pages (`{count, next, previous,
+    results}`), and also a saved sound instance (`/apiv2/sounds/ID/`, one object with an
+    `id`) or a bare `results` array, as other tools save them."""
     for path in page_files(pages_dir):
         try:
             page = json.loads(path.read_text(encoding="utf-8"))
-            results = page["results"]
+            if isinstance(page, list):
+                results = page
+            elif isinstance(page, dict) and "results" not in page and "id" in page:
+                results = [page]
+            else:
+                results = page["results"]
             if not isinstance(results, list):
                 raise TypeError("results is not a list")
         except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
