@@ -17,9 +17,9 @@ import numpy as np
 import pandas as pd
 from rapidfuzz import fuzz, process
 
+from .catalogue import CATALOGUE_COLUMNS, read_catalogue
 from .copyright import fold, normalize_title, split_artists
 
-CATALOGUE_COLUMNS = ("track_id", "artists", "album_name", "track_name")
 _STOP = {"the", "and", "feat", "ft", "featuring", "with", "x", "vs", "a"}
 # A title shared by more catalogue rows than this ("intro") blocks nothing on its own.
 MAX_TITLE_BLOCK = 3000
@@ -112,8 +112,6 @@ class CatalogueMatcher:
 
     @classmethod
     def from_csv(cls, path: Path, settings: MatchSettings | None = None) -> "CatalogueMatcher":
-        from .catalogue import read_catalogue
-
         df, _notes = read_catalogue(path)
         return cls(df, settings)
 

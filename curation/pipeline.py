@@ -131,20 +131,18 @@ def dedupe(records: Iterable[Record]) -> list[Record]:
 NEEDS_ATTRIBUTION = frozenset({"cc-by", "sampling+"})
 
 
-def _license_of(r: Record) -> tuple[licenses.LicenseDecision, str]:
-    """The record's license class, and why it cannot be trusted ("" when it can). FMA's
-    license title is checked against raw_tracks.csv's license URL, which names the exact
-    license; where both are given they must agree."""
+def _license_of(r: Record) -> tuple[licenses.LicenseDecision, str, str]:
+    """The record's license class, why it cannot be trusted ("" when it can), and FMA's
+    license URL from raw_tracks.csv ("" without one). FMA's license title is checked against
+    that URL, which names the exact license; where both are given they must agree."""
     dec = licenses.classify(r.license_raw)
-    fma_raw = r.evidence.get("fma_raw") or {}
-    url = str(fma_raw.get("license_url") or "").strip()
+    url = str((r.evidence.get("fma_raw") or {}).get("license_url") or "").strip()
     if r.source != "fma" or not url:
-        return dec, ""
+        return dec, "", ""
     by_url = licenses.license_terms(url)
     if dec.license == "missing":
-        return licenses.LicenseDecision(url, by_url.license), ""
-    conflict = licenses.terms_conflict(licenses.license_terms(r.license_raw), by_url)
-    return dec, conflict
+        return licenses.LicenseDecision(url, by_url.license), "", url
+    return dec, licenses.terms_conflict(licenses.license_terms(r.license_raw), by_url), url
 
 
 def apply_licenses(records: list[Record], cfg: Config) -> StageReport:
@@ -163,10 +161,9 @@ def apply_licenses(records: list[Record], cfg: Config) -> StageReport:
                                    "release_noncommercial": rel.noncommercial}
         if not r.pending:
             continue
-        dec, conflict = _license_of(r)
+        dec, conflict, fma_url = _license_of(r)
         r.license = dec.license
         ev = {"raw": r.license_raw, "class": dec.license, "allowed": dec.allowed}
-        fma_url = (r.evidence.get("fma_raw") or {}).get("license_url")
         if fma_url:
             ev["license_url_raw"] = fma_url
         r.license_url = licenses.deed_url(fma_url or r.license_raw) if dec.license != "missing" else ""
@@ -189,7 +186,7 @@ def apply_licenses(records: list[Record], cfg: Config) -> StageReport:
             attribution = r.evidence.get("attribution") or {}
             if not r.url:
                 missing.append(attribution.get("detail") or "no URL of the work")
-            elif attribution.get("url_source", "").startswith("derived") and not cfg.fma.derived_urls:
+            elif fma_src.url_was_derived(r.evidence) and not cfg.fma.derived_urls:
                 missing.append("the URL was derived, and [fma] derived_urls = false")
             if not r.license_url:
                 missing.append(f"the license title {r.license_raw!r} names no version and no license URL is given")

@@ -21,6 +21,7 @@ from webdataset import TarWriter
 from .atomic import atomic_path, atomic_write_text
 from .audio import audio_blocks, file_sha256
 from .records import Record, record_key
+from .sources.fma import url_was_derived
 
 RELEASE_SR = 44100
 # The published layout first (Stable Audio Open's `id,title,author,license,url`), then the
@@ -90,9 +91,8 @@ def write_attribution(path: Path, records: Iterable[Record]) -> int:
     w.writerow(ATTRIBUTION_FIELDS)
     n = 0
     for r in records:
-        derived = str(r.evidence.get("attribution", {}).get("url_source", "")).startswith("derived")
         w.writerow([r.id, r.title, r.author, r.license, r.url, r.license_url, r.license_raw, r.source,
-                    "true" if derived else "false"])
+                    "true" if url_was_derived(r.evidence) else "false"])
         n += 1
     atomic_write_text(path, buf.getvalue())
     return n

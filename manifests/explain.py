@@ -8,6 +8,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from curation.records import REASONS
+from curation.sources.fma import url_was_derived
 
 
 class NotInManifest(LookupError):
@@ -45,7 +46,7 @@ def explain_lines(row: dict) -> list[str]:
         src = att.get("url_source") or "none"
         out.append(f"  attribution: url {row['url'] or '(none)'} (source: {src})"
                    + (f"; {att['detail']}" if att.get("detail") else "")
-                   + ("  [DERIVED: check before publishing]" if src.startswith("derived") else ""))
+                   + ("  [DERIVED: check before publishing]" if url_was_derived(ev) else ""))
     genai = ev.get("genai")
     if genai:
         shown = repr(genai["preference"]) if genai.get("present") else "absent"

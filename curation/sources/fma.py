@@ -12,7 +12,7 @@ import csv
 import html
 import io
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator
 from urllib.parse import urlsplit
@@ -113,6 +113,7 @@ def read_tracks(tracks_csv: Path) -> Iterator[Record]:
 
 RAW_REQUIRED = ("track_id", "track_title", "track_url", "album_url", "license_title", "license_url")
 FMA_HOSTS = ("freemusicarchive.org", "www.freemusicarchive.org")
+URL_DERIVED = "derived:album_url+title"  # the url_source of a URL built from album_url and title
 _BAD_BYTE = re.compile("[\udc80-\udcff]")  # what surrogateescape makes of bytes that are not UTF-8
 
 
@@ -173,7 +174,7 @@ def read_raw_tracks(path: Path) -> RawTracks:
                     raw.problem = f"raw_tracks.csv line {start}: bytes that are not UTF-8 in {', '.join(bad)}"
             prev = out.rows.get(rid)
             if prev is not None:
-                if not prev.problem and _fields(prev) != _fields(raw):
+                if not prev.problem and prev != replace(raw, line=prev.line):
                     prev.problem = f"raw_tracks.csv lines {prev.line} and {start}: two different rows for one track"
                 continue
             out.rows.setdefault(rid, raw)
@@ -182,8 +183,9 @@ def read_raw_tracks(path: Path) -> RawTracks:
         raise FMAFormatError(f"{path}: not a readable CSV ({e})") from None
 
 
-def _fields(raw: RawTrack) -> tuple:
-    return (raw.track_title, raw.track_url, raw.album_url, raw.license_title, raw.license_url, raw.problem)
+def url_was_derived(evidence: dict) -> bool:
+    """Whether a record's URL was derived rather than read (see derive_track_url)."""
+    return (evidence.get("attribution") or {}).get("url_source") == URL_DERIVED
 
 
 def fma_url(url: str) -> str:
@@ -239,7 +241,7 @@ def attach_raw_tracks(r: Record, raw: RawTracks | None) -> None:
         r.url, source = url, "raw_tracks.track_url"
     elif not row.track_url.strip():
         r.url = derive_track_url(row.album_url, r.title)
-        source = "derived:album_url+title" if r.url else ""
+        source = URL_DERIVED if r.url else ""
     else:
         source = ""
     r.evidence["attribution"] = {"url_source": source}
