@@ -25,7 +25,7 @@ import soundfile as sf
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from curation import synth  # noqa: E402
-from curation.fingerprint import FingerprintIndex  # noqa: E402
+from curation.copyright.fingerprint import FingerprintIndex  # noqa: E402
 
 SR = 22050
 SNRS = (10, 0, -5)
@@ -186,7 +186,7 @@ def main() -> None:
           f"{args.negatives} recordings matching nothing (noise, and music not indexed)")
     ref_seconds = 60.0 * len(refs)
     found, build, query = run_landmark(root, refs, queries)
-    report("landmark index (curation.fingerprint)  targets: recall >= 0.9 at 0 dB, false positives <= 0.005",
+    report("landmark index (curation.copyright.fingerprint)  targets: recall >= 0.9 at 0 dB, false positives <= 0.005",
            found, queries, build, ref_seconds, query)
     if shutil.which("fpcalc"):
         best, build, query = run_chromaprint(refs, queries)

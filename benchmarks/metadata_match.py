@@ -17,7 +17,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from curation.metadata_match import CatalogueMatcher, MatchSettings  # noqa: E402
+from curation.copyright.metadata_match import CatalogueMatcher, MatchSettings  # noqa: E402
 
 SYL = ("ka ri mo ne la to vi sa de lu ra pe zo mi ta no be ko fa gu shi ra yo el an or is us "
        "bar ten vel dor mar kin sol ric ton lem").split()

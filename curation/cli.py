@@ -74,7 +74,7 @@ def run(config: Path = typer.Argument(..., help="The run's TOML config.")) -> No
         _fail(str(e))
     from flows.curate import run as run_flow
 
-    from .catalogue import CatalogueFormatError
+    from .copyright.catalogue import CatalogueFormatError
     from .sources.fma import FMAFormatError
 
     try:
@@ -191,7 +191,7 @@ def copyright_match(
     import pandas as pd
 
     from .atomic import atomic_write_text
-    from .metadata_match import CatalogueMatcher
+    from .copyright.metadata_match import CatalogueMatcher
     from .sources.fma import FMAFormatError, read_tracks
 
     try:
@@ -223,7 +223,7 @@ def fingerprint_index(
     """Build or extend an index of reference recordings."""
     from .audio import AudioError
     from .calibrate import list_audio
-    from .fingerprint import FingerprintIndex
+    from .copyright.fingerprint import FingerprintIndex
 
     try:
         files = list_audio(reference_dir)
@@ -255,7 +255,7 @@ def fingerprint_query(
 ) -> None:
     """CSV file,reference,offset_seconds,score: one row per match found."""
     from .audio import AudioError
-    from .fingerprint import FingerprintError, FingerprintIndex
+    from .copyright.fingerprint import FingerprintError, FingerprintIndex
 
     w = csv.writer(sys.stdout, lineterminator="\n")
     w.writerow(["file", "reference", "offset_seconds", "score"])

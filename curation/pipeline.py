@@ -290,8 +290,8 @@ def audio_and_music(
 
 
 def check_copyright(records: list[Record], cfg: Config) -> StageReport:
-    from .audio_id import make_backend
-    from .metadata_match import CatalogueMatcher, MatchSettings
+    from .copyright.audio_id import make_backend
+    from .copyright.metadata_match import CatalogueMatcher, MatchSettings
 
     rep = StageReport("copyright")
     fma = [r for r in records if r.pending and r.source == "fma"]

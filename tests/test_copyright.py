@@ -1,9 +1,9 @@
 import pandas as pd
 import pytest
 
-from curation.audio_id import make_backend
-from curation.copyright import fold, normalize_title, split_artists
-from curation.metadata_match import CatalogueMatcher
+from curation.copyright.audio_id import make_backend
+from curation.copyright.normalize import fold, normalize_title, split_artists
+from curation.copyright.metadata_match import CatalogueMatcher
 from curation.records import Record
 
 

@@ -6,8 +6,8 @@ import pytest
 import soundfile as sf
 
 from curation import synth
-from curation.audio_id import FingerprintBackend
-from curation.fingerprint import SR, FingerprintError, FingerprintIndex
+from curation.copyright.audio_id import FingerprintBackend
+from curation.copyright.fingerprint import SR, FingerprintError, FingerprintIndex
 from curation.records import Record
 from tests.conftest import curate
 

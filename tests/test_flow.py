@@ -244,7 +244,7 @@ def test_killed_runs_resume_to_the_same_release(first_run, work):
 def test_fingerprint_backend_in_the_flow(work):
     """Freesound music goes through the fingerprint backend: an excerpt of a reference is sent
     to review with the reference and offset, and the manifest and review page carry it."""
-    from curation.fingerprint import FingerprintIndex
+    from curation.copyright.fingerprint import FingerprintIndex
 
     with FingerprintIndex(work / "fp_index") as ix:
         ix.add(work / "freesound" / "audio" / "1001.wav", name="takedown/loop.wav")

@@ -4,7 +4,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from curation.audio_id import HttpBackend, make_backend
+from curation.copyright.audio_id import HttpBackend, make_backend
 from curation.config import HttpIdConfig
 from curation.records import Record
 

@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 
 from curation import pipeline
-from curation.catalogue import CatalogueFormatError, read_catalogue
+from curation.copyright.catalogue import CatalogueFormatError, read_catalogue
 from curation.config import Config
-from curation.copyright import split_artists
+from curation.copyright.normalize import split_artists
 from curation.release import ATTRIBUTION_FIELDS
 from curation.sources import fma, freesound
 from tests.conftest import REPO

@@ -18,7 +18,7 @@ import pandas as pd
 from rapidfuzz import fuzz, process
 
 from .catalogue import CATALOGUE_COLUMNS, read_catalogue
-from .copyright import fold, normalize_title, split_artists
+from .normalize import fold, normalize_title, split_artists
 
 _STOP = {"the", "and", "feat", "ft", "featuring", "with", "x", "vs", "a"}
 # A title shared by more catalogue rows than this ("intro") blocks nothing on its own.

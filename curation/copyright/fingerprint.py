@@ -28,7 +28,7 @@ class FingerprintError(RuntimeError):
 
 def load_audio(path: Path) -> np.ndarray:
     """The whole file as 8 kHz mono (references and candidates are minutes, not hours)."""
-    from .audio import audio_blocks
+    from ..audio import audio_blocks
 
     blocks = list(audio_blocks(Path(path), [], SR, 1))
     return np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
@@ -128,7 +128,7 @@ class FingerprintIndex:
         """Index one reference; False when the same audio is already in."""
         import pyarrow as pa
 
-        from .audio import file_sha256
+        from ..audio import file_sha256
 
         path = Path(path)
         sha = file_sha256(path)

@@ -1,7 +1,7 @@
 """Audio identification backends for recordings detected as music.
 
 - `review`: every such recording waits for a human.
-- `fingerprint`: a local landmark index of reference recordings (`curation.fingerprint`).
+- `fingerprint`: a local landmark index of reference recordings (`curation.copyright.fingerprint`).
 - `http`: a commercial identification service behind a configurable HTTP adapter.
 
 Each returns `clear` or `review` with its evidence; a backend that cannot decide sends the
@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .records import Record
+from ..records import Record
 
 
 @dataclass
