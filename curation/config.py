@@ -94,19 +94,55 @@ class HttpIdConfig:
 
 
 @dataclass
+class AcoustIdConfig:
+    """AcoustID lookups of Chromaprint fingerprints (curation/copyright/acoustid.py)."""
+
+    endpoint: str = "https://api.acoustid.org/v2/lookup"
+    key_env: str = "ACOUSTID_API_KEY"  # the application key
+    key_secret_block: str = ""  # a Prefect Secret block, when the variable is not set
+    min_score: float = 0.8  # a result at least this sure sends the recording to review
+    fpcalc: str = "fpcalc"
+    max_seconds: int = 120  # fingerprint the first two minutes, as AcoustID's clients do
+    min_interval_s: float = 0.34  # AcoustID asks for at most 3 requests a second
+    timeout_s: float = 30.0
+    max_retries: int = 5
+    backoff_s: float = 1.0
+
+
+@dataclass
+class AcrCloudConfig:
+    """ACRCloud's identify API (curation/copyright/acrcloud.py)."""
+
+    endpoint: str = ""  # e.g. https://identify-eu-west-1.acrcloud.com/v1/identify (your project's host)
+    access_key_env: str = "ACRCLOUD_ACCESS_KEY"
+    access_key_secret_block: str = ""
+    access_secret_env: str = "ACRCLOUD_ACCESS_SECRET"
+    access_secret_secret_block: str = ""
+    sample_seconds: float = 12.0  # ACRCloud advises samples under 15 s
+    min_interval_s: float = 1.0
+    timeout_s: float = 30.0
+    max_retries: int = 5
+    backoff_s: float = 1.0
+
+
+@dataclass
 class CopyrightConfig:
     spotify_tracks_csv: Path | None = None
     review_decisions: Path | None = None
-    audio_backend: str = "review"  # review | fingerprint | http
+    audio_backend: str = "review"  # review | fingerprint | http | acoustid | acrcloud
     fingerprint_index: Path | None = None  # built with `curate fingerprint index`
     fingerprint_min_score: int = 15
     http: HttpIdConfig | None = None
-    # metadata matching: both fields at least title/artist_threshold, or one field at least
-    # strong_threshold and the other at least relaxed_threshold
-    title_threshold: float = 86.0
-    artist_threshold: float = 86.0
-    strong_threshold: float = 95.0
-    relaxed_threshold: float = 72.0
+    acoustid: AcoustIdConfig | None = None
+    acrcloud: AcrCloudConfig | None = None
+    # metadata matching (see curation/copyright/metadata_match.py): the title equal or one
+    # typo away, and the best credited artist's weighted word overlap at least artist_min, or
+    # artist_common_title for a title that common_title_artists catalogue artists use or that
+    # is short_title_chars long or less
+    artist_min: float = 0.75
+    artist_common_title: float = 0.9
+    common_title_artists: int = 3
+    short_title_chars: int = 5
 
 
 @dataclass
@@ -182,7 +218,8 @@ def _fill(obj: Any, table: dict, section: str, base: Path, *, required_dirs=(), 
 
 
 # Tables inside sections ([freesound.api], [copyright.http]) and the type each fills.
-_SUBTABLES = {"freesound": {"api": FreesoundAPIConfig}, "copyright": {"http": HttpIdConfig}}
+_SUBTABLES = {"freesound": {"api": FreesoundAPIConfig},
+              "copyright": {"http": HttpIdConfig, "acoustid": AcoustIdConfig, "acrcloud": AcrCloudConfig}}
 
 
 def load_config(path: str | Path) -> Config:
@@ -264,8 +301,13 @@ def load_config(path: str | Path) -> Config:
         raise ConfigError("config key 'music.device' must be 'auto', 'cpu' or 'cuda'")
     if cfg.fma.tracks_csv is not None and cfg.copyright.spotify_tracks_csv is None:
         raise ConfigError("config key 'copyright.spotify_tracks_csv' is required when [fma] is set")
-    if cfg.copyright.audio_backend not in ("review", "fingerprint", "http"):
-        raise ConfigError("config key 'copyright.audio_backend' must be 'review', 'fingerprint' or 'http'")
+    if cfg.copyright.audio_backend not in ("review", "fingerprint", "http", "acoustid", "acrcloud"):
+        raise ConfigError("config key 'copyright.audio_backend' must be 'review', 'fingerprint', 'http', "
+                          "'acoustid' or 'acrcloud'")
+    if cfg.copyright.audio_backend == "acrcloud" and (cfg.copyright.acrcloud is None
+                                                     or not cfg.copyright.acrcloud.endpoint):
+        raise ConfigError("config key 'copyright.acrcloud.endpoint' is required with audio_backend = 'acrcloud' "
+                          "(your project's host, e.g. https://identify-eu-west-1.acrcloud.com/v1/identify)")
     if cfg.copyright.audio_backend == "http" and (cfg.copyright.http is None or not cfg.copyright.http.endpoint):
         raise ConfigError("config key 'copyright.http.endpoint' is required with audio_backend = 'http'")
     if cfg.copyright.audio_backend == "fingerprint" and cfg.copyright.fingerprint_index is None:

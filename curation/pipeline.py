@@ -298,8 +298,8 @@ def check_copyright(records: list[Record], cfg: Config) -> StageReport:
     if fma:
         c = cfg.copyright
         matcher = CatalogueMatcher.from_csv(c.spotify_tracks_csv, MatchSettings(
-            title=c.title_threshold, artist=c.artist_threshold, strong=c.strong_threshold,
-            relaxed=c.relaxed_threshold))
+            artist_min=c.artist_min, artist_common_title=c.artist_common_title,
+            common_title_artists=c.common_title_artists, short_title_chars=c.short_title_chars))
         res = matcher.match([r.title for r in fma], [r.author for r in fma])
         for r, m in zip(fma, res.itertuples(index=False)):
             r.evidence["copyright"] = {

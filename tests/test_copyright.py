@@ -72,6 +72,52 @@ def test_true_matches_are_flagged(index, title, artist, candidate):
     assert m.candidates[0]["track_id"] == candidate and m.candidates[0]["flagged"]
 
 
+@pytest.fixture(scope="module")
+def crowded():
+    """A catalogue where filler words are frequent, as in the real table: many "X Collective",
+    "The X", "X Band", "Lil X" artists, and titles that many artists use."""
+    rows = []
+    names = ["Amber", "Delta", "Marigold", "Copper", "Juniper", "Saffron", "Obsidian", "Tangerine", "Vermilion",
+             "Cobalt", "Fjord", "Lantern", "Meadow", "Orchid", "Quarry", "Riverbed", "Sparrow", "Thistle"]
+    for i, n in enumerate(names):
+        for j, filler in enumerate(["Collective", "Band", "Orchestra", "Quartet"]):
+            rows.append((f"c{i}-{j}", f"{n} {filler}", "LP", ["Love", "Intro", "Echo", "Track 1"][j]))
+        rows.append((f"t{i}", f"The {n}s", "LP", f"{n} Song"))
+        rows.append((f"l{i}", f"Lil {n}", "LP", "Interlude"))
+    rows += [("g1", "Kimiko Ishizaka", "LP", "Golden Fire"), ("g2", "Kimiko Ishizaka;Someone Else", "LP", "Part 2"),
+             ("x1", "Beyoncé", "LP", "Halo - Remastered"), ("x2", "The Offspring", "LP", "Pretty Fly (For A White Guy)")]
+    return CatalogueMatcher(pd.DataFrame(rows, columns=["track_id", "artists", "album_name", "track_name"]))
+
+
+@pytest.mark.parametrize("title,artist", [
+    ("Love", "Zephyr Collective"),          # a common title; the artists share only a filler word
+    ("Intro", "Violet Band"),
+    ("Interlude", "Lil Zephyr"),
+    ("Golden Tufe", "Kimiko Ishizaka"),     # the artist's other song, sharing a word
+    ("Part 1", "Kimiko Ishizaka"),          # numbers differ
+    ("Love", "Marie Curie & Amber Band"),   # a credit of several artists, one word of which overlaps
+    ("Echo", "Copper"),                     # a common title and half an artist's name
+])
+def test_filler_words_and_common_titles_are_not_matches(crowded, title, artist):
+    m = crowded.match([title], [artist]).iloc[0]
+    assert not m.flagged, (title, artist, crowded.candidate(m.crow))
+
+
+@pytest.mark.parametrize("title,artist,candidate", [
+    ("Love", "Amber Collective", "c0-0"),
+    ("Love", "Amber Colective", "c0-0"),        # a typo in a filler word
+    ("Golden Fire (Live)", "Kimiko Ishizaka", "g1"),
+    ("Golden Fier", "Kimiko Ishizaka", "g1"),   # a typo in a rare title
+    ("Part 2", "Someone Else, Kimiko Ishizaka", "g2"),
+    ("Halo", "Beyonce", "x1"),
+    ("Pretty Fly", "The Offspring", "x2"),       # the catalogue's title has a bracket the query lacks
+    ("Intro", "Delta Band", "c1-1"),
+])
+def test_matches_survive_in_a_crowded_catalogue(crowded, title, artist, candidate):
+    m = crowded.match([title], [artist]).iloc[0]
+    assert m.flagged and crowded.candidate(m.crow)["track_id"] == candidate, m
+
+
 @pytest.mark.parametrize("title,artist", [
     ("Intro", "Nobody Known"),          # generic title, another artist
     ("The Boxer", "Completely Different"),  # same title, another artist

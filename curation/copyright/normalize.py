@@ -12,7 +12,10 @@ from dataclasses import dataclass, field
 _VERSION_WORDS = (
     r"remaster(?:ed)?|live|edit|version|mix|remix|mono|stereo|demo|acoustic|radio|explicit|clean|"
     r"instrumental|bonus|deluxe|single|original|extended|re-?recorded|session|take|unplugged|"
-    r"feat\.?|ft\.?|featuring|with|from"
+    r"feat\.?|ft\.?|featuring|with|from|"
+    # the same words in the catalogue's other big languages
+    r"vivo|en\s+vivo|ao\s+vivo|directo|remasterizad[oa]|remasteris[ée]e?|versi[oó]n|vers[aã]o|"
+    r"ac[uú]stic[oa]|ao\s+vivo|live-version|remasterizada"
 )
 _BRACKET = re.compile(r"\s*[\(\[]([^\)\]]*)[\)\]]")
 _DASH_SUFFIX = re.compile(r"\s+-\s+(.*)$")
@@ -24,7 +27,7 @@ _ARTIST_SPLIT = re.compile(r"\s*(?:;|,|/|\s&\s|\sand\s|\sx\s|\sfeat\.?\s|\sft\.?
 def fold(text: str) -> str:
     """Lower case, accents stripped, `&` spelled `and`, punctuation to spaces."""
     t = unicodedata.normalize("NFKD", str(text))
-    t = "".join(c for c in t if not unicodedata.combining(c)).lower()
+    t = "".join(c for c in t if not unicodedata.combining(c)).casefold()
     t = t.replace("&", " and ").replace("'", "").replace("\u2019", "")
     t = re.sub(r"[^\w\s]|_", " ", t)
     return re.sub(r"\s+", " ", t).strip()
