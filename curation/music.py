@@ -10,7 +10,7 @@ import csv
 import logging
 import shutil
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Protocol
@@ -197,6 +197,19 @@ class PannsModel:
         return result
 
 
+def music_spans(is_music: np.ndarray, max_gap_s: float = 1.0, keep: int = 20) -> list[list[float]]:
+    """[start, end] seconds of runs of music frames (gaps under `max_gap_s` bridged), the
+    `keep` longest, in time order."""
+    idx = np.flatnonzero(is_music)
+    if len(idx) == 0:
+        return []
+    breaks = np.flatnonzero(np.diff(idx) > max_gap_s * FPS)
+    starts = np.concatenate([[idx[0]], idx[breaks + 1]])
+    ends = np.concatenate([idx[breaks], [idx[-1]]]) + 1
+    longest = np.sort(np.argsort(-(ends - starts), kind="stable")[:keep])
+    return [[round(starts[i] / FPS, 2), round(ends[i] / FPS, 2)] for i in longest]
+
+
 @dataclass(frozen=True)
 class Rule:
     """Stable Audio Open's rule, and the optional short-clip rule."""
@@ -219,6 +232,7 @@ class Rule:
             rule = "fraction"
         top = np.argsort(-class_mean, kind="stable")[:top_k]
         return MusicResult(
+            music_spans=music_spans(music_prob >= self.threshold),
             is_music=rule != "none",
             music_seconds=music_seconds,
             music_fraction=fraction,
@@ -246,6 +260,8 @@ class MusicResult:
     threshold: float
     min_music_seconds: float
     min_music_fraction: float
+    # where the music is: [start, end] seconds of the longest runs of music frames
+    music_spans: list = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)

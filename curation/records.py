@@ -31,6 +31,7 @@ REASONS = {
     "copyright_match_review": "possible copyright match: waiting for human review",
     "copyright_audio_review": "music: waiting for audio identification / human review",
     "copyright_audio_match": "the audio holds an excerpt of a reference recording: waiting for human review",
+    "copyright_audio_retry": "music: the identification service gave no answer (error recorded); kept out, asked again next run",
     "copyright_rejected": "a reviewer rejected the recording",
 }
 

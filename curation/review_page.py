@@ -59,8 +59,18 @@ def _evidence_html(ev: dict) -> str:
         if ev.get("normalizations"):
             parts.append(f"<p>normalisations: {e(', '.join(ev['normalizations']))}</p>")
     for m in ev.get("matches") or []:
-        parts.append(f"<p>reference <b>{e(str(m.get('reference')))}</b> at offset {m.get('offset_seconds')} s "
-                     f"(first match at {m.get('candidate_start')} s in this recording, score {m.get('score')})</p>")
+        if "reference" in m:  # the local fingerprint index
+            parts.append(f"<p>reference <b>{e(str(m.get('reference')))}</b> at offset {m.get('offset_seconds')} s "
+                         f"(first match at {m.get('candidate_start')} s in this recording, score {m.get('score')})</p>")
+        elif "recordings" in m:  # AcoustID
+            recs = "; ".join(f"<b>{e(str(r.get('title')))}</b> by {e(', '.join(map(str, r.get('artists') or [])))} "
+                             f"(MusicBrainz recording {e(str(r.get('musicbrainz_recording_id')))})"
+                             for r in m["recordings"]) or "no MusicBrainz recording linked"
+            parts.append(f"<p>AcoustID {e(str(m.get('acoustid')))}, score {m.get('score')}: {recs}</p>")
+        else:  # ACRCloud
+            parts.append(f"<p><b>{e(str(m.get('title')))}</b> by {e(', '.join(map(str, m.get('artists') or [])))}"
+                         f" (ISRC {e(str(m.get('isrc')))}, album {e(str(m.get('album')))}, at "
+                         f"{(m.get('play_offset_ms') or 0) / 1000:.1f} s of it, score {m.get('score')})</p>")
     if ev.get("response"):
         parts.append(f"<p>service answer: {e(json.dumps(ev['response'], ensure_ascii=False))}</p>")
     if ev.get("error"):

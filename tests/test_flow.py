@@ -261,3 +261,45 @@ def test_fingerprint_backend_in_the_flow(work):
     assert ev["method"] == "audio:fingerprint" and ev["matches"][0]["reference"] == "takedown/loop.wav"
     assert abs(ev["matches"][0]["offset_seconds"]) < 0.1
     assert "takedown/loop.wav" in (work / "out_fp" / "review" / "index.html").read_text()
+
+
+def test_identification_services_in_the_flow(work):
+    """Freesound music through AcoustID, then ACRCloud (local servers speaking their APIs):
+    the reference recording is found with its MusicBrainz id / ISRC and sent to review, and
+    no key or secret reaches the manifest or the run's output. (Error codes: test_id_services.)"""
+    from tests.fake_id_services import ACOUSTID_KEY, ACR_KEY, ACR_SECRET, FakeAcoustId, FakeAcrCloud
+
+    ref = work / "freesound" / "audio" / "1001.wav"
+    base = (work / "curate.toml").read_text().replace("enabled = true", "enabled = false")
+    env = cli_env(work)
+    env.update(ACOUSTID_API_KEY=ACOUSTID_KEY, ACRCLOUD_ACCESS_KEY=ACR_KEY, ACRCLOUD_ACCESS_SECRET=ACR_SECRET)
+    acoustid, acr = FakeAcoustId(), FakeAcrCloud()
+    try:
+        acoustid.add_reference(ref, "3a1e6a0e-8e0c-4f0e-9d8e-2f9b1f5c9e11", "Loop", "Someone Famous")
+        acr.add_reference(ref, "Loop", "Someone Famous", "USRC17607839")
+        runs = {}
+        for name, table in (("acoustid", f'[copyright.acoustid]\nendpoint = "{acoustid.url}"\nmin_interval_s = 0\n'),
+                            ("acrcloud", f'[copyright.acrcloud]\nendpoint = "{acr.url}"\nmin_interval_s = 0\n')):
+            text = base.replace('output_dir = "out"', f'output_dir = "out_{name}"')
+            text = text.replace("[copyright]", f'[copyright]\naudio_backend = "{name}"') + "\n" + table
+            (work / f"{name}.toml").write_text(text)
+            proc = curate("run", str(work / f"{name}.toml"), env=env)
+            runs[name] = (manifest(work / f"out_{name}"), proc.stdout + proc.stderr)
+    finally:
+        acoustid.close()
+        acr.close()
+    assert len(acoustid.requests) == len(acr.requests) >= 1
+    for name, (df, output) in runs.items():
+        raw = (work / f"out_{name}" / "manifests" / "records.parquet").read_bytes()
+        for secret in (ACOUSTID_KEY, ACR_KEY, ACR_SECRET):
+            assert secret.encode() not in raw and secret not in output
+        df = df.set_index(["source", "id"])
+        row = df.loc[("freesound", "1001")]
+        assert row["status"] == "review" and row["reason"] == "copyright_audio_match"
+        ev = json.loads(row["evidence"])["copyright"]
+        assert ev["method"] == f"audio:{name}"
+        if name == "acoustid":
+            assert ev["matches"][0]["recordings"][0]["musicbrainz_recording_id"] == "3a1e6a0e-8e0c-4f0e-9d8e-2f9b1f5c9e11"
+        else:
+            assert ev["matches"][0]["isrc"] == "USRC17607839" and ev["sample"]["from_music_spans"]
+        assert "Someone Famous" in (work / f"out_{name}" / "review" / "index.html").read_text()

@@ -1,12 +1,11 @@
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from curation.copyright.audio_id import HttpBackend, make_backend
 from curation.config import HttpIdConfig
 from curation.records import Record
+from tests.fake_id_services import reply, serve
 
 TOKEN = "id-service-secret-42"
 
@@ -19,28 +18,16 @@ class Service:
         self.requests = []
         outer = self
 
-        class H(BaseHTTPRequestHandler):
-            def log_message(self, *a):
-                pass
+        def handle(h, body):
+            outer.requests.append((dict(h.headers), body))
+            if h.headers.get("X-Api-Key") != f"Key {TOKEN}":
+                status, data, headers = 401, {"error": f"bad key {h.headers.get('X-Api-Key')}"}, {}
+            else:
+                status, data, headers = outer.script.pop(0) if outer.script else (200, {"result": {"matches": []}}, {})
+            reply(h, status, data, headers)
 
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                outer.requests.append((dict(self.headers), body))
-                if self.headers.get("X-Api-Key") != f"Key {TOKEN}":
-                    status, data, headers = 401, {"error": f"bad key {self.headers.get('X-Api-Key')}"}, {}
-                else:
-                    status, data, headers = outer.script.pop(0) if outer.script else (200, {"result": {"matches": []}}, {})
-                raw = data if isinstance(data, bytes) else json.dumps(data).encode()
-                self.send_response(status)
-                for k, v in headers.items():
-                    self.send_header(k, v)
-                self.send_header("Content-Length", str(len(raw)))
-                self.end_headers()
-                self.wfile.write(raw)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.server = serve(handle)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/identify"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
 @pytest.fixture

@@ -3,6 +3,8 @@
 - `review`: every such recording waits for a human.
 - `fingerprint`: a local landmark index of reference recordings (`curation.copyright.fingerprint`).
 - `http`: a commercial identification service behind a configurable HTTP adapter.
+- `acoustid`: Chromaprint fingerprints looked up in AcoustID (`curation.copyright.acoustid`).
+- `acrcloud`: ACRCloud's identify API on a sample of the loudest music (`curation.copyright.acrcloud`).
 
 Each returns `clear` or `review` with its evidence; a backend that cannot decide sends the
 recording to review (fail closed).
@@ -83,71 +85,25 @@ class HttpBackend:
     name = "http"
 
     def __init__(self, cfg, token: str | None = None, sleep=None, clock=None):
-        import time
-
-        import requests
+        from .service import ServiceClient, read_secret
 
         self.cfg = cfg
-        self.token = token if token is not None else self._token()
-        self.session = requests.Session()
-        self.sleep = sleep or time.sleep
-        self.clock = clock or time.monotonic
-        self._last = None
-
-    def _token(self) -> str:
-        import os
-
-        tok = os.environ.get(self.cfg.token_env, "")
-        if not tok and self.cfg.token_secret_block:
-            from prefect.blocks.system import Secret
-
-            tok = str(Secret.load(self.cfg.token_secret_block).get())
-        if not tok:
-            raise ValueError(f"no token for the identification service: set {self.cfg.token_env} "
-                             "or copyright.http.token_secret_block")
-        return tok
-
-    def _redact(self, text: str) -> str:
-        return text.replace(self.token, "***") if self.token else text
-
-    def _wait_turn(self) -> None:
-        if self._last is not None:
-            gap = self.cfg.min_interval_s - (self.clock() - self._last)
-            if gap > 0:
-                self.sleep(gap)
-        self._last = self.clock()
+        self.token = token if token is not None else read_secret(
+            cfg.token_env, cfg.token_secret_block, "token for the identification service (copyright.http)")
+        self.client = ServiceClient(cfg.min_interval_s, cfg.timeout_s, cfg.max_retries, cfg.backoff_s,
+                                    secrets=(self.token,), sleep=sleep, clock=clock)
 
     def _post(self, record: Record):
-        import requests
-
         c = self.cfg
         fields = {k: str(v).format(source=record.source, id=record.id, url=record.url) for k, v in c.fields.items()}
         headers = {c.auth_header: f"{c.auth_prefix}{self.token}"}
-        attempt = 0
-        while True:
-            self._wait_turn()
-            try:
-                with open(record.audio_path, "rb") as f:
-                    resp = self.session.post(c.endpoint, data=fields, headers=headers, timeout=c.timeout_s,
-                                             files={c.file_field: (f"{record.source}_{record.id}", f)})
-            except (requests.Timeout, requests.ConnectionError) as e:
-                resp, problem = None, type(e).__name__
-            else:
-                problem = f"HTTP {resp.status_code}"
-                if resp.status_code < 400:
-                    return resp
-                if resp.status_code != 429 and resp.status_code < 500:
-                    raise RuntimeError(f"identification service answered {problem}")
-            attempt += 1
-            if attempt > c.max_retries:
-                raise RuntimeError(f"identification service: {problem} after {attempt} attempts")
-            wait = c.backoff_s * 2 ** (attempt - 1)
-            if resp is not None and resp.status_code == 429:
-                try:
-                    wait = float(resp.headers.get("Retry-After", wait))
-                except ValueError:
-                    pass
-            self.sleep(wait)
+
+        def request():
+            with open(record.audio_path, "rb") as f:
+                audio = f.read()
+            return {"data": fields, "headers": headers, "files": {c.file_field: (f"{record.source}_{record.id}", audio)}}
+
+        return self.client.post(c.endpoint, request)
 
     def identify(self, record: Record) -> IdResult:
         ev: dict[str, Any] = {"backend": self.name, "endpoint": self.cfg.endpoint}
@@ -155,7 +111,7 @@ class HttpBackend:
             doc = self._post(record).json()
         except Exception as e:  # cannot tell: a human decides
             return IdResult("review", "copyright_audio_review",
-                            {**ev, "error": self._redact(f"{type(e).__name__}: {e}")[:300]})
+                            {**ev, "error": self.client.redact(f"{type(e).__name__}: {e}")[:300]})
         ev["response"] = {name: _dig(doc, path) for name, path in sorted(self.cfg.evidence_paths.items())}
         matched = _dig(doc, self.cfg.match_path)
         if matched is None:
@@ -176,4 +132,13 @@ def make_backend(copyright_cfg) -> AudioIdBackend:
         return FingerprintBackend(copyright_cfg.fingerprint_index, copyright_cfg.fingerprint_min_score)
     if name == "http":
         return HttpBackend(copyright_cfg.http)
+    if name == "acoustid":
+        from ..config import AcoustIdConfig
+        from .acoustid import AcoustIdBackend
+
+        return AcoustIdBackend(copyright_cfg.acoustid or AcoustIdConfig())
+    if name == "acrcloud":
+        from .acrcloud import AcrCloudBackend
+
+        return AcrCloudBackend(copyright_cfg.acrcloud)
     raise ValueError(f"unknown audio identification backend {name!r}")

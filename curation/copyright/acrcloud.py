@@ -1,0 +1,160 @@
+"""ACRCloud: the identify API (https://docs.acrcloud.com/reference/identification-api), with
+its HMAC-SHA1 signature, asked about a short sample cut from the recording's loudest music.
+
+The sample is `sample_seconds` of 16 kHz mono 16-bit WAV, taken where the music stage found
+music (`music_spans` in its evidence) and, within that, where the audio is loudest; a
+recording without spans is sampled at its loudest. Answers, by `status.code`:
+- 0: a match: review, with title, artists, ISRC, album, ACRCloud id, score and the play
+  offset as evidence;
+- 1001: no result: clear;
+- 3003 / 3015 (limit exceeded, QPS limit): retried with backoff, then as below;
+- anything else, or an unreadable answer: a recorded reason (`copyright_audio_retry`, with
+  the code and message) and the recording stays out until a later run gets an answer. Never
+  a silent pass.
+The access key and secret come from secrets and appear nowhere in the evidence.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import io
+import time
+from typing import Any
+from urllib.parse import urlparse
+
+import numpy as np
+
+from ..records import Record
+from .audio_id import IdResult
+from .service import ServiceClient, ServiceError, read_secret
+
+SAMPLE_RATE = 16000
+NO_RESULT = 1001
+RATE_LIMITED = {3003, 3015}
+CODES = {0: "success", 1001: "no result", 2000: "recording error", 2001: "init error", 2002: "metadata parse error",
+         2004: "unable to generate fingerprint", 2005: "timeout", 3000: "HTTP error",
+         3001: "missing or invalid access key", 3002: "HTTP content error", 3003: "limit exceeded",
+         3006: "invalid arguments", 3014: "invalid signature", 3015: "QPS limit exceeded"}
+
+
+def sign(access_key: str, access_secret: str, timestamp: str, uri: str = "/v1/identify",
+         data_type: str = "audio", signature_version: str = "1") -> str:
+    string_to_sign = "\n".join(["POST", uri, access_key, data_type, signature_version, timestamp])
+    digest = hmac.new(access_secret.encode(), string_to_sign.encode(), hashlib.sha1).digest()
+    return base64.b64encode(digest).decode("ascii")
+
+
+def loudest_window(audio: np.ndarray, sr: int, seconds: float, spans: list | None = None) -> tuple[int, int]:
+    """(start, end) samples of the `seconds` window with the most energy, counting only
+    what lies inside `spans` ([start, end] seconds) when there are any."""
+    n = len(audio)
+    w = int(seconds * sr)
+    if n <= w:
+        return 0, n
+    hop = sr // 10
+    frames = n // hop
+    energy = np.square(audio[: frames * hop].reshape(frames, hop)).sum(axis=1)
+    if spans:
+        mask = np.zeros(frames, bool)
+        for a, b in spans:
+            mask[int(a * 10) : int(np.ceil(b * 10))] = True
+        if mask.any():
+            energy = energy * mask
+    wf = w // hop
+    csum = np.concatenate([[0.0], np.cumsum(energy)])
+    sums = csum[wf:] - csum[:-wf]
+    start = int(np.argmax(sums)) * hop
+    return start, start + w
+
+
+def cut_sample(path, seconds: float, spans: list | None) -> tuple[bytes, float, float]:
+    """WAV bytes of the sample, its start and its length in seconds."""
+    import soundfile as sf
+
+    from ..audio import audio_blocks
+
+    blocks = list(audio_blocks(path, [], SAMPLE_RATE, 1))
+    audio = np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
+    if len(audio) == 0:
+        raise ValueError("the recording decodes to no samples")
+    a, b = loudest_window(audio, SAMPLE_RATE, seconds, spans)
+    buf = io.BytesIO()
+    sf.write(buf, audio[a:b], SAMPLE_RATE, format="WAV", subtype="PCM_16")
+    return buf.getvalue(), round(a / SAMPLE_RATE, 2), round((b - a) / SAMPLE_RATE, 2)
+
+
+class AcrCloudBackend:
+    name = "acrcloud"
+
+    def __init__(self, cfg, access_key: str | None = None, access_secret: str | None = None, sleep=None, clock=None,
+                 now=None):
+        self.cfg = cfg
+        self.access_key = access_key if access_key is not None else read_secret(
+            cfg.access_key_env, cfg.access_key_secret_block, "ACRCloud access key (copyright.acrcloud)")
+        self.access_secret = access_secret if access_secret is not None else read_secret(
+            cfg.access_secret_env, cfg.access_secret_secret_block, "ACRCloud access secret (copyright.acrcloud)")
+        self.client = ServiceClient(cfg.min_interval_s, cfg.timeout_s, cfg.max_retries, cfg.backoff_s,
+                                    secrets=(self.access_key, self.access_secret), sleep=sleep, clock=clock)
+        self.now = now or time.time
+        self.uri = urlparse(cfg.endpoint).path or "/v1/identify"
+
+    def _request(self, sample: bytes):
+        def make():
+            ts = str(int(self.now()))
+            return {"data": {"access_key": self.access_key, "sample_bytes": str(len(sample)), "timestamp": ts,
+                             "signature": sign(self.access_key, self.access_secret, ts, self.uri),
+                             "data_type": "audio", "signature_version": "1"},
+                    "files": {"sample": ("sample.wav", sample, "audio/wav")}}
+        return make
+
+    def ask(self, sample: bytes) -> dict:
+        """The answer's JSON, after retrying rate-limit codes; raises ServiceError."""
+        attempt = 0
+        while True:
+            resp = self.client.post(self.cfg.endpoint, self._request(sample))
+            try:
+                doc = resp.json()
+                code = int(doc["status"]["code"])
+            except (ValueError, KeyError, TypeError):
+                raise ServiceError(f"unreadable answer (HTTP {resp.status_code}): {resp.text[:80]!r}") from None
+            if code in RATE_LIMITED and attempt < self.cfg.max_retries:
+                self.client.backoff(attempt)
+                attempt += 1
+                continue
+            return doc
+
+    def identify(self, record: Record) -> IdResult:
+        ev: dict[str, Any] = {"backend": self.name, "endpoint": self.cfg.endpoint}
+        spans = (record.evidence.get("music") or {}).get("music_spans") or []
+        try:
+            sample, start, length = cut_sample(record.audio_path, self.cfg.sample_seconds, spans)
+        except Exception as e:  # cannot tell: a human decides
+            return IdResult("review", "copyright_audio_review", {**ev, "error": f"{type(e).__name__}: {e}"[:300]})
+        ev["sample"] = {"start_s": start, "seconds": length, "from_music_spans": bool(spans)}
+        try:
+            doc = self.ask(sample)
+        except ServiceError as e:
+            return IdResult("review", "copyright_audio_retry",
+                            {**ev, "retry": True, "code": e.code, "error": self.client.redact(str(e))[:300]})
+        status = doc["status"]
+        code = int(status["code"])
+        msg = self.client.redact(str(status.get("msg", "")))[:200]
+        ev["status"] = {"code": code, "msg": msg}
+        if code == NO_RESULT:
+            return IdResult("clear", "", {**ev, "matches": []})
+        if code != 0:
+            return IdResult("review", "copyright_audio_retry",
+                            {**ev, "retry": True, "error": f"ACRCloud {code}: {msg or CODES.get(code, 'unknown code')}"})
+        music = (doc.get("metadata") or {}).get("music")
+        if not isinstance(music, list) or not music:
+            return IdResult("review", "copyright_audio_retry",
+                            {**ev, "retry": True, "error": "status 0 without metadata.music"})
+        ev["matches"] = [{
+            "title": m.get("title"),
+            "artists": [a.get("name") for a in m.get("artists") or [] if isinstance(a, dict)],
+            "album": (m.get("album") or {}).get("name") if isinstance(m.get("album"), dict) else None,
+            "isrc": (m.get("external_ids") or {}).get("isrc") if isinstance(m.get("external_ids"), dict) else None,
+            "acrid": m.get("acrid"), "score": m.get("score"), "play_offset_ms": m.get("play_offset_ms"),
+        } for m in music[:5] if isinstance(m, dict)]
+        return IdResult("review", "copyright_audio_match", ev)

@@ -1,0 +1,162 @@
+"""Local HTTP servers that answer as AcoustID's lookup API and ACRCloud's identify API do
+(documented formats: status and error codes, rate limits, HTTP errors), and identify for
+real: AcoustID by the submitted Chromaprint fingerprint against its references' (computed
+with `fpcalc`), ACRCloud by looking the sample up in a landmark index of its references."""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import subprocess
+import tempfile
+import threading
+from email.parser import BytesParser
+from email.policy import HTTP
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs
+
+ACOUSTID_KEY = "acoustid-app-key-7f3a"
+ACR_KEY = "acr-access-key-19c2"
+ACR_SECRET = "acr-access-secret-5d8e"
+
+
+def serve(handle):
+    """A local server whose POSTs are answered by `handle(handler, body)`; returns it."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def do_POST(self):
+            handle(self, self.rfile.read(int(self.headers["Content-Length"])))
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def reply(h: BaseHTTPRequestHandler, status: int, body, headers: dict | None = None) -> None:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    h.send_response(status)
+    for k, v in (headers or {}).items():
+        h.send_header(k, v)
+    h.send_header("Content-Type", "application/json")
+    h.send_header("Content-Length", str(len(raw)))
+    h.end_headers()
+    h.wfile.write(raw)
+
+
+def _multipart(h: BaseHTTPRequestHandler, body: bytes) -> dict:
+    msg = BytesParser(policy=HTTP).parsebytes(
+        b"Content-Type: " + h.headers["Content-Type"].encode() + b"\r\n\r\n" + body)
+    out = {}
+    for part in msg.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        out[name] = part.get_payload(decode=True)
+    return out
+
+
+class FakeAcoustId:
+    """POST /v2/lookup (form-encoded): client, duration, fingerprint, meta, format."""
+
+    def __init__(self):
+        self.references = {}  # fingerprint -> result dict
+        self.script = []  # (HTTP status, body) answered first, in order
+        self.requests = []
+        outer = self
+
+        def handle(self, body):
+            form = {k: v[0] for k, v in parse_qs(body.decode()).items()}
+            outer.requests.append(form)
+            if outer.script:
+                return reply(self, *outer.script.pop(0))
+            if form.get("client") != ACOUSTID_KEY:
+                return reply(self, 400, {"status": "error", "error": {"code": 4, "message": "invalid API key"}})
+            for p in ("duration", "fingerprint"):
+                if not form.get(p):
+                    return reply(self, 400, {"status": "error", "error": {
+                        "code": 2, "message": f'missing required parameter "{p}"'}})
+            if not form["duration"].isdigit():
+                return reply(self, 400, {"status": "error", "error": {
+                    "code": 8, "message": 'parameter "duration" must be a positive integer'}})
+            hit = outer.references.get(form["fingerprint"])
+            reply(self, 200, {"status": "ok", "results": [hit] if hit else []})
+
+        self.server = serve(handle)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v2/lookup"
+
+    def add_reference(self, path: Path, recording_id: str, title: str, artist: str, score: float = 0.97) -> None:
+        doc = json.loads(subprocess.run(["fpcalc", "-json", "-length", "120", str(path)], capture_output=True,
+                                        text=True).stdout)
+        self.references[doc["fingerprint"]] = {
+            "id": "9ff43b6a-4f16-427c-93c2-92307ca505e0", "score": score,
+            "recordings": [{"id": recording_id, "title": title, "duration": int(doc["duration"]),
+                            "artists": [{"id": "a74b1b7f-71a5-4011-9441-d0b5e4122711", "name": artist}],
+                            "releasegroups": [{"id": "b1392450-e666-3926-a536-22c65f834433", "type": "Album",
+                                               "title": "Reference Album"}]}]}
+
+    def close(self):
+        self.server.shutdown()
+
+
+class FakeAcrCloud:
+    """POST /v1/identify (multipart): sample, access_key, data_type, signature_version,
+    signature, sample_bytes, timestamp. The signature is checked as ACRCloud does."""
+
+    def __init__(self):
+        from curation.copyright.fingerprint import FingerprintIndex
+
+        self.dir = Path(tempfile.mkdtemp(prefix="fake-acr-"))
+        self.index = FingerprintIndex(self.dir / "index")
+        self.meta = {}
+        self.script = []
+        self.requests = []
+        outer = self
+
+        def handle(self, body):
+            parts = _multipart(self, body)
+            fields = {k: v.decode() for k, v in parts.items() if k != "sample"}
+            outer.requests.append(fields)
+            if outer.script:
+                return reply(self, *outer.script.pop(0))
+            if fields.get("access_key") != ACR_KEY:
+                return reply(self, 200, {"status": {"msg": "Missing/Invalid Access Key", "code": 3001,
+                                                     "version": "1.0"}})
+            to_sign = "\n".join(["POST", self.path, fields["access_key"], fields.get("data_type", ""),
+                                 fields.get("signature_version", ""), fields.get("timestamp", "")])
+            good = base64.b64encode(hmac.new(ACR_SECRET.encode(), to_sign.encode(), hashlib.sha1).digest()).decode()
+            if fields.get("signature") != good:
+                return reply(self, 200, {"status": {"msg": "Invalid Signature", "code": 3014, "version": "1.0"}})
+            sample = parts.get("sample", b"")
+            if str(len(sample)) != fields.get("sample_bytes"):
+                return reply(self, 200, {"status": {"msg": "Invalid arguments", "code": 3006, "version": "1.0"}})
+            found = outer.lookup(sample)
+            if not found:
+                return reply(self, 200, {"status": {"msg": "No result", "code": 1001, "version": "1.0"}})
+            m = outer.meta[found.reference]
+            reply(self, 200, {"status": {"msg": "Success", "code": 0, "version": "1.0"}, "result_type": 0,
+                               "cost_time": 0.7, "metadata": {"timestamp_utc": "2026-11-23 10:00:00", "music": [{
+                                   **m, "play_offset_ms": int(max(0.0, -found.offset_seconds) * 1000),
+                                   "score": 100, "result_from": 3}]}})
+
+        self.server = serve(handle)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1/identify"
+
+    def lookup(self, sample: bytes):
+        p = self.dir / "sample.wav"
+        p.write_bytes(sample)
+        matches = self.index.query(p, min_score=20)
+        return matches[0] if matches else None
+
+    def add_reference(self, path: Path, title: str, artist: str, isrc: str) -> None:
+        name = Path(path).name
+        self.index.add(path, name=name)
+        self.meta[name] = {"title": title, "artists": [{"name": artist}], "album": {"name": "Reference Album"},
+                           "external_ids": {"isrc": isrc}, "acrid": hashlib.md5(name.encode()).hexdigest(),
+                           "duration_ms": 200000, "label": "Big Label"}
+
+    def close(self):
+        self.server.shutdown()
+        self.index.close()
