@@ -251,14 +251,15 @@ def fingerprint_index(
 def fingerprint_query(
     files: list[Path] = typer.Argument(..., help="Candidate recordings."),
     index: Path = typer.Option(..., help="Index folder."),
-    min_score: int = typer.Option(15, help="Hashes that must agree on one offset."),
+    max_false_match: float = typer.Option(1e-9, help="A match must be this unlikely by chance (estimated "
+                                          "false-match probability)."),
 ) -> None:
-    """CSV file,reference,offset_seconds,score: one row per match found."""
+    """CSV file,reference,offset_seconds,score,false_match_probability,spread_seconds: one row per match found."""
     from .audio import AudioError
     from .copyright.fingerprint import FingerprintError, FingerprintIndex
 
     w = csv.writer(sys.stdout, lineterminator="\n")
-    w.writerow(["file", "reference", "offset_seconds", "score"])
+    w.writerow(["file", "reference", "offset_seconds", "score", "false_match_probability", "spread_seconds"])
     try:
         ix = FingerprintIndex(index, read_only=True)
     except FingerprintError as e:
@@ -266,8 +267,9 @@ def fingerprint_query(
     with ix:
         for f in files:
             try:
-                for m in ix.query(f, min_score=min_score):
-                    w.writerow([str(f), m.reference, f"{m.offset_seconds:.2f}", m.score])
+                for m in ix.query(f, max_false_match=max_false_match):
+                    w.writerow([str(f), m.reference, f"{m.offset_seconds:.2f}", m.score,
+                                f"{m.false_match_probability:.3g}", m.spread_seconds])
             except AudioError as e:
                 err.print(f"{f}: {e.reason} ({e.detail})", markup=False)
 

@@ -131,7 +131,8 @@ class CopyrightConfig:
     review_decisions: Path | None = None
     audio_backend: str = "review"  # review | fingerprint | http | acoustid | acrcloud
     fingerprint_index: Path | None = None  # built with `curate fingerprint index`
-    fingerprint_min_score: int = 15
+    # a fingerprint match must be this unlikely by chance (estimated false-match probability)
+    fingerprint_max_false_match: float = 1e-9
     http: HttpIdConfig | None = None
     acoustid: AcoustIdConfig | None = None
     acrcloud: AcrCloudConfig | None = None

@@ -11,7 +11,7 @@ import os
 import subprocess
 from pathlib import Path
 
-AUDIO_SUFFIXES = (".mp3", ".ogg", ".opus", ".flac", ".wav")
+AUDIO_SUFFIXES = (".mp3", ".ogg", ".oga", ".opus", ".flac", ".wav")
 
 
 def cache_root() -> Path:

@@ -74,9 +74,9 @@ def test_cli_index_and_query(tmp_path, refs):
     sf.write(str(miss), synth.field_recording(10, sr=SR, seed=9), SR)
     rows = list(csv.reader(io.StringIO(curate("fingerprint", "query", "--index", str(tmp_path / "idx"),
                                               str(hit), str(miss)).stdout)))
-    assert rows[0] == ["file", "reference", "offset_seconds", "score"]
+    assert rows[0] == ["file", "reference", "offset_seconds", "score", "false_match_probability", "spread_seconds"]
     assert len(rows) == 2 and rows[1][0] == str(hit) and rows[1][1] == "song1.wav"
-    assert float(rows[1][2]) == pytest.approx(5.0, abs=0.05) and int(rows[1][3]) >= 15
+    assert float(rows[1][2]) == pytest.approx(5.0, abs=0.05) and float(rows[1][4]) <= 1e-9 and int(rows[1][5]) >= 3
 
 
 def test_backend_sends_matches_to_review_and_clears_the_rest(tmp_path, refs):

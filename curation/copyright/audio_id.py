@@ -45,19 +45,20 @@ class FingerprintBackend:
 
     name = "fingerprint"
 
-    def __init__(self, index_dir, min_score: int = 15):
-        from .fingerprint import FingerprintIndex
+    def __init__(self, index_dir, max_false_match: float | None = None):
+        from .fingerprint import MAX_FALSE_MATCH, FingerprintIndex
 
         self.index = FingerprintIndex(index_dir, read_only=True)
-        self.min_score = min_score
+        self.max_false_match = MAX_FALSE_MATCH if max_false_match is None else max_false_match
         self.references = self.index.count()
 
     def identify(self, record: Record) -> IdResult:
         from dataclasses import asdict
 
-        ev: dict[str, Any] = {"backend": self.name, "references": self.references}
+        ev: dict[str, Any] = {"backend": self.name, "references": self.references,
+                              "max_false_match": self.max_false_match}
         try:
-            matches = self.index.query(record.audio_path, min_score=self.min_score)
+            matches = self.index.query(record.audio_path, max_false_match=self.max_false_match)
         except Exception as e:  # cannot tell: a human decides
             return IdResult("review", "copyright_audio_review", {**ev, "error": f"{type(e).__name__}: {e}"[:300]})
         if matches:
@@ -129,7 +130,7 @@ def make_backend(copyright_cfg) -> AudioIdBackend:
     if name == "review":
         return ReviewBackend()
     if name == "fingerprint":
-        return FingerprintBackend(copyright_cfg.fingerprint_index, copyright_cfg.fingerprint_min_score)
+        return FingerprintBackend(copyright_cfg.fingerprint_index, copyright_cfg.fingerprint_max_false_match)
     if name == "http":
         return HttpBackend(copyright_cfg.http)
     if name == "acoustid":

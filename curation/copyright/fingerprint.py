@@ -22,6 +22,31 @@ DT_MAX = 63  # frames (about 1 s)
 DF_MAX = 80  # bins
 
 
+# A match must be this unlikely by chance (see FingerprintIndex.query_audio), come from at
+# least this many agreeing hashes, spread over at least this many seconds of the query.
+MAX_FALSE_MATCH = 1e-9
+MIN_SCORE = 10
+MIN_SPREAD_S = 3
+# The reference's n-th best offset sets its background level (see query_audio): a reference
+# may repeat the excerpt up to n - 1 times without raising its own background.
+BACKGROUND_RANK = 30
+# Only hashes found in at most this share of the references (at least one) are counted.
+SPECIFIC_SHARE = 0.01
+
+
+def _level_for(best_other: float, tries: float, expected: float = 0.5) -> float:
+    """The Poisson level at which `tries` offsets give a score of `best_other` or more
+    `expected` times by chance (0.5: a best score that is unremarkable): bisection."""
+    lo, hi = 1e-6, max(1.0, float(best_other))
+    for _ in range(40):
+        mid = (lo + hi) / 2
+        if float(poisson_sf(best_other, mid)) * tries < expected:
+            lo = mid
+        else:
+            hi = mid
+    return hi
+
+
 class FingerprintError(RuntimeError):
     pass
 
@@ -91,8 +116,24 @@ class Match:
     offset_seconds: float  # where the reference's start falls in the candidate (may be negative)
     candidate_start: float  # first matched time in the candidate, seconds
     reference_start: float  # first matched time in the reference, seconds
-    score: int  # hashes agreeing on the offset
+    score: int  # hashes agreeing on the offset (one frame of jitter either way)
     query_hashes: int
+    # the chance that a recording holding none of this reference scores this high against
+    # the index (Poisson tail at this query's background level, times the offsets tried)
+    false_match_probability: float = 1.0
+    background: float = 0.0  # expected agreeing hashes at an offset where nothing matches
+    spread_seconds: int = 0  # distinct seconds of the candidate the agreeing hashes fall in
+
+
+def poisson_sf(k: np.ndarray, lam: np.ndarray) -> np.ndarray:
+    """P(X >= k) for X ~ Poisson(lam)."""
+    from scipy.stats import poisson
+
+    return poisson.sf(np.asarray(k) - 1, np.maximum(np.asarray(lam, float), 1e-9))
+
+
+def false_match_probability(score, background, tries) -> np.ndarray:
+    return np.minimum(1.0, poisson_sf(score, background) * np.maximum(tries, 1))
 
 
 class FingerprintIndex:
@@ -145,44 +186,97 @@ class FingerprintIndex:
         self.con.execute("COMMIT")
         return True
 
-    def query_audio(self, audio: np.ndarray, min_score: int = 15, min_ratio: float = 0.03) -> list[Match]:
+    def query_audio(self, audio: np.ndarray, max_false_match: float = MAX_FALSE_MATCH, min_score: int = MIN_SCORE,
+                    min_spread_s: int = MIN_SPREAD_S) -> list[Match]:
+        """References whose excerpt the audio holds, best first. A reference matches when
+        the hashes agreeing on its best offset (counting only hashes specific to a few
+        references: SPECIFIC_SHARE) stand far enough above this query's
+        background that a recording without it would score so only with probability
+        `max_false_match`, and when they are spread over `min_spread_s` seconds of the
+        query. The background is the larger of two estimates: the query's hits with the
+        reference spread evenly over all offsets, and the level at which the best offset of
+        the *other* references would be unremarkable (music like the reference, not the
+        reference, raises it)."""
         import pyarrow as pa
 
         h, t = hashes(audio)
         if len(h) == 0:
             return []
         q = pa.table({"hash": h, "tq": t})  # noqa: F841 (DuckDB reads it by name)
-        # hashes agreeing on an offset; neighbouring offsets (one frame of jitter) count together
+        # hits per (reference, offset); neighbouring offsets (one frame of jitter) count together
         rows = self.con.execute(
             """
-            WITH hits AS (
-                SELECT r.ref_id, r.t - q.tq AS off, q.tq, r.t
-                FROM q JOIN hashes r USING (hash)
+            WITH specific AS (  -- hashes found in few references: a shared drum hit says little
+                SELECT hash FROM hashes WHERE hash IN (SELECT hash FROM q)
+                GROUP BY hash HAVING count(DISTINCT ref_id) <= ?
+            ), hits AS (
+                SELECT r.ref_id, r.t - q.tq AS off, q.tq FROM q JOIN hashes r USING (hash)
+                WHERE hash IN (SELECT hash FROM specific)
             ), per_off AS (
-                SELECT ref_id, off, count(*) AS n, min(tq) AS tq0, min(t) AS tr0 FROM hits GROUP BY ref_id, off
+                SELECT ref_id, off, count(*) AS n FROM hits GROUP BY ref_id, off
+            ), per_ref AS (
+                SELECT ref_id, sum(n) AS total FROM per_off GROUP BY ref_id
             ), smooth AS (
-                SELECT a.ref_id, a.off, a.tq0, a.tr0,
-                       a.n + coalesce(b.n, 0) + coalesce(c.n, 0) AS score
+                SELECT a.ref_id, a.off, a.n + coalesce(b.n, 0) + coalesce(c.n, 0) AS score
                 FROM per_off a
                 LEFT JOIN per_off b ON b.ref_id = a.ref_id AND b.off = a.off - 1
                 LEFT JOIN per_off c ON c.ref_id = a.ref_id AND c.off = a.off + 1
             ), best AS (
                 SELECT *, row_number() OVER (PARTITION BY ref_id ORDER BY score DESC, off) AS rk FROM smooth
+            ), tenth AS (  -- the reference's n-th best single offset: how clumpy its background is
+                SELECT ref_id, n FROM (
+                    SELECT ref_id, n, row_number() OVER (PARTITION BY ref_id ORDER BY n DESC) AS rk FROM per_off)
+                WHERE rk = ?
             )
-            SELECT refs.name, best.off, best.tq0, best.tr0, best.score
-            FROM best JOIN refs USING (ref_id)
-            WHERE rk = 1 AND score >= ?
+            SELECT best.ref_id, refs.name, best.off, best.score, per_ref.total, refs.seconds, coalesce(tenth.n, 0)
+            FROM best JOIN refs USING (ref_id) JOIN per_ref USING (ref_id) LEFT JOIN tenth USING (ref_id)
+            WHERE rk = 1
             ORDER BY score DESC, refs.name
-            """,
-            [min_score],
-        ).fetchall()
+            """, [max(1, int(np.ceil(SPECIFIC_SHARE * self.count()))), BACKGROUND_RANK]).fetchall()
+        if not rows:
+            return []
+        n_refs = self.count()
+        q_frames = len(audio) / SR / FRAME_SECONDS
+        ids = np.array([r[0] for r in rows])
+        score = np.array([r[3] for r in rows], float)
+        total = np.array([r[4] for r in rows], float)
+        offsets = np.array([r[5] for r in rows], float) / FRAME_SECONDS + q_frames  # offsets a reference allows
+        # background 1: this reference's hits spread evenly (a smoothed bin spans 3 offsets)
+        lam = 3.0 * total / offsets
+        # background 2: the level that makes the best of the other references unremarkable
+        lam_other = np.zeros(len(rows))
+        if len(rows) > 1:
+            for i in range(len(rows)):
+                j = 1 if i == 0 else 0  # the strongest other reference
+                lam_other[i] = _level_for(score[j], offsets[j] * n_refs)
+        # background 3: the level at which this reference's n-th best offset is what chance
+        # gives n times: music that shares a drum pattern with the reference agrees with it
+        # at many offsets, an excerpt of it at one (or at a few, where the reference repeats)
+        tenth = np.array([r[6] for r in rows], float)
+        lam_self = np.array([3.0 * _level_for(k, w, expected=float(BACKGROUND_RANK)) if k > 0 else 0.0
+                             for k, w in zip(tenth, offsets)])
+        background = np.maximum.reduce([lam, lam_other, lam_self])
+        fmp = false_match_probability(score, background, offsets * n_refs)
+        keep = (fmp <= max_false_match) & (score >= min_score)
         out = []
-        for name, off, tq0, tr0, score in rows:
-            if score < min_ratio * len(h):
+        for i in np.flatnonzero(keep):
+            ref_id, name, off = rows[i][0], rows[i][1], rows[i][2]
+            tq, tr = self._aligned(q, ref_id, off)
+            spread = len(np.unique(tq // int(round(1 / FRAME_SECONDS))))
+            if spread < min_spread_s:
                 continue
-            out.append(Match(name, round(-off * FRAME_SECONDS, 2), round(tq0 * FRAME_SECONDS, 2),
-                             round(tr0 * FRAME_SECONDS, 2), int(score), int(len(h))))
+            out.append(Match(name, round(-off * FRAME_SECONDS, 2), round(int(tq.min()) * FRAME_SECONDS, 2),
+                             round(int(tr.min()) * FRAME_SECONDS, 2), int(score[i]), int(len(h)),
+                             float(f"{fmp[i]:.3g}"), round(float(background[i]), 3), int(spread)))
+        out.sort(key=lambda m: (m.false_match_probability, -m.score, m.reference))
         return out
+
+    def _aligned(self, q, ref_id: int, off: int) -> tuple[np.ndarray, np.ndarray]:
+        """Query and reference frames of the hits agreeing on `off` (one frame either way)."""
+        got = self.con.execute(
+            "SELECT q.tq, r.t FROM q JOIN hashes r USING (hash) WHERE r.ref_id = ? AND r.t - q.tq BETWEEN ? AND ?",
+            [ref_id, off - 1, off + 1]).fetchnumpy()
+        return got["tq"], got["t"]
 
     def query(self, path: Path, **kw) -> list[Match]:
         return self.query_audio(load_audio(path), **kw)
