@@ -196,6 +196,13 @@ def evaluate(label: str, index_dir: Path, refs: list[tuple[str, np.ndarray]], ot
                        f"false-match probability up to {max(d.false_match_probability for d in ok):.1e}") if ok else ""
             print(f"  recall {g:<18} {hit / len(rows):.2f}  ({hit}/{len(rows)}; {wrong} given another reference"
                   f"{weakest})")
+            if not g.startswith("speed"):
+                with FingerprintIndex(index_dir, read_only=True) as ix:
+                    for p, e in rows:
+                        if found[p] != e:
+                            near = [m for m in ix.query(p, max_false_match=1.0, min_score=1, min_spread_s=0)
+                                    if m.reference == e]
+                            print(f"    missed {p.name} ({e}): " + (f"{near[0]}" if near else "no agreeing hashes"))
         else:
             fp = [p for p, _ in rows if found[p]]
             worst = min((fmp[p] for p in fp), default=None)
