@@ -25,7 +25,7 @@ DF_MAX = 80  # bins
 # A match must be this unlikely by chance (see FingerprintIndex.query_audio), come from at
 # least this many agreeing hashes, spread over at least this many seconds of the query.
 MAX_FALSE_MATCH = 1e-9
-MIN_SCORE = 10
+MIN_SCORE = 6
 MIN_SPREAD_S = 3
 # The reference's n-th best offset sets its background level (see query_audio): a reference
 # may repeat the excerpt up to n - 1 times without raising its own background.
