@@ -16,7 +16,7 @@ from typing import Any
 
 from ..records import Record
 from .audio_id import IdResult
-from .service import ServiceClient, ServiceError, read_secret
+from .service import ServiceClient, ServiceError, require_secret
 
 # AcoustID's error codes (acoustid-server, api/errors.py)
 ERRORS = {1: "unknown format", 2: "missing parameter", 3: "invalid fingerprint", 4: "invalid API key",
@@ -25,6 +25,24 @@ ERRORS = {1: "unknown format", 2: "missing parameter", 3: "invalid fingerprint",
           13: "service unavailable", 14: "too many requests", 15: "invalid MusicBrainz access token",
           16: "insecure request", 17: "unknown application", 18: "fingerprint not found"}
 TRANSIENT = {5, 13, 14}
+
+
+def _read(resp) -> dict:
+    try:
+        doc = resp.json()
+    except ValueError:
+        raise ServiceError(f"the answer is not JSON (HTTP {resp.status_code}): {resp.text[:80]!r}") from None
+    if not isinstance(doc, dict):
+        raise ServiceError(f"the answer is not a JSON object: {str(doc)[:80]!r}")
+    return doc
+
+
+def _error(doc: dict) -> dict:
+    return doc["error"] if doc.get("status") != "ok" and isinstance(doc.get("error"), dict) else {}
+
+
+def _transient(doc: dict) -> bool:
+    return _error(doc).get("code") in TRANSIENT
 
 
 class FingerprintFailed(RuntimeError):
@@ -53,7 +71,7 @@ class AcoustIdBackend:
 
     def __init__(self, cfg, key: str | None = None, sleep=None, clock=None):
         self.cfg = cfg
-        self.key = key if key is not None else read_secret(cfg.key_env, cfg.key_secret_block,
+        self.key = key if key is not None else require_secret(cfg.key_env, cfg.key_secret_block,
                                                            "AcoustID application key (copyright.acoustid)")
         self.client = ServiceClient(cfg.min_interval_s, cfg.timeout_s, cfg.max_retries, cfg.backoff_s,
                                     secrets=(self.key,), sleep=sleep, clock=clock)
@@ -61,26 +79,13 @@ class AcoustIdBackend:
     def lookup(self, duration: int, fingerprint: str) -> dict:
         data = {"client": self.key, "duration": str(duration), "fingerprint": fingerprint,
                 "meta": "recordings releasegroups", "format": "json"}
-        attempt = 0
-        while True:
-            # AcoustID explains its errors in JSON (with HTTP 400): read them, not the status
-            resp = self.client.post(self.cfg.endpoint, lambda: {"data": data}, read_4xx=True)
-            try:
-                doc = resp.json()
-            except ValueError:
-                raise ServiceError(f"the answer is not JSON (HTTP {resp.status_code}): {resp.text[:80]!r}") from None
-            if not isinstance(doc, dict):
-                raise ServiceError(f"the answer is not a JSON object: {str(doc)[:80]!r}")
-            if doc.get("status") == "ok":
-                return doc
-            err = doc.get("error") if isinstance(doc.get("error"), dict) else {}
-            code = err.get("code")
-            message = self.client.redact(str(err.get("message") or ERRORS.get(code, "unknown error")))[:200]
-            if code in TRANSIENT and attempt < self.cfg.max_retries:
-                self.client.backoff(attempt)
-                attempt += 1
-                continue
-            raise ServiceError(f"AcoustID error {code}: {message}", retry=True, code=code)
+        # AcoustID explains its errors in JSON (with HTTP 400): read them, not the status
+        doc = self.client.post_json(self.cfg.endpoint, lambda: {"data": data}, _read, _transient, read_4xx=True)
+        if doc.get("status") == "ok":
+            return doc
+        code = _error(doc).get("code")
+        message = self.client.redact(str(_error(doc).get("message") or ERRORS.get(code, "unknown error")))[:200]
+        raise ServiceError(f"AcoustID error {code}: {message}", retry=True, code=code)
 
     def identify(self, record: Record) -> IdResult:
         ev: dict[str, Any] = {"backend": self.name, "endpoint": self.cfg.endpoint, "min_score": self.cfg.min_score}

@@ -27,7 +27,7 @@ import numpy as np
 
 from ..records import Record
 from .audio_id import IdResult
-from .service import ServiceClient, ServiceError, read_secret
+from .service import ServiceClient, ServiceError, require_secret
 
 SAMPLE_RATE = 16000
 NO_RESULT = 1001
@@ -36,6 +36,15 @@ CODES = {0: "success", 1001: "no result", 2000: "recording error", 2001: "init e
          2004: "unable to generate fingerprint", 2005: "timeout", 3000: "HTTP error",
          3001: "missing or invalid access key", 3002: "HTTP content error", 3003: "limit exceeded",
          3006: "invalid arguments", 3014: "invalid signature", 3015: "QPS limit exceeded"}
+
+
+def _read(resp) -> dict:
+    try:
+        doc = resp.json()
+        int(doc["status"]["code"])
+    except (ValueError, KeyError, TypeError):
+        raise ServiceError(f"unreadable answer (HTTP {resp.status_code}): {resp.text[:80]!r}") from None
+    return doc
 
 
 def sign(access_key: str, access_secret: str, timestamp: str, uri: str = "/v1/identify",
@@ -90,9 +99,9 @@ class AcrCloudBackend:
     def __init__(self, cfg, access_key: str | None = None, access_secret: str | None = None, sleep=None, clock=None,
                  now=None):
         self.cfg = cfg
-        self.access_key = access_key if access_key is not None else read_secret(
+        self.access_key = access_key if access_key is not None else require_secret(
             cfg.access_key_env, cfg.access_key_secret_block, "ACRCloud access key (copyright.acrcloud)")
-        self.access_secret = access_secret if access_secret is not None else read_secret(
+        self.access_secret = access_secret if access_secret is not None else require_secret(
             cfg.access_secret_env, cfg.access_secret_secret_block, "ACRCloud access secret (copyright.acrcloud)")
         self.client = ServiceClient(cfg.min_interval_s, cfg.timeout_s, cfg.max_retries, cfg.backoff_s,
                                     secrets=(self.access_key, self.access_secret), sleep=sleep, clock=clock)
@@ -110,19 +119,8 @@ class AcrCloudBackend:
 
     def ask(self, sample: bytes) -> dict:
         """The answer's JSON, after retrying rate-limit codes; raises ServiceError."""
-        attempt = 0
-        while True:
-            resp = self.client.post(self.cfg.endpoint, self._request(sample))
-            try:
-                doc = resp.json()
-                code = int(doc["status"]["code"])
-            except (ValueError, KeyError, TypeError):
-                raise ServiceError(f"unreadable answer (HTTP {resp.status_code}): {resp.text[:80]!r}") from None
-            if code in RATE_LIMITED and attempt < self.cfg.max_retries:
-                self.client.backoff(attempt)
-                attempt += 1
-                continue
-            return doc
+        return self.client.post_json(self.cfg.endpoint, self._request(sample), _read,
+                                     lambda doc: int(doc["status"]["code"]) in RATE_LIMITED)
 
     def identify(self, record: Record) -> IdResult:
         ev: dict[str, Any] = {"backend": self.name, "endpoint": self.cfg.endpoint}

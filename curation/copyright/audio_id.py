@@ -86,10 +86,10 @@ class HttpBackend:
     name = "http"
 
     def __init__(self, cfg, token: str | None = None, sleep=None, clock=None):
-        from .service import ServiceClient, read_secret
+        from .service import ServiceClient, require_secret
 
         self.cfg = cfg
-        self.token = token if token is not None else read_secret(
+        self.token = token if token is not None else require_secret(
             cfg.token_env, cfg.token_secret_block, "token for the identification service (copyright.http)")
         self.client = ServiceClient(cfg.min_interval_s, cfg.timeout_s, cfg.max_retries, cfg.backoff_s,
                                     secrets=(self.token,), sleep=sleep, clock=clock)

@@ -4,10 +4,11 @@ Prefect Secret block, requests spaced to the service's rate limit, 429 (with Ret
 leaves the client."""
 from __future__ import annotations
 
-import os
 import time
 
 import requests
+
+from ..secrets import read_secret
 
 
 class ServiceError(RuntimeError):
@@ -19,12 +20,8 @@ class ServiceError(RuntimeError):
         self.code = code
 
 
-def read_secret(env: str, block: str = "", what: str = "secret") -> str:
-    value = os.environ.get(env, "") if env else ""
-    if not value and block:
-        from prefect.blocks.system import Secret
-
-        value = str(Secret.load(block).get())
+def require_secret(env: str, block: str = "", what: str = "secret") -> str:
+    value = read_secret(env, block)
     if not value:
         raise ValueError(f"no {what}: set the environment variable {env}" + (f" or the Secret block {block}" if block
                                                                             else ""))
@@ -80,7 +77,7 @@ class ServiceClient:
             if attempt > self.max_retries:
                 raise ServiceError(f"{problem} after {attempt} attempts", retry=True,
                                    code=resp.status_code if resp is not None else None)
-            wait = self.backoff_s * 2 ** (attempt - 1)
+            wait = self._backoff_s(attempt - 1)
             if resp is not None and resp.status_code == 429:
                 try:
                     wait = float(resp.headers.get("Retry-After", wait))
@@ -88,5 +85,17 @@ class ServiceClient:
                     pass
             self.sleep(wait)
 
-    def backoff(self, attempt: int) -> None:
-        self.sleep(self.backoff_s * 2 ** attempt)
+    def post_json(self, url: str, make_request, read, transient, read_4xx: bool = False):
+        """`read(response)` (raises ServiceError when it cannot) after `post`; an answer that
+        `transient(doc)` calls a passing state (a service's own rate-limit or busy codes) is
+        asked again with backoff, up to max_retries times, and then returned as it is."""
+        attempt = 0
+        while True:
+            doc = read(self.post(url, make_request, read_4xx=read_4xx))
+            if not transient(doc) or attempt >= self.max_retries:
+                return doc
+            self.sleep(self._backoff_s(attempt))
+            attempt += 1
+
+    def _backoff_s(self, attempt: int) -> float:
+        return self.backoff_s * 2 ** attempt

@@ -117,17 +117,15 @@ def find_audio(audio_dir: Path, rid: str) -> Path | None:
 
 
 def resolve_token(api: FreesoundAPIConfig) -> str:
-    token = os.environ.get(api.token_env, "")
-    if not token and api.token_secret_block:
-        from prefect.blocks.system import Secret
+    from ..secrets import read_secret
 
-        token = Secret.load(api.token_secret_block).get()
+    token = read_secret(api.token_env, api.token_secret_block)
     if not token:
         raise FreesoundAPIError(
             f"no Freesound API token: set {api.token_env} or name a Prefect Secret block in "
             "freesound.api.token_secret_block"
         )
-    return str(token)
+    return token
 
 
 @dataclass
