@@ -26,7 +26,7 @@ import soundfile as sf
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from curation import synth  # noqa: E402
-from curation.audio import audio_blocks  # noqa: E402
+from curation.audio import load_mono  # noqa: E402
 from curation.copyright.fingerprint import FingerprintIndex  # noqa: E402
 from curation.realaudio import package_audio  # noqa: E402
 
@@ -34,11 +34,6 @@ SR = 16000
 SNRS = (10, 0, -5)
 MUSIC = ("wesnoth-1.16-music", "planetblupi-music-ogg", "drascula-music", "asc-music")
 EFFECTS = "sound-theme-freedesktop"
-
-
-def decode(path: Path) -> np.ndarray:
-    blocks = list(audio_blocks(path, [], SR, 1))
-    return np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
 
 
 def effects_bed(effects: list[np.ndarray], seconds: float, rng) -> np.ndarray:
@@ -227,11 +222,11 @@ def main() -> None:
     args = ap.parse_args()
     work = Path(args.work or tempfile.mkdtemp(prefix="fp-real-"))
     rng = np.random.default_rng(args.seed)
-    effects = [decode(p) for p in package_audio(EFFECTS)]
+    effects = [load_mono(p, SR) for p in package_audio(EFFECTS)]
     effects = [e for e in effects if len(e) > SR // 10]
     # drascula-music ships each track once per language folder (the same music): keep one
     tracks = [p for pkg in MUSIC for p in {p.name: p for p in reversed(package_audio(pkg))}.values()]
-    audio = [(f"{p.parent.name}/{p.name}", decode(p)) for p in tracks]
+    audio = [(f"{p.parent.name}/{p.name}", load_mono(p, SR)) for p in tracks]
     audio = [(n, a) for n, a in audio if len(a) >= 15 * SR]
     refs, others = audio[0::2], audio[1::2]
     print(f"real music: {len(audio)} tracks of 15 s or more from {', '.join(MUSIC)}; {len(refs)} indexed; "

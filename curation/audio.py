@@ -363,3 +363,8 @@ def audio_blocks(path: Path, info_out: list, sr_out: int, channels_out: int = 1)
     yield from _ffmpeg_blocks(path, info_out, sr_out, channels_out)
 
 
+def load_mono(path: Path, sr: int) -> np.ndarray:
+    """The whole file as float32 mono at `sr`, through `audio_blocks` (for clips of minutes,
+    not hours: identification samples, fingerprints)."""
+    blocks = list(audio_blocks(Path(path), [], sr, 1))
+    return np.concatenate(blocks) if blocks else np.zeros(0, np.float32)

@@ -81,10 +81,9 @@ def cut_sample(path, seconds: float, spans: list | None) -> tuple[bytes, float, 
     """WAV bytes of the sample, its start and its length in seconds."""
     import soundfile as sf
 
-    from ..audio import audio_blocks
+    from ..audio import load_mono
 
-    blocks = list(audio_blocks(path, [], SAMPLE_RATE, 1))
-    audio = np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
+    audio = load_mono(path, SAMPLE_RATE)
     if len(audio) == 0:
         raise ValueError("the recording decodes to no samples")
     a, b = loudest_window(audio, SAMPLE_RATE, seconds, spans)

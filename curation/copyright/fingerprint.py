@@ -53,10 +53,9 @@ class FingerprintError(RuntimeError):
 
 def load_audio(path: Path) -> np.ndarray:
     """The whole file as 8 kHz mono (references and candidates are minutes, not hours)."""
-    from ..audio import audio_blocks
+    from ..audio import load_mono
 
-    blocks = list(audio_blocks(Path(path), [], SR, 1))
-    return np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
+    return load_mono(path, SR)
 
 
 def peaks(audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
