@@ -34,16 +34,16 @@ BACKGROUND_RANK = 30
 SPECIFIC_SHARE = 0.01
 
 
-def _level_for(best_other: float, tries: float, expected: float = 0.5) -> float:
-    """The Poisson level at which `tries` offsets give a score of `best_other` or more
-    `expected` times by chance (0.5: a best score that is unremarkable): bisection."""
-    lo, hi = 1e-6, max(1.0, float(best_other))
+def _level_for(score, tries, expected: float = 0.5) -> np.ndarray:
+    """The Poisson levels at which `tries` offsets give a score of `score` or more `expected`
+    times by chance (0.5: a best score that is unremarkable): bisection, element-wise."""
+    score = np.asarray(score, float)
+    tries = np.asarray(tries, float)
+    lo, hi = np.full(score.shape, 1e-6), np.maximum(1.0, score)
     for _ in range(40):
         mid = (lo + hi) / 2
-        if float(poisson_sf(best_other, mid)) * tries < expected:
-            lo = mid
-        else:
-            hi = mid
+        below = poisson_sf(score, mid) * tries < expected
+        lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
     return hi
 
 
@@ -202,6 +202,7 @@ class FingerprintIndex:
         if len(h) == 0:
             return []
         q = pa.table({"hash": h, "tq": t})  # noqa: F841 (DuckDB reads it by name)
+        n_refs = self.count()
         # hits per (reference, offset); neighbouring offsets (one frame of jitter) count together
         rows = self.con.execute(
             """
@@ -222,21 +223,19 @@ class FingerprintIndex:
                 LEFT JOIN per_off c ON c.ref_id = a.ref_id AND c.off = a.off + 1
             ), best AS (
                 SELECT *, row_number() OVER (PARTITION BY ref_id ORDER BY score DESC, off) AS rk FROM smooth
-            ), tenth AS (  -- the reference's n-th best single offset: how clumpy its background is
+            ), nth AS (  -- the reference's n-th best single offset: how clumpy its background is
                 SELECT ref_id, n FROM (
                     SELECT ref_id, n, row_number() OVER (PARTITION BY ref_id ORDER BY n DESC) AS rk FROM per_off)
                 WHERE rk = ?
             )
-            SELECT best.ref_id, refs.name, best.off, best.score, per_ref.total, refs.seconds, coalesce(tenth.n, 0)
-            FROM best JOIN refs USING (ref_id) JOIN per_ref USING (ref_id) LEFT JOIN tenth USING (ref_id)
+            SELECT best.ref_id, refs.name, best.off, best.score, per_ref.total, refs.seconds, coalesce(nth.n, 0)
+            FROM best JOIN refs USING (ref_id) JOIN per_ref USING (ref_id) LEFT JOIN nth USING (ref_id)
             WHERE rk = 1
             ORDER BY score DESC, refs.name
-            """, [max(1, int(np.ceil(SPECIFIC_SHARE * self.count()))), BACKGROUND_RANK]).fetchall()
+            """, [max(1, int(np.ceil(SPECIFIC_SHARE * n_refs))), BACKGROUND_RANK]).fetchall()
         if not rows:
             return []
-        n_refs = self.count()
         q_frames = len(audio) / SR / FRAME_SECONDS
-        ids = np.array([r[0] for r in rows])
         score = np.array([r[3] for r in rows], float)
         total = np.array([r[4] for r in rows], float)
         offsets = np.array([r[5] for r in rows], float) / FRAME_SECONDS + q_frames  # offsets a reference allows
@@ -245,15 +244,13 @@ class FingerprintIndex:
         # background 2: the level that makes the best of the other references unremarkable
         lam_other = np.zeros(len(rows))
         if len(rows) > 1:
-            for i in range(len(rows)):
-                j = 1 if i == 0 else 0  # the strongest other reference
-                lam_other[i] = _level_for(score[j], offsets[j] * n_refs)
+            other = np.where(np.arange(len(rows)) == 0, 1, 0)  # the strongest other reference
+            lam_other = _level_for(score[other], offsets[other] * n_refs)
         # background 3: the level at which this reference's n-th best offset is what chance
         # gives n times: music that shares a drum pattern with the reference agrees with it
         # at many offsets, an excerpt of it at one (or at a few, where the reference repeats)
-        tenth = np.array([r[6] for r in rows], float)
-        lam_self = np.array([3.0 * _level_for(k, w, expected=float(BACKGROUND_RANK)) if k > 0 else 0.0
-                             for k, w in zip(tenth, offsets)])
+        nth = np.array([r[6] for r in rows], float)
+        lam_self = np.where(nth > 0, 3.0 * _level_for(nth, offsets, expected=float(BACKGROUND_RANK)), 0.0)
         background = np.maximum.reduce([lam, lam_other, lam_self])
         fmp = false_match_probability(score, background, offsets * n_refs)
         keep = (fmp <= max_false_match) & (score >= min_score)
