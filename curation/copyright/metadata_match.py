@@ -51,6 +51,11 @@ class MatchSettings:
     short_title_chars: int = 5  # a title this short (normalised) is common whatever its count
     top_candidates: int = 3
 
+    @property
+    def artist_floor(self) -> float:
+        """The least artist overlap that can flag anything."""
+        return min(self.artist_min, self.artist_common_title)
+
 
 def title_edits_allowed(n: np.ndarray) -> np.ndarray:
     """One typo in a title of 4 characters or more (the longer of the two: "Sty" for
@@ -88,8 +93,12 @@ def _variants(keys: pd.Series) -> pd.DataFrame:
 
 @dataclass
 class Prepared:
-    frame: pd.DataFrame  # one row per input: title_norm, digits, applied
+    frame: pd.DataFrame  # one row per input: title_norm, tlen, digits, stem, slen, stem_digits, applied
     keys: pd.DataFrame  # (row, key): the artist keys of each row
+
+
+def _numbers(texts: pd.Series) -> list[str]:
+    return [" ".join(_DIGITS.findall(t)) for t in texts]
 
 
 def _prepare(titles: pd.Series, artists: pd.Series, featured: bool) -> Prepared:
@@ -100,13 +109,14 @@ def _prepare(titles: pd.Series, artists: pd.Series, featured: bool) -> Prepared:
         "title_norm": [nt[t].text for t in titles],
         "applied": [nt[t].applied for t in titles],
     })
-    frame["digits"] = [" ".join(_DIGITS.findall(t)) for t in frame["title_norm"]]
+    frame["digits"] = _numbers(frame["title_norm"])
     frame["tlen"] = frame["title_norm"].str.len()
     # the title before any bracket or " - " part, whatever it says ("Pretty Fly (For A White
     # Guy)", "Kitchen - Reastered"): a weaker reading, used with stronger artist evidence
     stems = {t: fold(_STEM_CUT.split(t, maxsplit=1)[0]) for t in pd.unique(titles)}
     frame["stem"] = [stems[t] or nt[t].text for t in titles]
-    frame["stem_digits"] = [" ".join(_DIGITS.findall(t)) for t in frame["stem"]]
+    frame["slen"] = frame["stem"].str.len()
+    frame["stem_digits"] = _numbers(frame["stem"])
     # featured artists in a query's title ("... (feat. X)") count as its credits
     pairs = pd.DataFrame({"artists": artists.to_numpy(),
                           "feat": [tuple(nt[t].featured) if featured else () for t in titles]})
@@ -204,7 +214,7 @@ class CatalogueMatcher:
         qk_, ck_ = by_word["qk"].to_numpy(), by_word["ck"].to_numpy()
         upper = (by_word["w"].to_numpy() + np.minimum(q_loose[qk_], self.ck_loose[ck_])) / np.maximum(
             np.maximum(qw[qk_], self.ck_weight[ck_]), 1e-9)
-        by_word = by_word.loc[upper >= min(s.artist_min, s.artist_common_title) - 1e-9, ["qk", "ck"]]
+        by_word = by_word.loc[upper >= s.artist_floor - 1e-9, ["qk", "ck"]]
         pairs = pd.concat([by_key, by_word], ignore_index=True).drop_duplicates().reset_index(drop=True)
         if pairs.empty:
             return pd.DataFrame({"qk": [], "ck": [], "sim": [], "typo": []})
@@ -256,7 +266,7 @@ class CatalogueMatcher:
         kp = self._artist_pairs(qkeys)
         out["normalizations"] = [sorted(set(ap) | ({"multiple_artists"} if len(split_artists(a)) > 1 else set()))
                                  for ap, a in zip(q.frame["applied"], artists)]
-        kp = kp[kp["sim"] >= min(s.artist_min, s.artist_common_title)]
+        kp = kp[kp["sim"] >= s.artist_floor]
         if kp.empty:
             return out
         qk_rows = pd.DataFrame({"qk": pd.Index(qkeys).get_indexer(q.keys["key"]), "qrow": q.keys["row"].to_numpy()})
@@ -275,7 +285,7 @@ class CatalogueMatcher:
         stem_edits = np.minimum.reduce([process.cpdist(qs, ct, scorer=OSA.distance, workers=-1),
                                         process.cpdist(qt, cs, scorer=OSA.distance, workers=-1),
                                         process.cpdist(qs, cs, scorer=OSA.distance, workers=-1)])
-        qsl, csl = np.fromiter(map(len, qs), int, len(qs)), np.fromiter(map(len, cs), int, len(cs))
+        qsl, csl = q.frame["slen"].to_numpy()[qr], self.prep.frame["slen"].to_numpy()[cr]
         stem_numbers = q.frame["stem_digits"].to_numpy()[qr] == self.prep.frame["stem_digits"].to_numpy()[cr]
         stem_ok = ~title_ok & stem_numbers
         stem_ok &= (np.minimum(qsl, csl) > 0) & (stem_edits <= title_edits_allowed(np.maximum(qsl, csl)))
