@@ -180,6 +180,10 @@ class Config:
     training: TrainingConfig = field(default_factory=TrainingConfig)
     task_runner: str = "local"  # local | dask
     dask_address: str = ""
+    # Records a partition holds: the unit each stage task reads, writes, retries and skips.
+    partition_records: int = 100_000
+    # Processes that parse saved Freesound pages at ingest (0: one per core).
+    ingest_workers: int = 0
 
     @property
     def work_dir(self) -> Path:
@@ -252,6 +256,11 @@ def load_config(path: str | Path) -> Config:
         if key in ("task_runner", "dask_address"):
             if not isinstance(value, str):
                 raise ConfigError(f"config key '{key}' must be a string")
+            setattr(cfg, key, value)
+            continue
+        if key in ("partition_records", "ingest_workers"):
+            if not isinstance(value, int) or isinstance(value, bool) or value < (1 if key == "partition_records" else 0):
+                raise ConfigError(f"config key '{key}' must be an integer >= {1 if key == 'partition_records' else 0}")
             setattr(cfg, key, value)
             continue
         if key not in sections:

@@ -7,17 +7,24 @@ Every record that enters ends with a status: `included`, `excluded` (with a reas
 """
 from __future__ import annotations
 
+import json
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
 from . import licenses
+from . import record_table as rt
 from .atomic import atomic_write_text
 from .audio import file_sha256
 from .config import Config
-from .records import Record
+from .records import Record, valid_id
+from .stage import StageReport, reason_counts, release_memory
 from .sources import fma as fma_src
 from .sources import freesound as fs_src
 
@@ -30,18 +37,6 @@ def _noop(_: int) -> None:
     pass
 
 
-@dataclass
-class StageReport:
-    """What a stage did, for the run summary and the logs."""
-
-    name: str
-    counts: dict[str, int] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-
-    def add(self, key: str, n: int = 1) -> None:
-        self.counts[key] = self.counts.get(key, 0) + n
-
-
 # --------------------------------------------------------------------------- 1. ingest
 
 
@@ -52,19 +47,61 @@ def freesound_dirs(cfg: Config) -> tuple[Path | None, Path | None]:
     return fs.pages_dir, fs.audio_dir
 
 
-def ingest(cfg: Config, client: fs_src.FreesoundClient | None = None) -> tuple[list[Record], StageReport]:
+def _ingest_page_group(files: list[str], dst: str) -> int:
+    """One partition from a group of saved Freesound pages (runs in a worker process)."""
+    from .stage import write_part
+
+    table = rt.unify(list(fs_src.read_page_files([Path(f) for f in files])))
+    write_part(Path(dst), table)
+    return table.num_rows
+
+
+def _ingest_inputs(cfg: Config) -> list[Path]:
+    pages_dir, _ = freesound_dirs(cfg)
+    files = fs_src.page_files(pages_dir) if pages_dir is not None and pages_dir.is_dir() else []
+    files += [p for p in (cfg.fma.tracks_csv, cfg.fma.raw_tracks_csv) if p is not None]
+    return files
+
+
+def ingest_parts(cfg: Config, out_dir: Path, partition_records: int, workers: int = 2,
+                 client: fs_src.FreesoundClient | None = None) -> tuple[list[str], StageReport]:
+    """Ingest into partitions `out_dir/part-NNNNN.parquet`, duplicates resolved across all of
+    them. Skipped (nothing read) when the inputs and settings are those of the last ingest."""
+    import concurrent.futures as cf
+    import multiprocessing as mp
+
+    from .stage import files_key, read_part, settings_key, write_part
+
     rep = StageReport("ingest")
-    records: list[Record] = []
     pages_dir, _ = freesound_dirs(cfg)
     if cfg.freesound.api is not None:
         summary = fs_src.crawl(cfg.freesound.api, pages_dir, client=client)
         rep.counts["freesound_pages"] = summary["pages"]
         if summary["error"]:
             rep.notes.append(f"Freesound crawl incomplete: {summary['error']}")
+    key = settings_key("ingest", 1, files_key(_ingest_inputs(cfg)), partition_records, cfg.fma)
+    state = out_dir / "ingest.json"
+    if state.is_file():
+        prev = json.loads(state.read_text())
+        if prev.get("key") == key and all(Path(p).is_file() for p in prev["parts"]):
+            rep.merge(prev["counts"], prev["notes"])
+            return prev["parts"], rep
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for old in out_dir.glob("part-*.parquet"):
+        old.unlink()
+    parts: list[str] = []
     if pages_dir is not None and pages_dir.is_dir():
-        for r in fs_src.read_pages(pages_dir):
-            records.append(r)
-            rep.add("freesound")
+        files = [str(p) for p in fs_src.page_files(pages_dir)]
+        per = max(1, partition_records // 150)  # the API's largest page
+        groups = [files[i : i + per] for i in range(0, len(files), per)]
+        dsts = [str(out_dir / f"part-{i:05d}.parquet") for i in range(len(groups))]
+        if workers > 1 and len(groups) > 1:
+            with cf.ProcessPoolExecutor(min(workers, len(groups)), mp_context=mp.get_context("spawn")) as ex:
+                rows = list(ex.map(_ingest_page_group, groups, dsts))
+        else:
+            rows = [_ingest_page_group(g, d) for g, d in zip(groups, dsts)]
+        rep.add("freesound", sum(rows))
+        parts += dsts
     if cfg.fma.tracks_csv is not None:
         raw = fma_src.read_raw_tracks(cfg.fma.raw_tracks_csv) if cfg.fma.raw_tracks_csv else None
         if raw is None:
@@ -72,13 +109,68 @@ def ingest(cfg: Config, client: fs_src.FreesoundClient | None = None) -> tuple[l
                              "attributed and are excluded (attribution_incomplete)")
         elif raw.unreadable:
             rep.notes.append(f"raw_tracks.csv: {raw.unreadable} row(s) without a readable track_id, attached to no track")
+        chunk: list[Record] = []
+
+        def flush() -> None:
+            dst = out_dir / f"part-{len(parts):05d}.parquet"
+            write_part(dst, rt.from_records(chunk))
+            parts.append(str(dst))
+            rep.add("fma", len(chunk))
+            chunk.clear()
+
         for r in fma_src.read_tracks(cfg.fma.tracks_csv):
             fma_src.attach_raw_tracks(r, raw)
-            records.append(r)
-            rep.add("fma")
-    out = dedupe(records)
-    rep.counts["distinct"] = len(out)
-    return out, rep
+            chunk.append(r)
+            if len(chunk) >= partition_records:
+                flush()
+        if chunk:
+            flush()
+    rep.counts["distinct"] = _dedupe_parts([Path(p) for p in parts])
+    atomic_write_text(state, json.dumps({"key": key, "parts": parts, "counts": rep.counts, "notes": rep.notes}))
+    return parts, rep
+
+
+def _dedupe_parts(parts: list[Path]) -> int:
+    """`dedupe` across partitions: only the keys are read from every partition, and only the
+    partitions holding a repeated key are rewritten. Returns the distinct record count."""
+    from .stage import read_part, write_part
+
+    keys = []
+    for i, p in enumerate(parts):
+        t = pq.read_table(p, columns=["source", "id"])
+        keys.append(pa.table({"k": _keys(t), "part": pa.repeat(pa.scalar(i, pa.int32()), t.num_rows),
+                              "row": pa.array(range(t.num_rows), type=pa.int64())}))
+    allk = rt.unify(keys) if keys else pa.table({"k": pa.array([], pa.string())})
+    if allk.num_rows == 0:
+        return 0
+    counts = allk.group_by("k").aggregate([("k", "count")])
+    dup = counts.filter(pc.greater(counts.column("k_count"), 1)).column("k")
+    distinct = counts.num_rows
+    if len(dup) == 0:
+        return distinct
+    hit = allk.filter(pc.is_in(allk.column("k"), value_set=dup)).sort_by([("part", "ascending"), ("row", "ascending")])
+    touched = sorted(set(hit.column("part").to_pylist()))
+    copies: list[Record] = []
+    where: list[tuple[int, int]] = []
+    tables = {i: read_part(parts[i]) for i in touched}
+    for i in touched:
+        rows = hit.filter(pc.equal(hit.column("part"), i)).column("row")
+        for r, row in zip(rt.to_records(tables[i].take(rows)), rows.to_pylist()):
+            copies.append(r)
+            where.append((i, row))
+    firsts = {id(r) for r in dedupe(copies)}
+    for i in touched:
+        t = tables[i]
+        mine = [(row, r) for (pi, row), r in zip(where, copies) if pi == i]
+        keep_rows = [row for row, r in mine if id(r) in firsts]
+        drop_rows = {row for row, r in mine if id(r) not in firsts}
+        if keep_rows:
+            mask = pc.is_in(pa.array(range(t.num_rows), type=pa.int64()), value_set=pa.array(keep_rows, pa.int64()))
+            t = rt.replace_rows(t, mask, rt.from_records([r for row, r in mine if id(r) in firsts]))
+        if drop_rows:
+            t = t.filter(pa.array([j not in drop_rows for j in range(t.num_rows)]))
+        write_part(parts[i], t)
+    return distinct
 
 
 # Fields two copies of one record must agree on. A field one copy lacks is no disagreement:
@@ -131,69 +223,130 @@ def dedupe(records: Iterable[Record]) -> list[Record]:
 NEEDS_ATTRIBUTION = frozenset({"cc-by", "sampling+"})
 
 
-def _license_of(r: Record) -> tuple[licenses.LicenseDecision, str, str]:
+def _license_of(license_raw: str, source: str, fma_license_url: str) -> tuple[licenses.LicenseDecision, str, str]:
     """The record's license class, why it cannot be trusted ("" when it can), and FMA's
     license URL from raw_tracks.csv ("" without one). FMA's license title is checked against
     that URL, which names the exact license; where both are given they must agree."""
-    dec = licenses.classify(r.license_raw)
-    url = str((r.evidence.get("fma_raw") or {}).get("license_url") or "").strip()
-    if r.source != "fma" or not url:
+    dec = licenses.classify(license_raw)
+    url = (fma_license_url or "").strip()
+    if source != "fma" or not url:
         return dec, "", ""
     by_url = licenses.license_terms(url)
     if dec.license == "missing":
         return licenses.LicenseDecision(url, by_url.license), "", url
-    return dec, licenses.terms_conflict(licenses.license_terms(r.license_raw), by_url), url
+    return dec, licenses.terms_conflict(licenses.license_terms(license_raw), by_url), url
+
+
+def _ev_field(table, column: str, key: str):
+    """One key of a JSON evidence column, parsed once per distinct value."""
+    if column not in table.column_names:
+        return pa.nulls(table.num_rows, pa.string())
+    return rt.per_distinct(table, [column], lambda row: {
+        "v": None if row[column] is None else str((json.loads(row[column]) or {}).get(key) or "") or None},
+        {"v": pa.string()})["v"]
+
+
+def licenses_table(table, cfg: Config):
+    """The license stage over a table: license class, Freesound's gen-AI preference against
+    what the release declares, and whether the record can be attributed as its license asks.
+    Every decision depends on a few repeated values, so each is made once per distinct value."""
+    rel = cfg.release
+    n = table.num_rows
+    src = table.column("source")
+    is_fs = pc.and_(pc.equal(src, "freesound"), pc.invert(pc.starts_with(table.column("id"), "malformed:")))
+
+    def genai(row):
+        g = licenses.genai_decision(row["gen_ai_preference"], bool(row["genai_present"]), rel.open_source_model,
+                                    rel.noncommercial, cfg.freesound.require_genai_preference)
+        return {"ev": rt.ev_json({"preference": row["gen_ai_preference"], "present": bool(row["genai_present"]),
+                                  "rule": g.rule, "release_open_source_model": rel.open_source_model,
+                                  "release_noncommercial": rel.noncommercial}),
+                "reason": g.reason}
+
+    g = rt.per_distinct(table, ["gen_ai_preference", "genai_present"], genai,
+                        {"ev": pa.string(), "reason": pa.string()}, mask=is_fs)
+    table = rt.where(is_fs, g["ev"], table, "ev_genai")
+
+    pend = rt.pending(table)
+    table = rt.set_column(table, "_fma_license_url", _ev_field(table, "ev_fma_raw", "license_url"))
+    table = rt.set_column(table, "_attribution_detail", _ev_field(table, "ev_attribution", "detail"))
+    table = rt.set_column(table, "_url_derived", pc.equal(
+        pc.fill_null(_ev_field(table, "ev_attribution", "url_source"), ""), fma_src.URL_DERIVED))
+    table = rt.set_column(table, "_url_empty", pc.equal(table.column("url"), ""))
+    table = rt.set_column(table, "_genai_reason", g["reason"])
+
+    def decide(row):
+        dec, conflict, fma_url = _license_of(row["license_raw"], row["source"], row["_fma_license_url"] or "")
+        license_url = licenses.deed_url(fma_url or row["license_raw"]) if dec.license != "missing" else ""
+        ev = {"raw": row["license_raw"], "class": dec.license, "allowed": dec.allowed}
+        if fma_url:
+            ev["license_url_raw"] = fma_url
+        ev["license_url"] = license_url
+        out = {"license": dec.license, "ev_license": rt.ev_json(ev)}
+        if conflict:
+            license_url = ""  # two statements disagree: name no deed
+            out.update(reason="license_conflict", ev_detail=rt.ev_json(
+                f"tracks.csv title {row['license_raw']!r} and raw_tracks.csv license_url {fma_url!r} disagree: "
+                f"{conflict}"))
+        elif dec.license == "missing":
+            out["reason"] = "license_missing"
+        elif dec.license == "unknown":
+            out["reason"] = "license_unknown"
+        elif not dec.allowed:
+            out["reason"] = "license_not_allowed"
+        elif row["_genai_reason"]:
+            out.update(reason=row["_genai_reason"], ev_gen_ai_preference=rt.ev_json(row["gen_ai_preference"]))
+        elif dec.license in NEEDS_ATTRIBUTION:
+            missing = []
+            if row["_url_empty"]:
+                missing.append(row["_attribution_detail"] or "no URL of the work")
+            elif row["_url_derived"] and not cfg.fma.derived_urls:
+                missing.append("the URL was derived, and [fma] derived_urls = false")
+            if not license_url:
+                missing.append(f"the license title {row['license_raw']!r} names no version and no license URL is given")
+            if missing:
+                out.update(reason="attribution_incomplete", ev_detail=rt.ev_json("; ".join(missing)))
+        out["license_url"] = license_url
+        return out
+
+    outs = {"license": pa.string(), "license_url": pa.string(), "ev_license": pa.string(), "reason": pa.string(),
+            "ev_detail": pa.string(), "ev_gen_ai_preference": pa.string()}
+    d = rt.per_distinct(table, ["source", "license_raw", "_fma_license_url", "_genai_reason", "gen_ai_preference",
+                                "_url_empty", "_url_derived", "_attribution_detail"], decide, outs, mask=pend)
+    table = table.drop_columns(["_fma_license_url", "_attribution_detail", "_url_derived", "_url_empty",
+                                "_genai_reason"])
+    for col in ("license", "license_url", "ev_license"):
+        table = rt.where(pend, d[col], table, col)
+    excluded = pc.and_(pend, pc.is_valid(d["reason"]))
+    for col in ("ev_detail", "ev_gen_ai_preference"):
+        has = pc.and_(excluded, pc.is_valid(d[col]))
+        if pc.any(has).as_py():
+            table = rt.where(has, d[col], table, col)
+    table = rt.where(excluded, "excluded", table, "status")
+    table = rt.where(excluded, d["reason"], table, "reason")
+    del n
+    return table
+
+
+def _update_records(records: list[Record], table) -> None:
+    """Put a table's decisions back into the `Record`s it was made from (same order)."""
+    for r, new in zip(records, rt.to_records(table)):
+        r.__dict__.update(new.__dict__)
+
+
+def _report(name: str, before, after) -> StageReport:
+    """What a stage did: the reason it gave each row it decided, `passed` for pending rows it let by."""
+    rep = StageReport(name)
+    rep.merge(reason_counts(before, after, count_passed=True))
+    return rep
 
 
 def apply_licenses(records: list[Record], cfg: Config) -> StageReport:
-    """License class, Freesound's gen-AI preference against what the release declares, and
-    whether the record can be attributed as its license asks."""
-    rep = StageReport("license")
-    rel = cfg.release
-    for r in records:
-        g = None
-        if r.source == "freesound" and not r.id.startswith("malformed:"):
-            # recorded for every Freesound record, decided only for those still pending
-            g = licenses.genai_decision(r.gen_ai_preference, bool(r.genai_present), rel.open_source_model,
-                                        rel.noncommercial, cfg.freesound.require_genai_preference)
-            r.evidence["genai"] = {"preference": r.gen_ai_preference, "present": bool(r.genai_present),
-                                   "rule": g.rule, "release_open_source_model": rel.open_source_model,
-                                   "release_noncommercial": rel.noncommercial}
-        if not r.pending:
-            continue
-        dec, conflict, fma_url = _license_of(r)
-        r.license = dec.license
-        ev = {"raw": r.license_raw, "class": dec.license, "allowed": dec.allowed}
-        if fma_url:
-            ev["license_url_raw"] = fma_url
-        r.license_url = licenses.deed_url(fma_url or r.license_raw) if dec.license != "missing" else ""
-        ev["license_url"] = r.license_url
-        r.evidence["license"] = ev
-        if conflict:
-            r.license_url = ""  # two statements disagree: name no deed
-            r.exclude("license_conflict", detail=f"tracks.csv title {r.license_raw!r} and raw_tracks.csv "
-                                                 f"license_url {fma_url!r} disagree: {conflict}")
-        elif dec.license == "missing":
-            r.exclude("license_missing")
-        elif dec.license == "unknown":
-            r.exclude("license_unknown")
-        elif not dec.allowed:
-            r.exclude("license_not_allowed")
-        elif g is not None and g.reason:
-            r.exclude(g.reason, gen_ai_preference=r.gen_ai_preference)
-        elif dec.license in NEEDS_ATTRIBUTION:
-            missing = []
-            attribution = r.evidence.get("attribution") or {}
-            if not r.url:
-                missing.append(attribution.get("detail") or "no URL of the work")
-            elif fma_src.url_was_derived(r.evidence) and not cfg.fma.derived_urls:
-                missing.append("the URL was derived, and [fma] derived_urls = false")
-            if not r.license_url:
-                missing.append(f"the license title {r.license_raw!r} names no version and no license URL is given")
-            if missing:
-                r.exclude("attribution_incomplete", detail="; ".join(missing))
-        rep.add(r.reason or "passed")
-    return rep
+    """`licenses_table` over a list of records, updating them in place."""
+    before = rt.from_records(records)
+    after = licenses_table(before, cfg)
+    _update_records(records, after)
+    return _report("license", before, after)
 
 
 # --------------------------------------------------------------------------- 3-4. audio and music
@@ -214,6 +367,45 @@ def resolve_audio(r: Record, cfg: Config, client: fs_src.FreesoundClient | None)
     return found
 
 
+def _audio_found(table, cfg: Config) -> "pa.Array":
+    """Whether each row's audio is already on disk, from one listing of the audio folders
+    rather than a probe per record and extension."""
+    _, audio_dir = freesound_dirs(cfg)
+    fs_index = fs_src.audio_index(audio_dir) if audio_dir is not None else {}
+    fma_dir = cfg.fma.audio_dir
+    found = []
+    for source, rid in zip(table.column("source").to_pylist(), table.column("id").to_pylist()):
+        if source == "freesound":
+            found.append(rid in fs_index)
+        else:
+            found.append(fma_dir is not None and valid_id(rid)
+                         and fma_src.audio_path(fma_dir, rid).is_file())
+    return pa.array(found, type=pa.bool_())
+
+
+def music_table(table, cfg: Config, detector_factory: Callable[[], "object"], checksum: str,
+                checkpoint_random: bool, client: fs_src.FreesoundClient | None = None,
+                progress: Progress = _noop, rep: "StageReport | None" = None):
+    """The audio and music stage over a table. Rows without audio on disk (and none to
+    download) are excluded in one step; only the rows with audio travel as records."""
+    rep = rep if rep is not None else StageReport("music")
+    pend = rt.pending(table)
+    progress(table.num_rows - (pc.sum(pend).as_py() or 0))  # decided before this stage
+    can_fetch = pc.equal(table.column("source"), "freesound") if client is not None else pa.repeat(False, table.num_rows)
+    has = pc.and_(pend, pc.or_(_audio_found(table, cfg), can_fetch))
+    missing = pc.and_(pend, pc.invert(has))
+    n_missing = pc.sum(missing).as_py() or 0
+    if n_missing:
+        table = rt.exclude(table, missing, "audio_missing")
+        rep.add("audio_missing", n_missing)
+        progress(n_missing)
+    recs = rt.to_records(table.filter(has))
+    if recs:
+        audio_and_music(recs, cfg, detector_factory, checksum, checkpoint_random, client, progress, rep)
+        table = rt.replace_rows(table, has, rt.from_records(recs))
+    return table
+
+
 def audio_and_music(
     records: list[Record],
     cfg: Config,
@@ -222,6 +414,7 @@ def audio_and_music(
     checkpoint_random: bool,
     client: fs_src.FreesoundClient | None = None,
     progress: Progress = _noop,
+    rep: StageReport | None = None,
 ) -> StageReport:
     """Decode each record that passed the license stage, exclude what cannot be read, and
     score the rest for music. Results are cached by audio content, checkpoint and rule, so
@@ -230,7 +423,7 @@ def audio_and_music(
     from .music_cache import MusicCache, cache_key
     from .music_stream import score_files
 
-    rep = StageReport("music")
+    rep = rep if rep is not None else StageReport("music")
     m = cfg.music
     cache = MusicCache(m.cache_dir or cfg.work_dir / "music_cache")
     rule = Rule(m.threshold, m.min_music_seconds, m.min_music_fraction)
@@ -289,11 +482,31 @@ def audio_and_music(
 # --------------------------------------------------------------------------- 5. copyright
 
 
-def check_copyright(records: list[Record], cfg: Config) -> StageReport:
+def copyright_table(table, cfg: Config, rep: "StageReport | None" = None):
+    """The copyright stage over a table: FMA rows still pending against the catalogue,
+    Freesound music against the audio backend; only those rows travel as records."""
+    src = table.column("source")
+    pend = rt.pending(table)
+    if "ev_music" in table.column_names:
+        is_music = rt.per_distinct(table, ["ev_music"], lambda row: {
+            "m": bool(row["ev_music"] and json.loads(row["ev_music"]).get("is_music"))}, {"m": pa.bool_()},
+            mask=pc.is_valid(table.column("ev_music")))["m"]
+        is_music = pc.fill_null(is_music, False)
+    else:
+        is_music = pa.repeat(False, table.num_rows)
+    need = pc.and_(pend, pc.or_(pc.equal(src, "fma"), pc.and_(pc.equal(src, "freesound"), is_music)))
+    recs = rt.to_records(table.filter(need))
+    if recs:
+        check_copyright(recs, cfg, rep)
+        table = rt.replace_rows(table, need, rt.from_records(recs))
+    return table
+
+
+def check_copyright(records: list[Record], cfg: Config, rep: "StageReport | None" = None) -> StageReport:
     from .copyright.audio_id import make_backend
     from .copyright.metadata_match import CatalogueMatcher, MatchSettings
 
-    rep = StageReport("copyright")
+    rep = rep if rep is not None else StageReport("copyright")
     fma = [r for r in records if r.pending and r.source == "fma"]
     if fma:
         c = cfg.copyright
@@ -327,16 +540,20 @@ def check_copyright(records: list[Record], cfg: Config) -> StageReport:
     return rep
 
 
-def apply_review(records: list[Record], cfg: Config) -> tuple[list[dict], StageReport]:
-    """Apply the persisted and new decisions; return the queue of what still waits."""
+def load_decisions(cfg: Config, rep: StageReport) -> dict:
+    """The persisted and new review decisions, merged, and the ledger written back."""
     from .review import merged_decisions, write_decisions
 
-    rep = StageReport("review")
     ledger = cfg.output_dir / "review" / "decisions.csv"
     decisions, warnings = merged_decisions(ledger, cfg.copyright.review_decisions)
     rep.notes += warnings
     if decisions or ledger.exists():
         write_decisions(ledger, decisions)
+    return decisions
+
+
+def apply_decisions(records: list[Record], decisions: dict, rep: StageReport) -> list[dict]:
+    """Apply the decisions to the records; return the queue of those that still wait."""
     queue = []
     for r in records:
         d = decisions.get((r.source, r.id))
@@ -352,14 +569,46 @@ def apply_review(records: list[Record], cfg: Config) -> tuple[list[dict], StageR
                 rep.add("cleared")
         if r.status == "review":
             queue.append({"source": r.source, "id": r.id, "title": r.title, "author": r.author, "url": r.url,
-                          "reason": r.reason, "evidence": r.evidence.get("copyright", {})})
-    rep.counts["waiting"] = len(queue)
-    known = {(r.source, r.id) for r in records}
-    elsewhere = sorted(k for k in decisions if k not in known)
+                          "reason": r.reason, "evidence": r.evidence.get("copyright", {}),
+                          "audio_path": r.audio_path})
+    return queue
+
+
+def _keys(table) -> "pa.Array":
+    return pc.binary_join_element_wise(table.column("source"), table.column("id"), "\x1f")
+
+
+def review_table(table, decisions: dict, rep: StageReport):
+    """Decisions applied to the rows they name and to the rows waiting for review; what is
+    still pending after that is included. Returns the table and the review queue."""
+    named = pa.array([f"{s}\x1f{i}" for s, i in decisions], type=pa.string())
+    touch = pc.or_(pc.is_in(_keys(table), value_set=named), pc.equal(table.column("status"), "review"))
+    recs = rt.to_records(table.filter(touch))
+    queue = apply_decisions(recs, decisions, rep)
+    if recs:
+        table = rt.replace_rows(table, touch, rt.from_records(recs))
+    pend = rt.pending(table)
+    table = rt.where(pend, "included", table, "status")
+    return table, queue
+
+
+def decisions_elsewhere(decisions: dict, keys: set, rep: StageReport) -> None:
+    elsewhere = sorted(k for k in decisions if k not in keys)
     if elsewhere:
         # kept in the ledger for when those records come back; said, not dropped
         rep.notes.append(f"{len(elsewhere)} decision(s) for records not in this run are kept: "
                          + ", ".join(f"{s} {i}" for s, i in elsewhere[:10]))
+
+
+def apply_review(records: list[Record], cfg: Config) -> tuple[list[dict], StageReport]:
+    """Apply the persisted and new decisions; return the queue of what still waits."""
+    rep = StageReport("review")
+    decisions = load_decisions(cfg, rep)
+    queue = apply_decisions(records, decisions, rep)
+    for q in queue:
+        q.pop("audio_path")
+    rep.counts["waiting"] = len(queue)
+    decisions_elsewhere(decisions, {(r.source, r.id) for r in records}, rep)
     return queue, rep
 
 
@@ -433,3 +682,161 @@ def release(records: list[Record], cfg: Config, progress: Progress = _noop) -> S
     rep.counts["shards_written"] = sum(s["written"] for s in shards)
     rep.counts["records"] = len(included)
     return rep
+
+
+# --------------------------------------------------------------------------- the stages over partitions
+
+# Bumped when a stage's decisions change, so that completion markers of older runs no longer match.
+STAGE_VERSIONS = {"licenses": 1, "music": 1, "copyright": 1}
+PER_PARTITION = ("licenses", "music", "copyright")
+
+
+def stage_settings(name: str, cfg: Config, info: ModelInfo) -> str:
+    """What a stage's output depends on besides its input partition."""
+    from .stage import files_key, settings_key
+
+    if name == "licenses":
+        return settings_key(name, STAGE_VERSIONS[name], cfg.release, cfg.freesound.require_genai_preference,
+                            cfg.fma.derived_urls)
+    if name == "music":
+        _, audio_dir = freesound_dirs(cfg)
+        listing = []
+        for d in (audio_dir, cfg.fma.audio_dir):
+            if d is not None and d.is_dir():
+                listing.append(_dir_listing_key(d))
+        return settings_key(name, STAGE_VERSIONS[name], cfg.music, info.sha256, listing,
+                            cfg.freesound.api is not None)
+    if name == "copyright":
+        c = cfg.copyright
+        return settings_key(name, STAGE_VERSIONS[name], c, files_key([p for p in (c.spotify_tracks_csv,)
+                                                                      if p is not None]),
+                            _dir_listing_key(c.fingerprint_index) if c.fingerprint_index else "")
+    raise ValueError(name)
+
+
+def _dir_listing_key(d: Path) -> str:
+    """Names, sizes and mtimes of everything under `d`, from one walk."""
+    import hashlib
+    import os
+
+    h = hashlib.sha256()
+    for root, dirs, files in os.walk(d):
+        dirs.sort()
+        for f in sorted(files):
+            try:
+                st = os.stat(os.path.join(root, f))
+            except OSError:
+                continue
+            h.update(f"{root}/{f}\0{st.st_size}\0{st.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
+    return h.hexdigest()
+
+
+def must_rerun(name: str, cfg: Config) -> Callable[[dict], bool] | None:
+    """Partitions a matching marker does not settle: answers that were only 'ask again'."""
+    if name == "copyright":
+        return lambda prev: prev.get("counts", {}).get("copyright_audio_retry", 0) > 0
+    if name == "music" and cfg.freesound.api is not None:
+        return lambda prev: prev.get("counts", {}).get("audio_missing", 0) > 0  # downloads to try again
+    return None
+
+
+def stage_fn(name: str, cfg: Config, info: ModelInfo, progress: Progress = _noop):
+    """The stage `name` as `fn(table, rep) -> table`, with what it needs loaded once."""
+    if name == "licenses":
+        return lambda t, rep: licenses_table(t, cfg)
+    if name == "music":
+        def music(t, rep):
+            client = None
+            if cfg.freesound.api is not None and pc.any(pc.and_(rt.pending(t),
+                                                                pc.equal(t.column("source"), "freesound"))).as_py():
+                client = fs_src.FreesoundClient.from_config(cfg.freesound.api)
+            return music_table(t, cfg, lambda: load_detector(cfg, info), info.sha256, info.random_init,
+                               client=client, progress=progress, rep=rep)
+        return music
+    if name == "copyright":
+        return lambda t, rep: copyright_table(t, cfg, rep)
+    raise ValueError(name)
+
+
+def review_parts(parts: list[str], cfg: Config, out_dir: Path) -> tuple[list[str], list[dict], StageReport]:
+    """Review decisions over every partition (a fan-in: the ledger and queue are global);
+    what is still pending after it is included."""
+    from .stage import read_part, write_part
+
+    rep = StageReport("review")
+    decisions = load_decisions(cfg, rep)
+    queue: list[dict] = []
+    out = []
+    keys: set = set()
+    for i, p in enumerate(parts):
+        t = read_part(p)
+        if decisions:
+            keys.update(zip(t.column("source").to_pylist(), t.column("id").to_pylist()))
+        t, q = review_table(t, decisions, rep)
+        queue += q
+        dst = out_dir / f"part-{i:05d}.parquet"
+        write_part(dst, t)
+        out.append(str(dst))
+        del t
+        release_memory()
+    rep.counts["waiting"] = len(queue)
+    decisions_elsewhere(decisions, keys, rep)
+    return out, queue, rep
+
+
+def release_parts(parts: list[str], cfg: Config, progress: Progress = _noop) -> tuple[str, StageReport]:
+    """The release over every partition: reads only the included rows; writes which shard
+    each went to as `work/release_shards.parquet` (key, shard) and returns its path."""
+    from .stage import write_part
+
+    included = []
+    for p in parts:
+        included += rt.to_records(pq.read_table(p, filters=[("status", "=", "included")]))
+        release_memory()
+    rep = release(included, cfg, progress=progress)
+    where = pa.table({"key": [f"{r.source}_{r.id}" for r in included],
+                      "shard": [r.evidence["shard"] for r in included]}, schema=pa.schema(
+                          [("key", pa.string()), ("shard", pa.string())]))
+    path = cfg.work_dir / "release_shards.parquet"
+    write_part(path, where)
+    return str(path), rep
+
+
+def manifest_parts(parts: list[str], shards_path: str, cfg: Config) -> tuple[str, dict]:
+    """The final records (each included one with its shard) as the manifest, one sorted file;
+    returns its path and the counts of status and reason."""
+    from manifests.schema import manifest_table, write_manifest_parts
+
+    from .stage import read_part, write_part
+
+    shards = pq.read_table(shards_path)
+    out_dir = cfg.work_dir / "stages" / "manifest"
+    out = []
+    status: dict[str, int] = {}
+    reasons: dict[str, int] = {}
+    for i, p in enumerate(parts):
+        t = read_part(p)
+        key = pc.binary_join_element_wise(t.column("source"), t.column("id"), "_")
+        at = pc.index_in(key, value_set=shards.column("key"))
+        shard = pc.take(shards.column("shard"), at)
+        ev = pc.binary_join_element_wise('"', shard, '"', "")
+        t = rt.where(pc.is_valid(at), ev, t, rt.EV + "shard")
+        m = manifest_table(t)
+        for col, acc in (("status", status), ("reason", reasons)):
+            for item in pc.value_counts(m.column(col)).to_pylist():
+                if item["values"]:
+                    acc[item["values"]] = acc.get(item["values"], 0) + item["counts"]
+        dst = out_dir / f"part-{i:05d}.parquet"
+        write_part(dst, m)
+        out.append(dst)
+        del t, m
+        release_memory()
+    path = cfg.output_dir / "manifests" / "records.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if out:
+        write_manifest_parts(path, out, spill_dir=cfg.work_dir / "duckdb-spill")
+    else:
+        from manifests.schema import SCHEMA, write_manifest_table
+
+        write_manifest_table(path, SCHEMA.empty_table())
+    return str(path), {"status": dict(sorted(status.items())), "reasons": dict(sorted(reasons.items()))}

@@ -16,7 +16,6 @@ from typing import Callable, Iterable
 
 import numpy as np
 import soundfile as sf
-from webdataset import TarWriter
 
 from .atomic import atomic_path, atomic_write_text
 from .audio import audio_blocks, file_sha256
@@ -136,6 +135,8 @@ def write_shards(
                 if progress:
                     progress(len(chunk))
                 continue
+        from webdataset import TarWriter  # here, not at the top: it imports torch (~450 MB)
+
         tmp = atomic_path(target)
         with TarWriter(str(tmp), mtime=TAR_MTIME, user="curation", group="curation") as tw:
             for r in chunk:

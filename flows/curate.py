@@ -1,14 +1,20 @@
 """The curation flow: each stage of `curation.pipeline` as a Prefect task, in order.
 
 Runs in-process (`curate run CONFIG`, no server needed) or on a schedule from a Prefect
-deployment; with `task_runner = "dask"` the music stage is spread over a Dask cluster.
-Tasks pass records as return values, so they work the same in other processes.
+deployment; with `task_runner = "dask"` the per-partition stages are spread over a Dask
+cluster. Records travel as Parquet partitions under OUT/work/stages; tasks pass their paths
+and counts, never the records.
 """
 from __future__ import annotations
 
 import json
+import os
+import time
 from pathlib import Path
 from typing import Callable
+
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -16,8 +22,7 @@ from prefect.cache_policies import NO_CACHE
 from curation import pipeline
 from curation.atomic import atomic_write_text
 from curation.config import Config, load_config
-from curation.records import Record
-from manifests.schema import write_manifest
+from curation.stage import StageReport, run_on_partition, settings_key
 
 # Tasks never cache through Prefect: the stages keep their own content-keyed caches in
 # OUT/work, which survive a killed run and are what makes a rerun cheap.
@@ -31,14 +36,9 @@ def _no_progress(_label: str, _total: int) -> Callable[[int], None]:
 
 
 @task(name="ingest", **TASK)
-def ingest_task(cfg: Config) -> tuple[list[Record], pipeline.StageReport]:
-    return pipeline.ingest(cfg)
-
-
-@task(name="licenses", **TASK)
-def licenses_task(records: list[Record], cfg: Config) -> tuple[list[Record], pipeline.StageReport]:
-    rep = pipeline.apply_licenses(records, cfg)
-    return records, rep
+def ingest_task(cfg: Config) -> tuple[list[str], StageReport]:
+    workers = cfg.ingest_workers or os.cpu_count() or 1
+    return pipeline.ingest_parts(cfg, cfg.work_dir / "stages" / "ingest", cfg.partition_records, workers)
 
 
 @task(name="model-info", **TASK)
@@ -46,52 +46,36 @@ def model_info_task(cfg: Config) -> pipeline.ModelInfo:
     return pipeline.model_info(cfg)
 
 
-@task(name="music", **TASK)
-def music_task(records: list[Record], cfg: Config, info: pipeline.ModelInfo,
-               progress: Callable[[int], None] | None = None) -> tuple[list[Record], pipeline.StageReport]:
-    client = None
-    if cfg.freesound.api is not None and any(r.source == "freesound" and r.pending for r in records):
-        from curation.sources import freesound as fs_src
-
-        client = fs_src.FreesoundClient.from_config(cfg.freesound.api)
-    rep = pipeline.audio_and_music(
-        records, cfg, lambda: pipeline.load_detector(cfg, info), info.sha256, info.random_init,
-        client=client, progress=progress or (lambda _n: None),
-    )
-    return records, rep
-
-
-@task(name="copyright", **TASK)
-def copyright_task(records: list[Record], cfg: Config) -> tuple[list[Record], pipeline.StageReport]:
-    return records, pipeline.check_copyright(records, cfg)
+@task(name="stage", **TASK)
+def stage_task(name: str, src: str, dst: str, key: str, cfg: Config, info: pipeline.ModelInfo,
+               progress: Callable[[int], None] | None = None) -> dict:
+    """One stage over one partition; only paths and counts cross the task boundary."""
+    fn = pipeline.stage_fn(name, cfg, info, progress or (lambda _n: None))
+    return run_on_partition(name, fn, src, dst, key, count_passed=name != "music",
+                            rerun_if=pipeline.must_rerun(name, cfg))
 
 
 @task(name="review", **TASK)
-def review_task(records: list[Record], cfg: Config) -> tuple[list[Record], list[dict], pipeline.StageReport]:
+def review_task(parts: list[str], cfg: Config) -> tuple[list[str], int, StageReport]:
     from curation.review import write_queue
     from curation.review_page import write_review_page
 
-    queue, rep = pipeline.apply_review(records, cfg)
+    parts, queue, rep = pipeline.review_parts(parts, cfg, cfg.work_dir / "stages" / "review")
+    paths = {(q["source"], q["id"]): q.pop("audio_path") for q in queue}
     write_queue(cfg.output_dir / "review" / "queue.csv", queue)
-    write_review_page(cfg.output_dir / "review" / "index.html", queue,
-                      {(r.source, r.id): r.audio_path for r in records if r.status == "review"})
-    pipeline.finalize(records)
-    return records, queue, rep
+    write_review_page(cfg.output_dir / "review" / "index.html", queue, paths)
+    return parts, len(queue), rep
 
 
 @task(name="release", **TASK)
-def release_task(records: list[Record], cfg: Config,
-                 progress: Callable[[int], None] | None = None) -> tuple[list[Record], pipeline.StageReport]:
-    rep = pipeline.release(records, cfg, progress=progress or (lambda _n: None))
-    return records, rep
+def release_task(parts: list[str], cfg: Config,
+                 progress: Callable[[int], None] | None = None) -> tuple[str, StageReport]:
+    return pipeline.release_parts(parts, cfg, progress=progress or (lambda _n: None))
 
 
 @task(name="manifest", **TASK)
-def manifest_task(records: list[Record], cfg: Config) -> str:
-    path = cfg.output_dir / "manifests" / "records.parquet"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_manifest(path, records)
-    return str(path)
+def manifest_task(parts: list[str], shards: str, cfg: Config) -> tuple[str, dict]:
+    return pipeline.manifest_parts(parts, shards, cfg)
 
 
 @task(name="train-and-generate", **TASK)
@@ -101,79 +85,114 @@ def training_task(cfg: Config) -> dict:
     return train_and_generate(cfg.output_dir / "release" / "shards", cfg.training, cfg.output_dir / "training")
 
 
-def _batches(records: list[Record], size: int) -> list[list[Record]]:
-    return [records[i : i + size] for i in range(0, len(records), size)]
-
-
 # The progress display of the process that started the flow (see `run`).
 _progress: list[Progress] = [_no_progress]
+
+
+def _timed(rep: StageReport, t0: float, records: int) -> StageReport:
+    rep.seconds = round(time.perf_counter() - t0, 3)
+    rep.records = records
+    return rep
+
+
+def map_stage(name: str, parts: list[tuple[str, str]], cfg: Config, info: pipeline.ModelInfo,
+              progress: Progress) -> tuple[list[tuple[str, str]], StageReport]:
+    """Run stage `name` over every partition on the flow's task runner: one task per
+    partition, in any order; in-process, records are counted as they go, elsewhere as each
+    partition completes."""
+    logger = get_run_logger()
+    settings = pipeline.stage_settings(name, cfg, info)
+    out_dir = cfg.work_dir / "stages" / name
+    total = sum(pq.ParquetFile(p).metadata.num_rows for p, _ in parts)
+    bar = progress(name, total)
+    local = cfg.task_runner != "dask"
+    t0 = time.perf_counter()
+    futures = []
+    for i, (src, key) in enumerate(parts):
+        dst = str(out_dir / f"part-{i:05d}.parquet")
+        futures.append(stage_task.submit(name, src, dst, settings_key(key, settings), cfg, info,
+                                         bar if local and name == "music" else None))
+    rep = StageReport(name)
+    out = []
+    skipped = 0
+    for f in futures:
+        res = f.result()
+        rep.merge(res["counts"], res["notes"])
+        skipped += res["skipped"]
+        out.append((res["path"], res["key"]))
+        if not (local and name == "music") or res["skipped"]:
+            bar(res["rows"])
+    rep = _timed(rep, t0, total)
+    if skipped:
+        rep.notes.append(f"{skipped} of {len(parts)} partition(s) unchanged since the last run: skipped")
+    logger.info("%s: %d records in %.1f s (%.0f records/s)%s", name, total, rep.seconds,
+                total / rep.seconds if rep.seconds else 0, f", {skipped} partition(s) skipped" if skipped else "")
+    return out, rep
 
 
 def run_stages(cfg: Config, progress: Progress | None = None) -> dict:
     """The stages in order; called inside the flow, so every call below is a task run."""
     progress = progress or _progress[0]
     logger = get_run_logger()
-    reports: list[pipeline.StageReport] = []
+    reports: list[StageReport] = []
 
-    records, rep = ingest_task(cfg)
-    reports.append(rep)
-    logger.info("ingest: %d distinct records %s", len(records), rep.counts)
-    records, rep = licenses_task(records, cfg)
-    reports.append(rep)
+    t0 = time.perf_counter()
+    parts, rep = ingest_task(cfg)
+    n = rep.counts.get("distinct", 0)
+    reports.append(_timed(rep, t0, n))
+    logger.info("ingest: %d distinct records in %d partition(s), %.1f s %s", n, len(parts), rep.seconds, rep.counts)
+    keyed = list(zip(parts, _part_keys(parts)))
 
     info = model_info_task(cfg)
     if info.random_init or not info.published:
         what = "RANDOMLY INITIALISED" if info.random_init else "not the published PANNs checkpoint"
         logger.warning("music model %s is %s (sha256 %s): its music decisions are not real",
                        info.checkpoint, what, info.sha256[:16])
-    pending = [r for r in records if r.pending]
-    if cfg.task_runner == "dask" and pending:
-        futures = [music_task.submit(b, cfg, info) for b in _batches(pending, 32)]
-        done: dict[tuple[str, str], Record] = {}
-        rep = pipeline.StageReport("music")
-        for f in futures:
-            recs, r_ = f.result()
-            done.update({(r.source, r.id): r for r in recs})
-            for k, v in r_.counts.items():
-                rep.add(k, v)
-        records = [done.get((r.source, r.id), r) for r in records]
-    else:
-        records, rep = music_task(records, cfg, info, progress("music detection", len(pending)))
-    reports.append(rep)
+    for name in pipeline.PER_PARTITION:
+        keyed, rep = map_stage(name, keyed, cfg, info, progress)
+        reports.append(rep)
 
-    records, rep = copyright_task(records, cfg)
-    reports.append(rep)
-    records, queue, rep = review_task(records, cfg)
-    reports.append(rep)
-    n_inc = sum(r.status == "included" for r in records)
-    records, rep = release_task(records, cfg, progress("release shards", n_inc))
-    reports.append(rep)
-    manifest = manifest_task(records, cfg)
+    t0 = time.perf_counter()
+    parts, waiting, rep = review_task([p for p, _ in keyed], cfg)
+    reports.append(_timed(rep, t0, n))
+    t0 = time.perf_counter()
+    shards, rep = release_task(parts, cfg, progress("release shards", _count_included(parts))
+                               if cfg.task_runner != "dask" else None)
+    reports.append(_timed(rep, t0, rep.counts.get("records", 0)))
+    t0 = time.perf_counter()
+    manifest, tally = manifest_task(parts, shards, cfg)
+    reports.append(_timed(StageReport("manifest"), t0, n))
 
     training = None
     if cfg.training.enabled:
         training = training_task(cfg)
 
-    counts: dict[str, int] = {}
-    reasons: dict[str, int] = {}
-    for r in records:
-        counts[r.status] = counts.get(r.status, 0) + 1
-        if r.reason:
-            reasons[r.reason] = reasons.get(r.reason, 0) + 1
     summary = {
-        "records": len(records),
-        "status": dict(sorted(counts.items())),
-        "reasons": dict(sorted(reasons.items())),
-        "review_waiting": len(queue),
+        "records": sum(tally["status"].values()),
+        "status": tally["status"],
+        "reasons": tally["reasons"],
+        "review_waiting": waiting,
         "music_model": {"checkpoint": info.checkpoint, "sha256": info.sha256, "random_init": info.random_init,
                         "published": info.published},
-        "stages": [{"name": s.name, "counts": s.counts, "notes": s.notes} for s in reports],
+        "stages": [{"name": s.name, "counts": s.counts, "notes": s.notes, "seconds": s.seconds,
+                    "records": s.records} for s in reports],
         "manifest": manifest,
         "training": training,
     }
     atomic_write_text(cfg.output_dir / "manifests" / "run_summary.json",
                       json.dumps(summary, indent=2, sort_keys=True, default=str))
     return summary
+
+
+def _part_keys(parts: list[str]) -> list[str]:
+    """Each ingest partition's key: the ingest's key (inputs and settings) and its place."""
+    state = json.loads((Path(parts[0]).parent / "ingest.json").read_text()) if parts else {}
+    return [settings_key(state.get("key"), i) for i in range(len(parts))]
+
+
+def _count_included(parts: list[str]) -> int:
+    return sum(pc.sum(pc.equal(pq.read_table(p, columns=["status"]).column("status"), "included")).as_py() or 0
+               for p in parts)
 
 
 @flow(name="curate", log_prints=True)

@@ -5,9 +5,11 @@ import json
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from curation.atomic import atomic_path
+from curation import record_table as rt
 from curation.records import Record
 
 SCHEMA = pa.schema(
@@ -54,67 +56,124 @@ SCHEMA = pa.schema(
 )
 
 
-def manifest_sort_key(r: Record) -> tuple:
-    rid = r.id
-    return (r.source, 0 if rid.isdigit() else 1, int(rid) if rid.isdigit() else 0, rid)
+# Manifest columns read out of one evidence key: column -> (evidence key, field, how to read it).
+_FROM_EVIDENCE = {
+    "url_source": ("attribution", "url_source", None),
+    "genai_rule": ("genai", "rule", None),
+    "release_open_source_model": ("genai", "release_open_source_model", None),
+    "release_noncommercial": ("genai", "release_noncommercial", None),
+    "audio_sha256": ("audio", "sha256", None),
+    "audio_seconds": ("audio", "seconds", None),
+    "audio_sample_rate": ("audio", "sample_rate", None),
+    "audio_channels": ("audio", "channels", None),
+    "is_music": ("music", "is_music", None),
+    "music_seconds": ("music", "music_seconds", None),
+    "music_fraction": ("music", "music_fraction", None),
+    "music_rule": ("music", "rule", None),
+    "music_max_prob": ("music", "max_music_prob", None),
+    "music_top_labels": ("music", "top_labels", None),
+    "music_checkpoint_sha256": ("music", "checkpoint_sha256", None),
+    "music_checkpoint_random": ("music", "checkpoint_random", None),
+    "copyright_method": ("copyright", "method", None),
+    "copyright_score": ("copyright", "score", None),
+    "copyright_candidate": ("copyright", "candidate",
+                            lambda c: json.dumps(c, sort_keys=True, ensure_ascii=False) if c else None),
+    "review_decision": ("review", "decision", None),
+    "review_reviewer": ("review", "reviewer", None),
+    "review_note": ("review", "note", None),
+    "review_decided_at": ("review", "decided_at", None),
+}
 
 
-def to_row(r: Record) -> dict:
-    ev = r.evidence
-    audio = ev.get("audio", {})
-    music = ev.get("music", {})
-    cr = ev.get("copyright", {})
-    rv = ev.get("review", {})
-    cand = cr.get("candidate")
-    genai = ev.get("genai", {})
-    return {
-        "source": r.source,
-        "id": r.id,
-        "status": r.status,
-        "reason": r.reason,
-        "title": r.title,
-        "author": r.author,
-        "url": r.url,
-        "license_raw": r.license_raw,
-        "license": r.license,
-        "license_url": r.license_url,
-        "url_source": ev.get("attribution", {}).get("url_source"),
-        "gen_ai_preference": r.gen_ai_preference,
-        "gen_ai_preference_present": r.genai_present,
-        "genai_rule": genai.get("rule"),
-        "release_open_source_model": genai.get("release_open_source_model"),
-        "release_noncommercial": genai.get("release_noncommercial"),
-        "seen": r.seen,
-        "audio_sha256": audio.get("sha256"),
-        "audio_seconds": audio.get("seconds"),
-        "audio_sample_rate": audio.get("sample_rate"),
-        "audio_channels": audio.get("channels"),
-        "is_music": music.get("is_music"),
-        "music_seconds": music.get("music_seconds"),
-        "music_fraction": music.get("music_fraction"),
-        "music_rule": music.get("rule"),
-        "music_max_prob": music.get("max_music_prob"),
-        "music_top_labels": music.get("top_labels"),
-        "music_checkpoint_sha256": music.get("checkpoint_sha256"),
-        "music_checkpoint_random": music.get("checkpoint_random"),
-        "copyright_method": cr.get("method"),
-        "copyright_score": cr.get("score"),
-        "copyright_candidate": json.dumps(cand, sort_keys=True, ensure_ascii=False) if cand else None,
-        "review_decision": rv.get("decision"),
-        "review_reviewer": rv.get("reviewer"),
-        "review_note": rv.get("note"),
-        "review_decided_at": rv.get("decided_at"),
-        "shard": ev.get("shard"),
-        "evidence": json.dumps(ev, sort_keys=True, ensure_ascii=False, default=str),
-    }
+def _evidence_json(table: pa.Table) -> pa.Array:
+    """The whole evidence as one JSON object per row, joined from the per-key columns in key
+    order: the same text `json.dumps(evidence, sort_keys=True)` gives."""
+    pieces = [pc.binary_join_element_wise(pa.scalar(json.dumps(c[len(rt.EV):]) + ": "), table.column(c), "")
+              for c in rt.ev_columns(table)]
+    if not pieces:
+        return pa.array(["{}"] * table.num_rows, type=pa.string())
+    inner = pc.binary_join_element_wise(*pieces, ", ", null_handling="skip")
+    return pc.binary_join_element_wise("{", inner, "}", "")
+
+
+def manifest_table(table: pa.Table) -> pa.Table:
+    """Manifest rows (SCHEMA) for a records table, in the table's order."""
+    cols = {f: table.column(f) for f in ("source", "id", "status", "reason", "title", "author", "url", "license_raw",
+                                         "license", "license_url", "gen_ai_preference", "seen")}
+    cols["gen_ai_preference_present"] = table.column("genai_present")
+    by_key: dict[str, list[str]] = {}
+    for col, (key, _, _) in _FROM_EVIDENCE.items():
+        by_key.setdefault(key, []).append(col)
+    for key, names in by_key.items():
+        ev = rt.EV + key
+        if ev not in table.column_names:
+            continue
+
+        def read(row, names=names, ev=ev):
+            v = json.loads(row[ev]) if row[ev] is not None else {}
+            v = v if isinstance(v, dict) else {}
+            out = {}
+            for n in names:
+                _, fld, conv = _FROM_EVIDENCE[n]
+                out[n] = conv(v.get(fld)) if conv else v.get(fld)
+            return out
+
+        cols.update(rt.per_distinct(table, [ev], read, {n: SCHEMA.field(n).type for n in names},
+                                    mask=pc.is_valid(table.column(ev))))
+    if rt.EV + "shard" in table.column_names:
+        cols["shard"] = rt.per_distinct(table, [rt.EV + "shard"], lambda row: {"s": json.loads(row[rt.EV + "shard"])},
+                                        {"s": pa.string()}, mask=pc.is_valid(table.column(rt.EV + "shard")))["s"]
+    cols["evidence"] = _evidence_json(table)
+    n = table.num_rows
+    return pa.Table.from_arrays([cols[f.name] if f.name in cols else pa.nulls(n, f.type) for f in SCHEMA],
+                                schema=SCHEMA)
+
+
+def sort_manifest(table: pa.Table) -> pa.Table:
+    """Source, then numeric ids in numeric order, then any other id in text order."""
+    ids = table.column("id")
+    numeric = pc.match_substring_regex(ids, r"^[0-9]{1,18}$")
+    num = pc.if_else(numeric, pc.cast(pc.if_else(numeric, ids, "0"), pa.int64()), 0)
+    t = table.append_column("_nonnum", pc.invert(numeric)).append_column("_num", num)
+    t = t.sort_by([("source", "ascending"), ("_nonnum", "ascending"), ("_num", "ascending"), ("id", "ascending")])
+    return t.drop_columns(["_nonnum", "_num"])
 
 
 def write_manifest(path: Path, records: list[Record]) -> None:
-    rows = [to_row(r) for r in sorted(records, key=manifest_sort_key)]
-    table = pa.Table.from_pylist(rows, schema=SCHEMA)
+    write_manifest_table(path, sort_manifest(manifest_table(rt.from_records(records))))
+
+
+def write_manifest_table(path: Path, table: pa.Table) -> None:
     tmp = atomic_path(path)
     pq.write_table(table, tmp, compression="zstd")
     tmp.replace(path)
+
+
+def _sql_text(p: Path) -> str:
+    return str(p).replace("'", "''")
+
+
+def write_manifest_parts(path: Path, parts: list[Path], spill_dir: Path, memory_limit: str = "512MB") -> int:
+    """The one sorted manifest file from manifest partitions, sorted by DuckDB, which spills
+    to disk rather than hold a large manifest in memory. Returns the row count."""
+    import duckdb
+
+    tmp = atomic_path(path)
+    con = duckdb.connect()
+    try:
+        con.execute(f"SET memory_limit = '{memory_limit}'")
+        con.execute(f"SET temp_directory = '{_sql_text(spill_dir)}'")
+        con.execute("SET preserve_insertion_order = false")
+        files = [str(p) for p in parts]
+        n = con.execute("SELECT count(*) FROM read_parquet(?)", [files]).fetchone()[0]
+        con.execute(
+            "COPY (SELECT * FROM read_parquet(?) ORDER BY source, NOT regexp_full_match(id, '[0-9]{1,18}'), "
+            "CASE WHEN regexp_full_match(id, '[0-9]{1,18}') THEN CAST(id AS BIGINT) ELSE 0 END, id) "
+            f"TO '{_sql_text(tmp)}' (FORMAT parquet, COMPRESSION zstd)", [files])
+    finally:
+        con.close()
+    tmp.replace(path)
+    return n
 
 
 def read_manifest(path: Path):

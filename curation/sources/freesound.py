@@ -20,6 +20,9 @@ import requests
 
 from ..atomic import atomic_write_bytes, atomic_write_text
 from ..config import FreesoundAPIConfig
+import pyarrow as pa
+
+from ..record_table import BASE, ev_json, to_records
 from ..records import Record, valid_id
 
 log = logging.getLogger(__name__)
@@ -44,62 +47,135 @@ def page_files(pages_dir: Path) -> list[Path]:
     return sorted((p for p in pages_dir.iterdir() if p.suffix == ".json" and p.is_file()), key=_page_sort_key)
 
 
-def result_to_record(res: object, where: str) -> Record:
-    """One API search result (a dict) to a record; a malformed one is kept, excluded."""
+# The columns a search result fills, beside the ones every record starts with.
+_RESULT_COLUMNS = ("source", "id", "title", "author", "url", "license_raw", "gen_ai_preference", "genai_present",
+                   "tags", "description", "status", "reason", "ev_attribution", "ev_previews", "ev_original_type",
+                   "ev_detail")
+
+
+_URL_SOURCE_JSON = {v: ev_json({"url_source": v}) for v in ("api", "built:freesound.org/people/USER/sounds/ID/", "")}
+
+
+def _result_values(res: object, where: str) -> tuple:
+    """One API search result as the values of `_RESULT_COLUMNS`; a malformed one is kept, excluded."""
     if not isinstance(res, dict) or not valid_id(res.get("id")) or isinstance(res.get("id"), bool):
         rid = res.get("id") if isinstance(res, dict) else None
-        r = Record(source="freesound", id=f"malformed:{where}")
-        r.exclude("malformed_record", detail=f"result without a valid integer id ({rid!r:.60})")
-        return r
+        detail = ev_json(f"result without a valid integer id ({rid!r:.60})")
+        return ("freesound", f"malformed:{where}", "", "", "", "", "", None, [], "", "excluded", "malformed_record",
+                None, None, None, detail)
     tags = res.get("tags") or []
     if not isinstance(tags, list):
         tags = [str(tags)]
     rid = str(res["id"])
     username = str(res.get("username") or "")
-    r = Record(
-        source="freesound",
-        id=rid,
-        title=str(res.get("name") or ""),
-        author=username,
-        url=str(res.get("url") or (f"https://freesound.org/people/{quote(username)}/sounds/{rid}/" if username else "")),
-        license_raw=str(res.get("license") or ""),
-        gen_ai_preference="" if res.get("gen_ai_preference") is None else str(res["gen_ai_preference"]),
-        genai_present=res.get("gen_ai_preference") is not None,
-        tags=[str(t) for t in tags],
-        description=str(res.get("description") or ""),
-    )
-    r.evidence["attribution"] = {"url_source": "api" if res.get("url") else
-                                 ("built:freesound.org/people/USER/sounds/ID/" if r.url else "")}
+    api_url = res.get("url")
+    url = str(api_url or (f"https://freesound.org/people/{quote(username)}/sounds/{rid}/" if username else ""))
+    url_source = "api" if api_url else ("built:freesound.org/people/USER/sounds/ID/" if url else "")
     previews = res.get("previews")
-    if isinstance(previews, dict):
-        r.evidence["previews"] = {k: str(v) for k, v in sorted(previews.items())}
-    if res.get("type"):
-        r.evidence["original_type"] = str(res["type"])
-    return r
+    gp = res.get("gen_ai_preference")
+    return (
+        "freesound", rid, str(res.get("name") or ""), username, url, str(res.get("license") or ""),
+        "" if gp is None else str(gp), gp is not None, [str(t) for t in tags], str(res.get("description") or ""),
+        "pending", "",
+        _URL_SOURCE_JSON[url_source],
+        ev_json({k: str(v) for k, v in sorted(previews.items())}) if isinstance(previews, dict) else None,
+        ev_json(str(res["type"])) if res.get("type") else None,
+        None,
+    )
+
+
+def _results_table(rows: list[tuple]) -> pa.Table:
+    cols = list(zip(*rows)) if rows else [[] for _ in _RESULT_COLUMNS]
+    n = len(rows)
+    arrays, names = [], []
+    given = dict(zip(_RESULT_COLUMNS, cols))
+    for f in BASE:
+        if f.name in given:
+            arrays.append(pa.array(given[f.name], type=f.type))
+        elif f.name == "seen":
+            arrays.append(pa.repeat(pa.scalar(1, pa.int32()), n))
+        elif f.name == "genres":
+            arrays.append(pa.array([[]] * n, type=f.type))
+        else:
+            arrays.append(pa.repeat(pa.scalar("", f.type), n))
+        names.append(f.name)
+    for c in _RESULT_COLUMNS:
+        if c.startswith("ev_") and any(v is not None for v in given[c]):
+            arrays.append(pa.array(given[c], type=pa.string()))
+            names.append(c)
+    return pa.Table.from_arrays(arrays, names=names)
+
+
+def result_to_record(res: object, where: str) -> Record:
+    """One API search result (a dict) to a record; a malformed one is kept, excluded."""
+    return to_records(_results_table([_result_values(res, where)]))[0]
+
+
+def _page_results(path: Path) -> tuple[list, str]:
+    """The results of a saved response: a search page (`{count, next, previous, results}`), a
+    saved sound instance (`/apiv2/sounds/ID/`, one object with an `id`) or a bare `results`
+    array, as other tools save them; else no results and why."""
+    try:
+        page = json.loads(path.read_bytes().decode("utf-8"))
+        if isinstance(page, list):
+            results = page
+        elif isinstance(page, dict) and "results" not in page and "id" in page:
+            results = [page]
+        else:
+            results = page["results"]
+        if not isinstance(results, list):
+            raise TypeError("results is not a list")
+        return results, ""
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
+        return [], type(e).__name__
+
+
+def read_pages_tables(pages_dir: Path, batch_rows: int = 50_000) -> Iterator[pa.Table]:
+    """Records from a folder of saved API responses, as tables of about `batch_rows` rows, in
+    page order. An unreadable page is kept as one excluded record."""
+    return read_page_files(page_files(pages_dir), batch_rows)
+
+
+def read_page_files(paths: list[Path], batch_rows: int = 50_000) -> Iterator[pa.Table]:
+    """Records from these saved API responses, in order (see `read_pages_tables`)."""
+    rows: list[tuple] = []
+    for path in paths:
+        results, error = _page_results(path)
+        if error:
+            rows.append(("freesound", f"malformed:{path.name}", "", "", "", "", "", None, [], "", "excluded",
+                         "malformed_record", None, None, None, ev_json(f"unreadable page {path.name}: {error}")))
+        else:
+            rows.extend(_result_values(res, f"{path.name}#{i}") for i, res in enumerate(results))
+        if len(rows) >= batch_rows:
+            yield _results_table(rows)
+            rows = []
+    if rows:
+        yield _results_table(rows)
 
 
 def read_pages(pages_dir: Path) -> Iterator[Record]:
-    """Records from a folder of saved API responses: search pages (`{count, next, previous,
-    results}`), and also a saved sound instance (`/apiv2/sounds/ID/`, one object with an
-    `id`) or a bare `results` array, as other tools save them."""
-    for path in page_files(pages_dir):
-        try:
-            page = json.loads(path.read_text(encoding="utf-8"))
-            if isinstance(page, list):
-                results = page
-            elif isinstance(page, dict) and "results" not in page and "id" in page:
-                results = [page]
-            else:
-                results = page["results"]
-            if not isinstance(results, list):
-                raise TypeError("results is not a list")
-        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
-            r = Record(source="freesound", id=f"malformed:{path.name}")
-            r.exclude("malformed_record", detail=f"unreadable page {path.name}: {type(e).__name__}")
-            yield r
-            continue
-        for i, res in enumerate(results):
-            yield result_to_record(res, f"{path.name}#{i}")
+    """Records from a folder of saved API responses (see `read_pages_tables`)."""
+    for t in read_pages_tables(pages_dir):
+        yield from to_records(t)
+
+
+def audio_index(audio_dir: Path) -> dict[str, Path]:
+    """`{id: path}` for the folder, listed once, with the file `find_audio` would pick."""
+    rank = {}
+    for i, ext in enumerate(AUDIO_EXTS):
+        rank[ext] = (i, 0)
+        rank[ext.upper()] = (i, 1)
+    best: dict[str, tuple] = {}
+    if not audio_dir.is_dir():
+        return {}
+    with os.scandir(audio_dir) as it:
+        for e in it:
+            stem, dot, ext = e.name.partition(".")
+            if not dot or ext not in rank or not valid_id(stem) or not e.is_file():
+                continue
+            if stem not in best or rank[ext] < best[stem][0]:
+                best[stem] = (rank[ext], Path(e.path))
+    return {k: v[1] for k, v in best.items()}
 
 
 def find_audio(audio_dir: Path, rid: str) -> Path | None:

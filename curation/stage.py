@@ -1,0 +1,155 @@
+"""Running one stage over one partition: the contract every stage shares.
+
+A stage is a function `fn(table, rep) -> table` over a records table (`record_table`). The
+runner here reads the partition, applies the stage, counts the reasons it gave over the rows
+it changed (one place, so no stage counts for itself), writes the result atomically, then a
+completion marker keyed by the input's key and the stage's settings. A rerun whose key
+matches skips the partition and reuses its counts: a killed run resumes where it stopped,
+and a rerun with nothing changed reads nothing.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass, field, is_dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from .atomic import atomic_path, atomic_write_text
+
+
+def settings_key(*parts: Any) -> str:
+    """A short stable hash of settings (dataclasses, paths, plain values)."""
+    def plain(v):
+        if is_dataclass(v):
+            return plain(asdict(v))
+        if isinstance(v, dict):
+            return {str(k): plain(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        if isinstance(v, Path):
+            return str(v)
+        return v
+    text = json.dumps([plain(p) for p in parts], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def files_key(paths: list[Path]) -> str:
+    """What a rerun compares to tell whether input files changed: names, sizes, mtimes."""
+    entries = []
+    for p in paths:
+        try:
+            st = p.stat()
+            entries.append([str(p), st.st_size, st.st_mtime_ns])
+        except OSError:
+            entries.append([str(p), None, None])
+    return settings_key(entries)
+
+
+@dataclass
+class StageReport:
+    """What a stage did, for the run summary and the logs."""
+
+    name: str
+    counts: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    seconds: float | None = None
+    records: int | None = None
+
+    def add(self, key: str, n: int = 1) -> None:
+        self.counts[key] = self.counts.get(key, 0) + n
+
+    def merge(self, counts: dict[str, int], notes: list[str] = ()) -> None:
+        for k, v in counts.items():
+            self.add(k, v)
+        for n in notes:
+            if n not in self.notes:
+                self.notes.append(n)
+
+
+def reason_counts(before: pa.Table, after: pa.Table, count_passed: bool) -> dict[str, int]:
+    """Reasons counted over the rows a stage changed (status or reason), and with
+    `count_passed`, how many pending rows it let by."""
+    changed = pc.or_(pc.not_equal(before.column("status"), after.column("status")),
+                     pc.not_equal(before.column("reason"), after.column("reason")))
+    reasons = pc.if_else(pc.equal(after.column("reason"), ""), after.column("status"), after.column("reason"))
+    counts = {item["values"]: item["counts"] for item in pc.value_counts(pc.filter(reasons, changed)).to_pylist()}
+    if count_passed:
+        passed = pc.sum(pc.and_(pc.equal(before.column("status"), "pending"), pc.invert(changed))).as_py() or 0
+        if passed:
+            counts["passed"] = passed
+    return counts
+
+
+def read_part(path: str | Path) -> pa.Table:
+    return pq.read_table(path)
+
+
+def write_part(path: Path, table: pa.Table) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = atomic_path(path)
+    pq.write_table(table, tmp, compression="zstd")
+    tmp.replace(path)
+
+
+def marker_path(part: Path) -> Path:
+    return part.with_name(part.name.replace(".parquet", ".done.json"))
+
+
+def read_marker(part: Path) -> dict | None:
+    m = marker_path(part)
+    if not (m.is_file() and part.is_file()):
+        return None
+    try:
+        return json.loads(m.read_text())
+    except ValueError:
+        return None
+
+
+def write_marker(part: Path, info: dict) -> None:
+    atomic_write_text(marker_path(part), json.dumps(info, sort_keys=True))
+
+
+# Tallies of work done rather than of outcomes: a skipped partition did none of it this run.
+WORK_DONE = ("scored", "cached")
+
+
+def run_on_partition(name: str, fn: Callable[[pa.Table, StageReport], pa.Table], src: str, dst: str, key: str,
+                     count_passed: bool = True, rerun_if: Callable[[dict], bool] | None = None) -> dict:
+    """Apply stage `fn` to partition `src`, writing `dst` and its marker; or skip it when the
+    marker says `dst` was made from the same key. Returns the marker: path, key, rows, counts,
+    notes, and whether it was skipped."""
+    src_p, dst_p = Path(src), Path(dst)
+    prev = read_marker(dst_p)
+    if prev is not None and prev.get("key") == key and not (rerun_if and rerun_if(prev)):
+        counts = {k: v for k, v in prev.get("counts", {}).items() if k not in WORK_DONE}
+        counts["unchanged"] = prev.get("rows", 0)
+        return {**prev, "counts": counts, "skipped": True}
+    t0 = time.perf_counter()
+    before = read_part(src_p)
+    rep = StageReport(name)
+    after = fn(before, rep)
+    if after.num_rows != before.num_rows:
+        raise RuntimeError(f"stage {name} changed the number of records in {src_p.name}: "
+                           f"{before.num_rows} in, {after.num_rows} out")
+    counts = reason_counts(before, after, count_passed)
+    for k, v in rep.counts.items():
+        counts.setdefault(k, v)  # the stage's own tallies, where the reasons did not already count it
+    write_part(dst_p, after)
+    info = {"path": str(dst_p), "key": key, "rows": after.num_rows, "counts": counts, "notes": rep.notes,
+            "seconds": round(time.perf_counter() - t0, 3)}
+    write_marker(dst_p, info)
+    del before, after
+    release_memory()
+    return {**info, "skipped": False}
+
+
+def release_memory() -> None:
+    """Hand a finished partition's memory back to the system before the next is read: Arrow's
+    allocator otherwise keeps it, and a run's peak grows with every partition."""
+    pa.default_memory_pool().release_unused()

@@ -1,0 +1,110 @@
+"""Records as partitions: the stage runner's markers and counts, ingest into partitions with
+duplicates across them, and the table forms of the stages against their record forms."""
+import json
+import shutil
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from curation import pipeline
+from curation import record_table as rt
+from curation.config import load_config
+from curation.sources import freesound
+from curation.stage import read_marker, run_on_partition, write_part
+from manifests.schema import manifest_table, sort_manifest
+
+REAL = Path(__file__).resolve().parent.parent.parent / "shared" / "real"
+
+
+def _table(n: int) -> pa.Table:
+    recs = [freesound.result_to_record({"id": i, "name": f"s{i}", "license": "cc0", "username": "u"}, str(i))
+            for i in range(1, n + 1)]
+    return rt.from_records(recs)
+
+
+def test_a_partition_is_skipped_while_its_key_holds(tmp_path):
+    src = tmp_path / "in.parquet"
+    write_part(src, _table(6))
+    calls = []
+
+    def stage(t, rep):
+        calls.append(t.num_rows)
+        odd = pc.equal(pc.bit_wise_and(pc.cast(t.column("id"), pa.int64()), 1), 1)
+        rep.add("looked", t.num_rows)
+        return rt.exclude(t, odd, "license_unknown")
+
+    dst = tmp_path / "out" / "part-00000.parquet"
+    first = run_on_partition("licenses", stage, str(src), str(dst), "k1")
+    assert first["counts"] == {"license_unknown": 3, "passed": 3, "looked": 6} and not first["skipped"]
+    assert read_marker(dst)["key"] == "k1"
+    again = run_on_partition("licenses", stage, str(src), str(dst), "k1")
+    assert again["skipped"] and again["counts"] == {**first["counts"], "unchanged": 6} and calls == [6]
+    # another key (new input or new settings) runs it again; so does a marker asking to
+    run_on_partition("licenses", stage, str(src), str(dst), "k2")
+    run_on_partition("licenses", stage, str(src), str(dst), "k2", rerun_if=lambda prev: True)
+    assert calls == [6, 6, 6]
+    # a half-written output (no marker) is never taken as done
+    dst.with_name("part-00000.done.json").unlink()
+    assert not run_on_partition("licenses", stage, str(src), str(dst), "k2")["skipped"]
+    out = pq.read_table(dst)
+    assert out.column("reason").to_pylist() == ["license_unknown", "", "license_unknown", "", "license_unknown", ""]
+
+
+def test_a_stage_that_loses_records_is_an_error(tmp_path):
+    src = tmp_path / "in.parquet"
+    write_part(src, _table(3))
+    with pytest.raises(RuntimeError, match="changed the number of records"):
+        run_on_partition("licenses", lambda t, rep: t.slice(0, 2), str(src), str(tmp_path / "o.parquet"), "k")
+
+
+def _pages_config(tmp_path: Path, pages: Path, labels_csv: Path) -> Path:
+    (tmp_path / "audio").mkdir(exist_ok=True)
+    cfg = tmp_path / "curate.toml"
+    cfg.write_text(f'output_dir = "{tmp_path / "out"}"\n[freesound]\npages_dir = "{pages}"\n'
+                   f'audio_dir = "{tmp_path / "audio"}"\n[music]\ncheckpoint = "{tmp_path / "x.pth"}"\n'
+                   f'labels_csv = "{labels_csv}"\n')
+    (tmp_path / "x.pth").write_bytes(b"")
+    return cfg
+
+
+def test_ingest_partitions_resolve_duplicates_across_partitions(tmp_path, demo_dir, labels_csv):
+    """The demo pages (which repeat sounds across pages, one with other metadata) cut into
+    one page per partition give the records `dedupe` gives over all of them at once."""
+    pages = tmp_path / "pages"
+    shutil.copytree(demo_dir / "freesound" / "pages", pages)
+    shutil.copy(REAL / "freesound" / "sound_209943.json", pages / "zz_sound.json")
+    shutil.copy(REAL / "freesound" / "search_text_page.json", pages / "zz_search.json")
+    cfg = load_config(_pages_config(tmp_path, pages, labels_csv))
+    parts, rep = pipeline.ingest_parts(cfg, tmp_path / "parts", partition_records=1, workers=2)
+    assert len(parts) == len(list(pages.glob("*.json")))
+    got = rt.unify([pq.read_table(p) for p in parts])
+    want = rt.from_records(pipeline.dedupe(freesound.read_pages(pages)))
+    key = lambda t: sorted(json.dumps(r, sort_keys=True) for r in manifest_table(t).to_pylist())  # noqa: E731
+    assert rep.counts["distinct"] == got.num_rows == want.num_rows
+    assert key(got) == key(want)
+    assert pc.sum(pc.greater(got.column("seen"), 1)).as_py() >= 1  # the demo's repeats were merged
+    # unchanged inputs: nothing is read again
+    again, rep2 = pipeline.ingest_parts(cfg, tmp_path / "parts", partition_records=1, workers=2)
+    assert again == parts and rep2.counts == rep.counts
+    (pages / "zz_search.json").write_text("{not json")
+    parts3, _ = pipeline.ingest_parts(cfg, tmp_path / "parts", partition_records=1, workers=1)
+    ids = set(rt.unify([pq.read_table(p) for p in parts3]).column("id").to_pylist())
+    assert "malformed:zz_search.json" in ids  # the changed page was read again
+
+
+def test_manifest_from_a_table_is_the_manifest_of_the_records(demo_dir):
+    recs = pipeline.dedupe(freesound.read_pages(demo_dir / "freesound" / "pages"))
+    recs[0].evidence["music"] = {"is_music": True, "top_labels": ["Music"], "music_seconds": 31.5}
+    recs[0].evidence["shard"] = "shard-000000.tar"
+    t = sort_manifest(manifest_table(rt.from_records(recs)))
+    rows = {r["id"]: r for r in t.to_pylist()}
+    r0 = rows[recs[0].id]
+    assert json.loads(r0["evidence"]) == json.loads(json.dumps(recs[0].evidence))
+    assert r0["evidence"] == json.dumps(recs[0].evidence, sort_keys=True, ensure_ascii=False)
+    assert r0["is_music"] is True and r0["music_top_labels"] == ["Music"] and r0["shard"] == "shard-000000.tar"
+    ids = t.column("id").to_pylist()
+    numeric = [i for i in ids if i.isdigit()]
+    assert numeric == sorted(numeric, key=int) and ids[-1].startswith("malformed:")
