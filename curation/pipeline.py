@@ -660,30 +660,6 @@ def load_detector(cfg: Config, info: ModelInfo):
     return _DETECTORS[key]
 
 
-# --------------------------------------------------------------------------- 6. release
-
-
-def release(records: list[Record], cfg: Config, progress: Progress = _noop) -> StageReport:
-    """Attribution CSVs and WebDataset shards of exactly the included records."""
-    from .release import write_attribution, write_shards, sort_key
-
-    rep = StageReport("release")
-    out = cfg.output_dir / "release"
-    included = sorted((r for r in records if r.status == "included"), key=sort_key)
-    for source in ("freesound", "fma"):
-        n = write_attribution(out / f"{source}_attribution.csv", (r for r in included if r.source == source))
-        rep.counts[f"{source}_attribution_rows"] = n
-    shards = write_shards(out / "shards", included, cfg.release.shard_max_records, cfg.work_dir / "shards",
-                          progress=progress)
-    where = {k: s["name"] for s in shards for k in s["keys"]}
-    for r in included:
-        r.evidence["shard"] = where[f"{r.source}_{r.id}"]
-    rep.counts["shards"] = len(shards)
-    rep.counts["shards_written"] = sum(s["written"] for s in shards)
-    rep.counts["records"] = len(included)
-    return rep
-
-
 # --------------------------------------------------------------------------- the stages over partitions
 
 # Bumped when a stage's decisions change, so that completion markers of older runs no longer match.
@@ -784,59 +760,81 @@ def review_parts(parts: list[str], cfg: Config, out_dir: Path) -> tuple[list[str
     return out, queue, rep
 
 
-def release_parts(parts: list[str], cfg: Config, progress: Progress = _noop) -> tuple[str, StageReport]:
-    """The release over every partition: reads only the included rows; writes which shard
-    each went to as `work/release_shards.parquet` (key, shard) and returns its path."""
+def release_plan(parts: list[str], cfg: Config) -> tuple[str, list[tuple[str, str, str]], StageReport]:
+    """The release's first step, over every partition: reads only the included rows, writes
+    the attribution CSVs and which shard each record goes to (`work/release/shards.parquet`),
+    removes shards no longer produced, and returns the shards to write as jobs (name, a
+    Parquet file of its records, fingerprint) for `write_shard_job`, one task each."""
+    from .release import plan_shards, prune_shards, sort_key, write_attribution
     from .stage import write_part
 
+    rep = StageReport("release")
     included = []
     for p in parts:
         included += rt.to_records(pq.read_table(p, filters=[("status", "=", "included")]))
         release_memory()
-    rep = release(included, cfg, progress=progress)
-    where = pa.table({"key": [f"{r.source}_{r.id}" for r in included],
-                      "shard": [r.evidence["shard"] for r in included]}, schema=pa.schema(
-                          [("key", pa.string()), ("shard", pa.string())]))
-    path = cfg.work_dir / "release_shards.parquet"
+    included.sort(key=sort_key)
+    out = cfg.output_dir / "release"
+    for source in ("freesound", "fma"):
+        n = write_attribution(out / f"{source}_attribution.csv", (r for r in included if r.source == source))
+        rep.counts[f"{source}_attribution_rows"] = n
+    shard_dir, state_dir, todo = out / "shards", cfg.work_dir / "shards", cfg.work_dir / "release" / "todo"
+    plans = plan_shards(included, cfg.release.shard_max_records, shard_dir, state_dir)
+    shard_dir.mkdir(parents=True, exist_ok=True)
+    prune_shards(shard_dir, {p["name"] for p in plans})
+    jobs = []
+    for p in plans:
+        if p["write"]:
+            job = todo / p["name"].replace(".tar", ".parquet")
+            write_part(job, rt.from_records(p["records"]))
+            jobs.append((p["name"], str(job), p["fingerprint"]))
+    where = pa.table({"key": [k for p in plans for k in p["keys"]],
+                      "shard": [p["name"] for p in plans for _ in p["keys"]]},
+                     schema=pa.schema([("key", pa.string()), ("shard", pa.string())]))
+    path = cfg.work_dir / "release" / "shards.parquet"
     write_part(path, where)
-    return str(path), rep
+    rep.counts["shards"] = len(plans)
+    rep.counts["records"] = len(included)
+    return str(path), jobs, rep
+
+
+def write_shard_job(name: str, job: str, fingerprint: str, cfg: Config, progress: Progress | None = None) -> int:
+    """One shard of the release (a task of its own: on Dask, one per worker at a time)."""
+    from .release import write_shard
+
+    recs = rt.to_records(pq.read_table(job))
+    write_shard(cfg.output_dir / "release" / "shards", cfg.work_dir / "shards", name, recs, fingerprint, progress)
+    Path(job).unlink(missing_ok=True)
+    return len(recs)
 
 
 def manifest_parts(parts: list[str], shards_path: str, cfg: Config) -> tuple[str, dict]:
     """The final records (each included one with its shard) as the manifest, one sorted file;
     returns its path and the counts of status and reason."""
-    from manifests.schema import manifest_table, write_manifest_parts
-
-    from .stage import read_part, write_part
+    from manifests.schema import SortedManifestWriter, manifest_table, sort_keys
 
     shards = pq.read_table(shards_path)
-    out_dir = cfg.work_dir / "stages" / "manifest"
-    out = []
     status: dict[str, int] = {}
     reasons: dict[str, int] = {}
-    for i, p in enumerate(parts):
-        t = read_part(p)
+    path = cfg.output_dir / "manifests" / "records.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    keys = pa.chunked_array([c for p in parts for c in sort_keys(pq.read_table(p, columns=["source", "id"])).chunks],
+                            type=pa.string())
+    writer = SortedManifestWriter(path, keys, cfg.work_dir / "stages" / "manifest", cfg.partition_records)
+    del keys
+    for p in parts:
+        t = pq.read_table(p)
         key = pc.binary_join_element_wise(t.column("source"), t.column("id"), "_")
         at = pc.index_in(key, value_set=shards.column("key"))
-        shard = pc.take(shards.column("shard"), at)
-        ev = pc.binary_join_element_wise('"', shard, '"', "")
+        ev = pc.binary_join_element_wise('"', pc.take(shards.column("shard"), at), '"', "")
         t = rt.where(pc.is_valid(at), ev, t, rt.EV + "shard")
         m = manifest_table(t)
         for col, acc in (("status", status), ("reason", reasons)):
             for item in pc.value_counts(m.column(col)).to_pylist():
                 if item["values"]:
                     acc[item["values"]] = acc.get(item["values"], 0) + item["counts"]
-        dst = out_dir / f"part-{i:05d}.parquet"
-        write_part(dst, m)
-        out.append(dst)
+        writer.add(m)
         del t, m
         release_memory()
-    path = cfg.output_dir / "manifests" / "records.parquet"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if out:
-        write_manifest_parts(path, out, spill_dir=cfg.work_dir / "duckdb-spill")
-    else:
-        from manifests.schema import SCHEMA, write_manifest_table
-
-        write_manifest_table(path, SCHEMA.empty_table())
+    writer.close()
     return str(path), {"status": dict(sorted(status.items())), "reasons": dict(sorted(reasons.items()))}

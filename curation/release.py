@@ -105,6 +105,62 @@ def _shard_fingerprint(chunk: list[Record]) -> str:
     return h.hexdigest()
 
 
+def plan_shards(records: list[Record], max_records: int, shard_dir: Path, state_dir: Path) -> list[dict]:
+    """The shards the records make, in order: name, keys, fingerprint, its records, and whether
+    it must be written (`write`), which it need not when its records, audio and metadata are
+    unchanged since it was written (its fingerprint in `state_dir`)."""
+    records = sorted(records, key=sort_key)
+    plans = []
+    for s, start in enumerate(range(0, len(records), max_records)):
+        chunk = records[start : start + max_records]
+        name = f"shard-{s:06d}.tar"
+        target, state = shard_dir / name, state_dir / f"{name}.json"
+        fp = _shard_fingerprint(chunk)
+        write = True
+        if target.exists() and state.exists():
+            try:
+                prev = json.loads(state.read_text())
+            except ValueError:
+                prev = {}
+            write = not (prev.get("fingerprint") == fp and prev.get("sha256") == file_sha256(target))
+        plans.append({"name": name, "keys": [record_key(r.source, r.id) for r in chunk], "fingerprint": fp,
+                      "records": chunk, "write": write})
+    return plans
+
+
+def write_shard(shard_dir: Path, state_dir: Path, name: str, chunk: list[Record], fingerprint: str,
+                progress: Callable[[int], None] | None = None) -> None:
+    """One shard: FLAC and JSON of each record, in order, then its state (fingerprint, sha256)."""
+    from webdataset import TarWriter  # here, not at the top: it imports torch (~450 MB)
+
+    shard_dir.mkdir(parents=True, exist_ok=True)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    target = shard_dir / name
+    tmp = atomic_path(target)
+    with TarWriter(str(tmp), mtime=TAR_MTIME, user="curation", group="curation") as tw:
+        for r in chunk:
+            audio, seconds = flac_bytes(Path(r.audio_path))
+            meta = sample_metadata(r)
+            meta["seconds"] = round(seconds, 3)
+            tw.write({"__key__": record_key(r.source, r.id), "flac": audio,
+                      "json": json.dumps(meta, ensure_ascii=False, sort_keys=True).encode("utf-8")})
+            if progress:
+                progress(1)
+    os.replace(tmp, target)
+    keys = [record_key(r.source, r.id) for r in chunk]
+    atomic_write_text(state_dir / f"{name}.json",
+                      json.dumps({"fingerprint": fingerprint, "sha256": file_sha256(target), "keys": keys}))
+
+
+def prune_shards(shard_dir: Path, keep: set[str]) -> None:
+    """Remove shards no longer produced, and temporary files of interrupted writes."""
+    if not shard_dir.is_dir():
+        return
+    for old in list(shard_dir.iterdir()):
+        if old.name not in keep and (old.suffix == ".tar" or old.name.startswith(".tmp-")):
+            old.unlink()
+
+
 def write_shards(
     shard_dir: Path,
     records: list[Record],
@@ -112,46 +168,14 @@ def write_shards(
     state_dir: Path,
     progress: Callable[[int], None] | None = None,
 ) -> list[dict]:
-    """Write the shards; returns one entry per shard (name, keys, written). A shard whose
-    records, audio and metadata are unchanged since it was written (its fingerprint in
-    `state_dir`) is kept as it is; shards no longer produced are removed."""
+    """Write the shards; returns one entry per shard (name, keys, written). Unchanged shards are
+    kept as they are; shards no longer produced are removed."""
     shard_dir.mkdir(parents=True, exist_ok=True)
-    state_dir.mkdir(parents=True, exist_ok=True)
-    records = sorted(records, key=sort_key)
-    shards = []
-    for s, start in enumerate(range(0, len(records), max_records)):
-        chunk = records[start : start + max_records]
-        name = f"shard-{s:06d}.tar"
-        target, state = shard_dir / name, state_dir / f"{name}.json"
-        fp = _shard_fingerprint(chunk)
-        keys = [record_key(r.source, r.id) for r in chunk]
-        if target.exists() and state.exists():
-            try:
-                prev = json.loads(state.read_text())
-            except ValueError:
-                prev = {}
-            if prev.get("fingerprint") == fp and prev.get("sha256") == file_sha256(target):
-                shards.append({"name": name, "keys": keys, "written": False})
-                if progress:
-                    progress(len(chunk))
-                continue
-        from webdataset import TarWriter  # here, not at the top: it imports torch (~450 MB)
-
-        tmp = atomic_path(target)
-        with TarWriter(str(tmp), mtime=TAR_MTIME, user="curation", group="curation") as tw:
-            for r in chunk:
-                audio, seconds = flac_bytes(Path(r.audio_path))
-                meta = sample_metadata(r)
-                meta["seconds"] = round(seconds, 3)
-                tw.write({"__key__": record_key(r.source, r.id), "flac": audio,
-                          "json": json.dumps(meta, ensure_ascii=False, sort_keys=True).encode("utf-8")})
-                if progress:
-                    progress(1)
-        os.replace(tmp, target)
-        atomic_write_text(state, json.dumps({"fingerprint": fp, "sha256": file_sha256(target), "keys": keys}))
-        shards.append({"name": name, "keys": keys, "written": True})
-    keep = {s["name"] for s in shards}
-    for old in list(shard_dir.iterdir()):
-        if old.name not in keep and (old.suffix == ".tar" or old.name.startswith(".tmp-")):
-            old.unlink()
-    return shards
+    plans = plan_shards(records, max_records, shard_dir, state_dir)
+    prune_shards(shard_dir, {p["name"] for p in plans})
+    for p in plans:
+        if p["write"]:
+            write_shard(shard_dir, state_dir, p["name"], p["records"], p["fingerprint"], progress)
+        elif progress:
+            progress(len(p["records"]))
+    return [{"name": p["name"], "keys": p["keys"], "written": p["write"]} for p in plans]

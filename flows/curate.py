@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 from typing import Callable
 
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from prefect import flow, get_run_logger, task
@@ -67,10 +66,33 @@ def review_task(parts: list[str], cfg: Config) -> tuple[list[str], int, StageRep
     return parts, len(queue), rep
 
 
-@task(name="release", **TASK)
-def release_task(parts: list[str], cfg: Config,
-                 progress: Callable[[int], None] | None = None) -> tuple[str, StageReport]:
-    return pipeline.release_parts(parts, cfg, progress=progress or (lambda _n: None))
+@task(name="release-plan", **TASK)
+def release_plan_task(parts: list[str], cfg: Config) -> tuple[str, list[tuple[str, str, str]], StageReport]:
+    return pipeline.release_plan(parts, cfg)
+
+
+@task(name="shard", **TASK)
+def shard_task(name: str, job: str, fingerprint: str, cfg: Config,
+               progress: Callable[[int], None] | None = None) -> int:
+    return pipeline.write_shard_job(name, job, fingerprint, cfg, progress)
+
+
+def release_phase(parts: list[str], cfg: Config, progress: Progress | None = None) -> tuple[str, StageReport]:
+    """Attribution and the plan in one task, then one task per shard to write (FLAC encode,
+    tar, sha256), spread over the workers on Dask."""
+    t0 = time.perf_counter()
+    shards, jobs, rep = release_plan_task(parts, cfg)
+    rep.notes.append(f"planned in {time.perf_counter() - t0:.1f} s; {len(jobs)} shard(s) to write")
+    local = cfg.task_runner != "dask"
+    bar = (progress or _no_progress)("release shards", rep.counts["records"])
+    bar(rep.counts["records"] - sum(pq.ParquetFile(j).metadata.num_rows for _, j, _ in jobs))  # kept as they were
+    futures = [shard_task.submit(name, job, fp, cfg, bar if local else None) for name, job, fp in jobs]
+    for f in futures:
+        n = f.result()
+        if not local:
+            bar(n)
+    rep.counts["shards_written"] = len(jobs)
+    return shards, rep
 
 
 @task(name="manifest", **TASK)
@@ -156,8 +178,7 @@ def run_stages(cfg: Config, progress: Progress | None = None) -> dict:
     parts, waiting, rep = review_task([p for p, _ in keyed], cfg)
     reports.append(_timed(rep, t0, n))
     t0 = time.perf_counter()
-    shards, rep = release_task(parts, cfg, progress("release shards", _count_included(parts))
-                               if cfg.task_runner != "dask" else None)
+    shards, rep = release_phase(parts, cfg, progress)
     reports.append(_timed(rep, t0, rep.counts.get("records", 0)))
     t0 = time.perf_counter()
     manifest, tally = manifest_task(parts, shards, cfg)
@@ -188,11 +209,6 @@ def _part_keys(parts: list[str]) -> list[str]:
     """Each ingest partition's key: the ingest's key (inputs and settings) and its place."""
     state = json.loads((Path(parts[0]).parent / "ingest.json").read_text()) if parts else {}
     return [settings_key(state.get("key"), i) for i in range(len(parts))]
-
-
-def _count_included(parts: list[str]) -> int:
-    return sum(pc.sum(pc.equal(pq.read_table(p, columns=["status"]).column("status"), "included")).as_py() or 0
-               for p in parts)
 
 
 @flow(name="curate", log_prints=True)

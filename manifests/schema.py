@@ -129,14 +129,17 @@ def manifest_table(table: pa.Table) -> pa.Table:
                                 schema=SCHEMA)
 
 
-def sort_manifest(table: pa.Table) -> pa.Table:
-    """Source, then numeric ids in numeric order, then any other id in text order."""
+def sort_keys(table: pa.Table) -> pa.Array:
+    """One string per row whose text order is the manifest's order: source, then numeric ids
+    in numeric order, then any other id in text order."""
     ids = table.column("id")
     numeric = pc.match_substring_regex(ids, r"^[0-9]{1,18}$")
-    num = pc.if_else(numeric, pc.cast(pc.if_else(numeric, ids, "0"), pa.int64()), 0)
-    t = table.append_column("_nonnum", pc.invert(numeric)).append_column("_num", num)
-    t = t.sort_by([("source", "ascending"), ("_nonnum", "ascending"), ("_num", "ascending"), ("id", "ascending")])
-    return t.drop_columns(["_nonnum", "_num"])
+    padded = pc.utf8_lpad(pc.if_else(numeric, ids, ""), 18, "0")
+    return pc.binary_join_element_wise(table.column("source"), pc.if_else(numeric, "0", "1"), padded, ids, "\x00")
+
+
+def sort_manifest(table: pa.Table) -> pa.Table:
+    return table.take(pc.sort_indices(sort_keys(table)))
 
 
 def write_manifest(path: Path, records: list[Record]) -> None:
@@ -149,31 +152,57 @@ def write_manifest_table(path: Path, table: pa.Table) -> None:
     tmp.replace(path)
 
 
-def _sql_text(p: Path) -> str:
-    return str(p).replace("'", "''")
+class SortedManifestWriter:
+    """The one manifest file, sorted, from partitions that arrive in any order, holding one
+    partition and then one bucket in memory, never the whole manifest: rows go to buckets of
+    the key range (bounds from the keys alone), each bucket is sorted on its own, and the
+    buckets are written in order."""
 
+    def __init__(self, path: Path, all_keys: pa.Array, bucket_dir: Path, bucket_rows: int = 100_000):
+        self.path, self.bucket_dir = path, bucket_dir
+        cut = pc.sort_indices(all_keys).to_numpy()[bucket_rows::bucket_rows]
+        self.bounds = pc.take(all_keys, pa.array(cut, pa.int64())).to_pylist() if len(cut) else []
+        self.buckets = len(self.bounds) + 1
+        self.n = 0
+        bucket_dir.mkdir(parents=True, exist_ok=True)
+        for old in bucket_dir.glob("*.arrow"):
+            old.unlink()
 
-def write_manifest_parts(path: Path, parts: list[Path], spill_dir: Path, memory_limit: str = "512MB") -> int:
-    """The one sorted manifest file from manifest partitions, sorted by DuckDB, which spills
-    to disk rather than hold a large manifest in memory. Returns the row count."""
-    import duckdb
+    def add(self, manifest: pa.Table) -> None:
+        import numpy as np
 
-    tmp = atomic_path(path)
-    con = duckdb.connect()
-    try:
-        con.execute(f"SET memory_limit = '{memory_limit}'")
-        con.execute(f"SET temp_directory = '{_sql_text(spill_dir)}'")
-        con.execute("SET preserve_insertion_order = false")
-        files = [str(p) for p in parts]
-        n = con.execute("SELECT count(*) FROM read_parquet(?)", [files]).fetchone()[0]
-        con.execute(
-            "COPY (SELECT * FROM read_parquet(?) ORDER BY source, NOT regexp_full_match(id, '[0-9]{1,18}'), "
-            "CASE WHEN regexp_full_match(id, '[0-9]{1,18}') THEN CAST(id AS BIGINT) ELSE 0 END, id) "
-            f"TO '{_sql_text(tmp)}' (FORMAT parquet, COMPRESSION zstd)", [files])
-    finally:
-        con.close()
-    tmp.replace(path)
-    return n
+        keys = sort_keys(manifest)
+        where = np.zeros(manifest.num_rows, dtype=np.int64)
+        for bound in self.bounds:  # the bucket of a key: how many bounds it reaches
+            where += pc.greater_equal(keys, bound).to_numpy(zero_copy_only=False)
+        t = manifest.append_column("_key", keys)
+        for b in np.unique(where):
+            # Arrow IPC, uncompressed: written and read back once, at memory speed
+            part = t.filter(pa.array(where == b))
+            with pa.ipc.new_file(self.bucket_dir / f"b{b:05d}-{self.n:05d}.arrow", part.schema) as w:
+                w.write_table(part)
+        self.n += 1
+
+    def close(self) -> int:
+        tmp = atomic_path(self.path)
+        rows = 0
+        with pq.ParquetWriter(tmp, SCHEMA, compression="zstd") as w:
+            for b in range(self.buckets):
+                files = sorted(self.bucket_dir.glob(f"b{b:05d}-*.arrow"))
+                if not files:
+                    continue
+                t = pa.concat_tables([pa.ipc.open_file(pa.OSFile(str(f))).read_all() for f in files])
+                t = t.take(pc.sort_indices(t.column("_key"))).drop_columns(["_key"])
+                w.write_table(t.cast(SCHEMA))
+                rows += t.num_rows
+                for f in files:
+                    f.unlink()
+                del t
+                pa.default_memory_pool().release_unused()
+            if rows == 0:
+                w.write_table(SCHEMA.empty_table())
+        tmp.replace(self.path)
+        return rows
 
 
 def read_manifest(path: Path):
