@@ -15,7 +15,6 @@ import argparse
 import hashlib
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -62,32 +61,6 @@ def make_clips(out: Path, n: int, seconds: float) -> list[Path]:
     return paths
 
 
-def start_prefect_server(home: Path) -> subprocess.Popen:
-    """A Prefect server of our own, as a deployment has: the Dask workers report to it instead
-    of each starting a temporary one (10-15 s of two cores each)."""
-    import socket
-    import urllib.request
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = dict(os.environ, PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false")
-    exe = Path(sys.executable).parent / "prefect"
-    proc = subprocess.Popen([str(exe), "server", "start", "--host", "127.0.0.1", "--port", str(port)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}/api"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(url + "/health", timeout=2)
-            os.environ["PREFECT_API_URL"] = url
-            return proc
-        except OSError:
-            time.sleep(0.5)
-    proc.kill()
-    sys.exit("the Prefect server did not start")
-
-
 def digest(folder: Path) -> str:
     h = hashlib.sha256()
     for p in sorted(folder.rglob("*.tar")):
@@ -103,8 +76,14 @@ def main() -> None:
     ap.add_argument("--workers", type=int, action="append", help="cluster sizes to time (default 1 and 2)")
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="release-dask-"))
-    server = start_prefect_server(root / "prefect_home")  # before Prefect is imported here
+    from flows.server import local_server
 
+    with local_server(root / "prefect_home"):  # before Prefect is imported: workers report to it
+        run(args, root)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def run(args, root: Path) -> None:
     from curation import record_table as rt
     from curation.config import Config
     from curation.records import Record
@@ -152,9 +131,6 @@ def main() -> None:
     if 1 in results and 2 in results:
         same = digest(root / "out1" / "release" / "shards") == digest(root / "out2" / "release" / "shards")
         print(f"speed-up 2 workers / 1: x{results[1] / results[2]:.2f}; identical shards: {same}")
-    server.terminate()
-    server.wait(30)
-    shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":

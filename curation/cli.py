@@ -186,18 +186,23 @@ def copyright_match(
     tracks_csv: Path = typer.Argument(..., help="FMA's fma_metadata/tracks.csv (its published layout)."),
     spotify_csv: Path = typer.Argument(..., help="The Spotify tracks table (dataset.csv schema)."),
     out: Path = typer.Option(..., help="CSV to write: id,flagged,score,candidate_track_id."),
+    config: Path = typer.Option(None, help="A run's TOML config: match with its [copyright] thresholds, "
+                                           "exactly as its runs do (default: the matcher's defaults)."),
 ) -> None:
     """Match FMA titles and artists against the Spotify table; one row per FMA track."""
     import pandas as pd
 
     from .atomic import atomic_write_text
-    from .copyright.metadata_match import CatalogueMatcher
+    from .config import ConfigError, load_config
+    from .copyright.metadata_match import CatalogueMatcher, MatchSettings
+    from .pipeline import match_settings
     from .sources.fma import FMAFormatError, read_tracks
 
     try:
+        settings = match_settings(load_config(config)) if config else MatchSettings()
         records = list(read_tracks(tracks_csv))
-        matcher = CatalogueMatcher.from_csv(spotify_csv)
-    except (FMAFormatError, OSError, ValueError) as e:
+        matcher = CatalogueMatcher.from_csv(spotify_csv, settings)
+    except (ConfigError, FMAFormatError, OSError, ValueError) as e:
         _fail(str(e))
     ok = [r for r in records if not r.reason]
     res = matcher.match([r.title for r in ok], [r.author for r in ok])

@@ -368,19 +368,22 @@ def resolve_audio(r: Record, cfg: Config, client: fs_src.FreesoundClient | None)
 
 
 def _audio_found(table, cfg: Config) -> "pa.Array":
-    """Whether each row's audio is already on disk, from one listing of the audio folders
-    rather than a probe per record and extension."""
+    """Whether each row's audio is already on disk, from one listing of the Freesound audio
+    folder rather than a probe per record and extension (FMA's nested layout: one stat each)."""
     _, audio_dir = freesound_dirs(cfg)
     fs_index = fs_src.audio_index(audio_dir) if audio_dir is not None else {}
-    fma_dir = cfg.fma.audio_dir
-    found = []
-    for source, rid in zip(table.column("source").to_pylist(), table.column("id").to_pylist()):
-        if source == "freesound":
-            found.append(rid in fs_index)
-        else:
-            found.append(fma_dir is not None and valid_id(rid)
-                         and fma_src.audio_path(fma_dir, rid).is_file())
-    return pa.array(found, type=pa.bool_())
+    src, ids = table.column("source"), table.column("id")
+    found = pc.and_(pc.equal(src, "freesound"), pc.is_in(ids, value_set=pa.array(list(fs_index), pa.string())))
+    is_fma = pc.and_(pc.equal(src, "fma"), rt.pending(table))
+    if cfg.fma.audio_dir is not None and pc.any(is_fma).as_py():
+        fma_dir = cfg.fma.audio_dir
+        rows = pc.indices_nonzero(is_fma).to_pylist()
+        hits = [i for i, rid in zip(rows, pc.take(ids, pa.array(rows, pa.int64())).to_pylist())
+                if valid_id(rid) and fma_src.audio_path(fma_dir, rid).is_file()]
+        if hits:
+            mask = pc.is_in(pa.array(range(table.num_rows), pa.int64()), value_set=pa.array(hits, pa.int64()))
+            found = pc.or_(found, mask)
+    return found
 
 
 def music_table(table, cfg: Config, detector_factory: Callable[[], "object"], checksum: str,
@@ -502,17 +505,23 @@ def copyright_table(table, cfg: Config, rep: "StageReport | None" = None):
     return table
 
 
+def match_settings(cfg: Config):
+    """The metadata matcher's thresholds as the config sets them (the run and the CLI alike)."""
+    from .copyright.metadata_match import MatchSettings
+
+    c = cfg.copyright
+    return MatchSettings(artist_min=c.artist_min, artist_common_title=c.artist_common_title,
+                         common_title_artists=c.common_title_artists, short_title_chars=c.short_title_chars)
+
+
 def check_copyright(records: list[Record], cfg: Config, rep: "StageReport | None" = None) -> StageReport:
     from .copyright.audio_id import make_backend
-    from .copyright.metadata_match import CatalogueMatcher, MatchSettings
+    from .copyright.metadata_match import CatalogueMatcher
 
     rep = rep if rep is not None else StageReport("copyright")
     fma = [r for r in records if r.pending and r.source == "fma"]
     if fma:
-        c = cfg.copyright
-        matcher = CatalogueMatcher.from_csv(c.spotify_tracks_csv, MatchSettings(
-            artist_min=c.artist_min, artist_common_title=c.artist_common_title,
-            common_title_artists=c.common_title_artists, short_title_chars=c.short_title_chars))
+        matcher = CatalogueMatcher.from_csv(cfg.copyright.spotify_tracks_csv, match_settings(cfg))
         res = matcher.match([r.title for r in fma], [r.author for r in fma])
         for r, m in zip(fma, res.itertuples(index=False)):
             r.evidence["copyright"] = {

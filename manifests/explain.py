@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from curation.records import REASONS
@@ -18,8 +17,8 @@ class NotInManifest(LookupError):
 def find_row(manifest: Path, source: str, rid: str) -> dict:
     if not manifest.is_file():
         raise FileNotFoundError(f"no manifest at {manifest}: run `curate run` first")
-    table = pq.read_table(manifest)
-    hit = table.filter(pc.and_(pc.equal(table["source"], source), pc.equal(table["id"], str(rid))))
+    # the filter is pushed into the reader: row groups whose statistics exclude it are not read
+    hit = pq.read_table(manifest, filters=[("source", "=", source), ("id", "=", str(rid))])
     if hit.num_rows == 0:
         raise NotInManifest(f"{source} {rid} is not in {manifest}")
     return hit.to_pylist()[0]

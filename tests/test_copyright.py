@@ -154,3 +154,30 @@ def test_copyright_match_cli(tmp_path, demo_dir):
     assert rows["5"]["flagged"] == "true" and rows["5"]["candidate_track_id"] == "4qPNDBW1i3p13qLCt0Ki3A"
     assert rows["10"]["flagged"] == "true" and rows["2"]["flagged"] == "false"
     assert rows["2"]["candidate_track_id"] == ""
+
+
+def test_copyright_match_cli_with_a_config_agrees_with_the_run(tmp_path, demo_dir):
+    """With --config, the CLI matches with the run's thresholds (the same function the flow's
+    copyright stage calls), so the two cannot disagree."""
+    import csv
+    import shutil
+
+    from curation.config import load_config
+    from curation.pipeline import check_copyright
+    from curation.sources.fma import read_tracks
+    from tests.conftest import curate
+
+    shutil.copytree(demo_dir, tmp_path / "demo", ignore=shutil.ignore_patterns("out*"))
+    cfg_path = tmp_path / "demo" / "curate.toml"
+    text = cfg_path.read_text()
+    assert "[copyright]\n" in text
+    cfg_path.write_text(text.replace("[copyright]\n", "[copyright]\nartist_min = 1.0\nartist_common_title = 1.0\n"))
+    tracks, spotify = demo_dir / "fma_metadata" / "tracks.csv", demo_dir / "spotify" / "dataset.csv"
+    out_default, out_cfg = tmp_path / "default.csv", tmp_path / "cfg.csv"
+    curate("copyright", "match", str(tracks), str(spotify), "--out", str(out_default))
+    curate("copyright", "match", str(tracks), str(spotify), "--out", str(out_cfg), "--config", str(cfg_path))
+    flagged = lambda p: {r["id"] for r in csv.DictReader(open(p)) if r["flagged"] == "true"}  # noqa: E731
+    recs = [r for r in read_tracks(tracks) if not r.reason]
+    check_copyright(recs, load_config(cfg_path))
+    assert flagged(out_cfg) == {r.id for r in recs if r.status == "review"}
+    assert flagged(out_cfg) < flagged(out_default)  # stricter thresholds: fewer, and the CLI used them

@@ -108,3 +108,71 @@ def test_manifest_from_a_table_is_the_manifest_of_the_records(demo_dir):
     ids = t.column("id").to_pylist()
     numeric = [i for i in ids if i.isdigit()]
     assert numeric == sorted(numeric, key=int) and ids[-1].startswith("malformed:")
+
+
+@pytest.fixture
+def prefect_server(tmp_path):
+    """One Prefect server for the test's flow and its Dask workers (as a deployment has)."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flows.server import local_server
+
+    with local_server(tmp_path / "prefect_home") as url, temporary_settings(updates={PREFECT_API_URL: url}):
+        yield url
+
+
+@pytest.mark.slow
+def test_release_shards_on_dask_match_the_local_release(tmp_path, demo_dir, prefect_server):
+    """One Dask task per shard, on two worker processes: the same shards, byte for byte, as
+    the in-process release, and only the changed shard written again."""
+    from prefect import flow
+    from prefect.task_runners import ThreadPoolTaskRunner
+    from prefect_dask import DaskTaskRunner
+
+    from curation.audio import AudioError
+    from curation.config import Config
+    from curation.release import flac_bytes
+    from flows.curate import release_phase
+
+    recs = []
+    for p in sorted((demo_dir / "freesound" / "audio").iterdir()):
+        try:
+            flac_bytes(p)
+        except AudioError:
+            continue  # the demo's damaged files
+        recs.append(freesound.result_to_record({"id": int(p.stem), "name": p.name, "username": "demo",
+                                                "license": "http://creativecommons.org/publicdomain/zero/1.0/"},
+                                               p.name))
+        recs[-1].audio_path, recs[-1].status, recs[-1].license = str(p), "included", "cc0"
+    assert len(recs) >= 5
+    part = tmp_path / "part-00000.parquet"
+    write_part(part, rt.from_records(recs))
+
+    def release(out: Path, runner) -> tuple[dict, dict]:
+        cfg = Config(path=tmp_path / "curate.toml", output_dir=out)
+        cfg.release.shard_max_records = 2
+        cfg.task_runner = "dask" if isinstance(runner, DaskTaskRunner) else "local"
+
+        @flow(task_runner=runner)
+        def go():
+            return release_phase([str(part)], cfg)[1].counts
+
+        counts = go()
+        shards = sorted((out / "release" / "shards").glob("*.tar"))
+        return counts, {p.name: p.read_bytes() for p in shards}
+
+    local_counts, local = release(tmp_path / "local", ThreadPoolTaskRunner(max_workers=1))
+    dask = DaskTaskRunner(cluster_kwargs={"n_workers": 2, "threads_per_worker": 1, "processes": True,
+                                          "dashboard_address": None})
+    dask_counts, on_dask = release(tmp_path / "dask", dask)
+    assert local_counts["shards"] == dask_counts["shards"] == len(local) == -(-len(recs) // 2)
+    assert dask_counts["shards_written"] == len(local)
+    assert on_dask == local
+    # a rerun writes nothing; a changed record rewrites its shard only
+    again, _ = release(tmp_path / "local", ThreadPoolTaskRunner(max_workers=1))
+    assert again["shards_written"] == 0
+    t = pq.read_table(part)
+    write_part(part, rt.where(pc.equal(t.column("id"), recs[0].id), "a new title", t, "title"))
+    third, after = release(tmp_path / "local", ThreadPoolTaskRunner(max_workers=1))
+    assert third["shards_written"] == 1
+    assert [n for n in local if after[n] != local[n]] == ["shard-000000.tar"]
