@@ -621,12 +621,6 @@ def apply_review(records: list[Record], cfg: Config) -> tuple[list[dict], StageR
     return queue, rep
 
 
-def finalize(records: list[Record]) -> None:
-    for r in records:
-        if r.pending:
-            r.status, r.reason = "included", ""
-
-
 # --------------------------------------------------------------------------- model
 
 
