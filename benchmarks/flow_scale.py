@@ -150,7 +150,7 @@ def main() -> None:
     root.mkdir(parents=True, exist_ok=True)
     env["PREFECT_HOME"] = str(root / "prefect_home")
     sys.path.insert(0, str(REPO))
-    from curation.music import save_random_checkpoint
+    from curation.music.detector import save_random_checkpoint
 
     ckpt = root / "panns_random_init.pth"
     if not ckpt.exists():

@@ -72,7 +72,7 @@ def random_checkpoint(path: Path, labels: Path) -> Path:
         return path
     import torch
 
-    from curation.music import build_cnn14
+    from curation.music.detector import build_cnn14
 
     torch.manual_seed(0)
     model = build_cnn14(labels)
@@ -81,7 +81,7 @@ def random_checkpoint(path: Path, labels: Path) -> Path:
 
 
 def model_only(ckpt: Path, labels: Path, batch: int, seconds: float, device: str, repeats: int) -> float:
-    from curation.music import SAMPLE_RATE, PannsModel
+    from curation.music.detector import SAMPLE_RATE, PannsModel
 
     model = PannsModel(ckpt, labels, device)
     batch = max(1, min(batch, int(args_budget(device) // seconds)))
@@ -94,7 +94,7 @@ def model_only(ckpt: Path, labels: Path, batch: int, seconds: float, device: str
 
 
 def args_budget(device: str) -> float:
-    from curation.music import default_max_batch_seconds, pick_device
+    from curation.music.detector import default_max_batch_seconds, pick_device
 
     return default_max_batch_seconds(pick_device(device))
 
@@ -127,7 +127,7 @@ def end_to_end(cfg: Config, files: list[tuple[Path, float]]) -> tuple[float, dic
 def baseline(ckpt: Path, labels: Path, files: list[tuple[Path, float]], device: str) -> float:
     import librosa
 
-    from curation.music import ensure_panns_labels
+    from curation.music.detector import ensure_panns_labels
 
     ensure_panns_labels(labels)
     from panns_inference import SoundEventDetection
@@ -146,7 +146,7 @@ def long_file_child(args) -> None:
     cfg = stage_config(Path(args.work), Path(args.ckpt), Path(args.labels), Path(args.long_dir), args)
     path = next(Path(args.long_dir).iterdir())
     speed, counts, notes = end_to_end(cfg, [(path, sf.info(str(path)).duration)])
-    from curation.music_stream import peak_rss_kb
+    from curation.music.stream import peak_rss_kb
 
     self_kb = peak_rss_kb()
     worker = max([float(n.split()[-2]) for n in notes if n.startswith("decode worker peak RSS")] or [0.0])
@@ -175,7 +175,7 @@ def main() -> None:
 
     import torch
 
-    from curation.music import pick_device
+    from curation.music.detector import pick_device
 
     device = pick_device(args.device)
     print("=" * 78)

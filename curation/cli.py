@@ -136,7 +136,7 @@ def models_fetch(
     labels_url: str = typer.Option(None, help="URL of the AudioSet class list."),
 ) -> None:
     """Download the published PANNs checkpoint and class list, checked against their checksums."""
-    from .models import LABELS_URL, ZENODO_API, FetchError, fetch_models
+    from .music.models import LABELS_URL, ZENODO_API, FetchError, fetch_models
 
     with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=err) as prog:
         tid = prog.add_task("download", total=None)
@@ -157,7 +157,7 @@ def music_calibrate(
     out: Path = typer.Option(Path("calibration"), help="Folder for the report."),
 ) -> None:
     """Score known music and non-music; report the highest threshold that misses no music."""
-    from .calibrate import calibrate, list_audio
+    from .music.calibrate import calibrate, list_audio
     from .config import ConfigError, load_config
     from .pipeline import load_detector, model_info
 
@@ -227,7 +227,7 @@ def fingerprint_index(
 ) -> None:
     """Build or extend an index of reference recordings."""
     from .audio import AudioError
-    from .calibrate import list_audio
+    from .music.calibrate import list_audio
     from .copyright.fingerprint import FingerprintIndex
 
     try:

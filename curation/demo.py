@@ -25,7 +25,7 @@ import pandas as pd
 import soundfile as sf
 
 from . import synth
-from .music import read_labels
+from .music.detector import read_labels
 
 FMA_COLUMNS = {
     "album": ["comments", "date_created", "date_released", "engineer", "favorites", "id", "information",
@@ -285,7 +285,7 @@ generation_steps = 4
 
 def write_demo(root: Path, labels_csv: Path | None = None) -> Path:
     """Write every demo input under `root` and return the config's path."""
-    from .music import save_random_checkpoint
+    from .music.detector import save_random_checkpoint
     from training.t5cache import build_random_t5_cache
 
     labels_csv = labels_csv or find_labels_csv()

@@ -422,9 +422,9 @@ def audio_and_music(
     """Decode each record that passed the license stage, exclude what cannot be read, and
     score the rest for music. Results are cached by audio content, checkpoint and rule, so
     a resumed, repeated or grown run scores only what is new."""
-    from .music import Rule
-    from .music_cache import MusicCache, cache_key
-    from .music_stream import score_files
+    from .music.detector import Rule
+    from .music.cache import MusicCache, cache_key
+    from .music.stream import score_files
 
     rep = rep if rep is not None else StageReport("music")
     m = cfg.music
@@ -551,7 +551,7 @@ def check_copyright(records: list[Record], cfg: Config, rep: "StageReport | None
 
 def load_decisions(cfg: Config, rep: StageReport) -> dict:
     """The persisted and new review decisions, merged, and the ledger written back."""
-    from .review import merged_decisions, write_decisions
+    from .copyright.review import merged_decisions, write_decisions
 
     ledger = cfg.output_dir / "review" / "decisions.csv"
     decisions, warnings = merged_decisions(ledger, cfg.copyright.review_decisions)
@@ -636,8 +636,8 @@ class ModelInfo:
 
 
 def model_info(cfg: Config) -> ModelInfo:
-    from .models import is_published_checkpoint, is_random_checkpoint
-    from .music import checkpoint_sha256, read_labels
+    from .music.models import is_published_checkpoint, is_random_checkpoint
+    from .music.detector import checkpoint_sha256, read_labels
 
     read_labels(cfg.music.labels_csv)
     sha = checkpoint_sha256(cfg.music.checkpoint)
@@ -651,7 +651,7 @@ _DETECTORS: dict[tuple, object] = {}
 
 def load_detector(cfg: Config, info: ModelInfo):
     """One detector per process and model: loading Cnn14 costs seconds and 300 MB."""
-    from .music import MusicDetector, PannsModel
+    from .music.detector import MusicDetector, PannsModel
 
     m = cfg.music
     key = (info.checkpoint, info.sha256, info.labels_csv, m.device, m.threshold, m.min_music_seconds, m.top_labels,
@@ -768,7 +768,7 @@ def release_plan(parts: list[str], cfg: Config) -> tuple[str, list[tuple[str, st
     the attribution CSVs and which shard each record goes to (`work/release/shards.parquet`),
     removes shards no longer produced, and returns the shards to write as jobs (name, a
     Parquet file of its records, fingerprint) for `write_shard_job`, one task each."""
-    from .release import plan_shards, prune_shards, sort_key, write_attribution
+    from .release.writers import plan_shards, prune_shards, sort_key, write_attribution
     from .stage import write_part
 
     rep = StageReport("release")
@@ -803,7 +803,7 @@ def release_plan(parts: list[str], cfg: Config) -> tuple[str, list[tuple[str, st
 
 def write_shard_job(name: str, job: str, fingerprint: str, cfg: Config, progress: Progress | None = None) -> int:
     """One shard of the release (a task of its own: on Dask, one per worker at a time)."""
-    from .release import write_shard
+    from .release.writers import write_shard
 
     recs = rt.to_records(pq.read_table(job))
     write_shard(cfg.output_dir / "release" / "shards", cfg.work_dir / "shards", name, recs, fingerprint, progress)

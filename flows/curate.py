@@ -56,8 +56,8 @@ def stage_task(name: str, src: str, dst: str, key: str, cfg: Config, info: pipel
 
 @task(name="review", **TASK)
 def review_task(parts: list[str], cfg: Config) -> tuple[list[str], int, StageReport]:
-    from curation.review import write_queue
-    from curation.review_page import write_review_page
+    from curation.copyright.review import write_queue
+    from curation.copyright.review_page import write_review_page
 
     parts, queue, rep = pipeline.review_parts(parts, cfg, cfg.work_dir / "stages" / "review")
     paths = {(q["source"], q["id"]): q.pop("audio_path") for q in queue}

@@ -28,7 +28,7 @@ def labels_csv() -> Path:
 @pytest.fixture(scope="session")
 def random_checkpoint(tmp_path_factory, labels_csv) -> Path:
     """A randomly initialised Cnn14_DecisionLevelMax checkpoint of the real architecture."""
-    from curation.music import save_random_checkpoint
+    from curation.music.detector import save_random_checkpoint
 
     path = tmp_path_factory.mktemp("panns") / "panns_random_init.pth"
     save_random_checkpoint(path, labels_csv, seed=0)

@@ -6,8 +6,8 @@ import pytest
 import soundfile as sf
 
 from curation import synth
-from curation.calibrate import calibrate, critical_threshold
-from curation.music import MusicDetector
+from curation.music.calibrate import calibrate, critical_threshold
+from curation.music.detector import MusicDetector
 from tests.test_music_stream import EnergyModel
 
 

@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 
 from curation.audio import AudioError, audio_blocks
-from curation.music_stream import _decode_messages
+from curation.music.stream import _decode_messages
 from curation.realaudio import package_audio
 
 

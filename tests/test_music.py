@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from curation import music
-from curation.music import FPS, HOP, SAMPLE_RATE, MusicDetector, Segmenter, music_indices, read_labels, run_segments
+from curation.music import detector as music
+from curation.music.detector import FPS, HOP, SAMPLE_RATE, MusicDetector, Segmenter, music_indices, read_labels, run_segments
 
 
 def test_music_subtree_has_150_classes(labels_csv):
@@ -129,7 +129,7 @@ def test_short_clip_fraction_rule(labels_csv, seconds, music_from, fraction, exp
 
 
 def test_random_checkpoint_of_the_real_architecture(random_checkpoint, labels_csv):
-    from curation.models import is_random_checkpoint
+    from curation.music.models import is_random_checkpoint
 
     model = music.PannsModel(random_checkpoint, labels_csv, device="cpu")
     assert is_random_checkpoint(random_checkpoint)
@@ -198,7 +198,7 @@ def test_panns_never_imported_with_an_empty_class_list(tmp_path, labels_csv, mon
     (home / "panns_data").mkdir(parents=True)
     (home / "panns_data" / "class_labels_indices.csv").write_text("")
     code = (
-        "from pathlib import Path; from curation.music import build_cnn14; "
+        "from pathlib import Path; from curation.music.detector import build_cnn14; "
         f"m = build_cnn14(Path({str(labels_csv)!r})); "
         "import panns_inference.config as c; print(c.classes_num)"
     )

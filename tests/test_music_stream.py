@@ -6,8 +6,8 @@ import soundfile as sf
 
 from curation import synth
 from curation.config import Config
-from curation.music import HOP, MusicDetector
-from curation.music_stream import score_files
+from curation.music.detector import HOP, MusicDetector
+from curation.music.stream import score_files
 from curation.pipeline import audio_and_music
 from curation.records import Record
 

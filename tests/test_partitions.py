@@ -131,7 +131,7 @@ def test_release_shards_on_dask_match_the_local_release(tmp_path, demo_dir, pref
 
     from curation.audio import AudioError
     from curation.config import Config
-    from curation.release import flac_bytes
+    from curation.release.writers import flac_bytes
     from flows.curate import release_phase
 
     recs = []

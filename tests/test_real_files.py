@@ -16,7 +16,7 @@ from curation import pipeline
 from curation.copyright.catalogue import CatalogueFormatError, read_catalogue
 from curation.config import Config
 from curation.copyright.normalize import split_artists
-from curation.release import ATTRIBUTION_FIELDS
+from curation.release.writers import ATTRIBUTION_FIELDS
 from curation.sources import fma, freesound
 from tests.conftest import REPO
 

@@ -9,7 +9,7 @@ import soundfile as sf
 
 from curation import synth
 from curation.records import Record
-from curation.release import ATTRIBUTION_FIELDS, prompt_for, write_attribution, write_shards
+from curation.release.writers import ATTRIBUTION_FIELDS, prompt_for, write_attribution, write_shards
 
 
 def make_records(tmp_path, n=5):

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from curation.config import Config
-from curation.models import CHECKPOINT_NAME, FetchError, fetch_models, is_published_checkpoint
+from curation.music.models import CHECKPOINT_NAME, FetchError, fetch_models, is_published_checkpoint
 from curation.pipeline import apply_review
 from curation.records import Record
-from curation.review import DecisionsError, read_decisions
+from curation.copyright.review import DecisionsError, read_decisions
 
 
 def waiting(source, rid):
@@ -58,7 +58,7 @@ def test_review_page_embeds_evidence_audio_and_a_form(tmp_path):
     import soundfile as sf
 
     from curation import synth
-    from curation.review_page import write_review_page
+    from curation.copyright.review_page import write_review_page
 
     wav = tmp_path / "a.wav"
     sf.write(str(wav), synth.music(3.0, seed=1), 44100)

@@ -17,8 +17,8 @@ from typing import Callable
 
 import requests
 
-from .atomic import atomic_path, atomic_write_text
-from .music import read_labels
+from ..atomic import atomic_path, atomic_write_text
+from .detector import read_labels
 
 ZENODO_API = "https://zenodo.org/api/records/3987831"
 CHECKPOINT_NAME = "Cnn14_DecisionLevelMax_mAP=0.385.pth"

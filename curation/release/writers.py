@@ -17,10 +17,10 @@ from typing import Callable, Iterable
 import numpy as np
 import soundfile as sf
 
-from .atomic import atomic_path, atomic_write_text
-from .audio import audio_blocks, file_sha256
-from .records import Record, record_key
-from .sources.fma import url_was_derived
+from ..atomic import atomic_path, atomic_write_text
+from ..audio import audio_blocks, file_sha256
+from ..records import Record, record_key
+from ..sources.fma import url_was_derived
 
 RELEASE_SR = 44100
 # The published layout first (Stable Audio Open's `id,title,author,license,url`), then the

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from .atomic import atomic_write_text
-from .records import REASONS
+from ..atomic import atomic_write_text
+from ..records import REASONS
 
 PREVIEW_SECONDS = 30.0
 PREVIEW_SR = 22050
@@ -22,7 +22,7 @@ PREVIEW_SR = 22050
 
 def preview_mp3(path: str, start: float = 0.0) -> bytes | None:
     """Up to 30 s of mono 22.05 kHz MP3 from `start`; None when the file cannot be read."""
-    from .audio import AudioError, audio_blocks
+    from ..audio import AudioError, audio_blocks
 
     first, want = int(start * PREVIEW_SR), int(PREVIEW_SECONDS * PREVIEW_SR)
     pieces, seen = [], 0

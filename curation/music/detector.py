@@ -95,7 +95,7 @@ class FramewiseModel(Protocol):
 
 
 def checkpoint_sha256(path: Path) -> str:
-    from .audio import file_sha256
+    from ..audio import file_sha256
 
     return file_sha256(path)
 

@@ -16,8 +16,8 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from .audio import AudioError, StreamInfo, audio_blocks
-from .music import SAMPLE_RATE, Accumulator, MusicDetector, MusicResult, Segment, Segmenter, bucket_length, run_segments
+from ..audio import AudioError, StreamInfo, audio_blocks
+from .detector import SAMPLE_RATE, Accumulator, MusicDetector, MusicResult, Segment, Segmenter, bucket_length, run_segments
 
 # ----------------------------------------------------------------------------- messages
 
@@ -97,7 +97,7 @@ def score_files(
     at most `batch_size` segments and `max_batch_seconds` of (padded) audio (None: the
     default for the model's device)."""
     if not max_batch_seconds:
-        from .music import default_max_batch_seconds
+        from .detector import default_max_batch_seconds
 
         max_batch_seconds = default_max_batch_seconds(getattr(detector.model, "device", "cpu"))
     if mp.current_process().daemon:

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_write_bytes, atomic_write_text
-from .music import FPS, MusicDetector
-from .music_stream import score_files
+from ..atomic import atomic_write_bytes, atomic_write_text
+from .detector import FPS, MusicDetector
+from .stream import score_files
 
 AUDIO_EXTS = {".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif", ".mp3", ".m4a", ".opus"}
 GRID = [round(x, 2) for x in np.arange(0.01, 1.0, 0.01)]

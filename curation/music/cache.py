@@ -7,8 +7,8 @@ import hashlib
 import json
 from pathlib import Path
 
-from .atomic import atomic_write_text
-from .music import Rule
+from ..atomic import atomic_write_text
+from .detector import Rule
 
 
 def cache_key(audio_sha256: str, checkpoint_sha256: str, rule: Rule, chunk_seconds: float,
