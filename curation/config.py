@@ -227,6 +227,10 @@ _SUBTABLES = {"freesound": {"api": FreesoundAPIConfig},
               "copyright": {"http": HttpIdConfig, "acoustid": AcoustIdConfig, "acrcloud": AcrCloudConfig}}
 
 
+# Top-level integer keys and the least value each may take.
+_COUNTS = {"partition_records": 1, "ingest_workers": 0}
+
+
 def load_config(path: str | Path) -> Config:
     path = Path(path)
     if not path.is_file():
@@ -258,9 +262,9 @@ def load_config(path: str | Path) -> Config:
                 raise ConfigError(f"config key '{key}' must be a string")
             setattr(cfg, key, value)
             continue
-        if key in ("partition_records", "ingest_workers"):
-            if not isinstance(value, int) or isinstance(value, bool) or value < (1 if key == "partition_records" else 0):
-                raise ConfigError(f"config key '{key}' must be an integer >= {1 if key == 'partition_records' else 0}")
+        if key in _COUNTS:
+            if not isinstance(value, int) or isinstance(value, bool) or value < _COUNTS[key]:
+                raise ConfigError(f"config key '{key}' must be an integer >= {_COUNTS[key]}")
             setattr(cfg, key, value)
             continue
         if key not in sections:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -70,7 +70,7 @@ def ingest_parts(cfg: Config, out_dir: Path, partition_records: int, workers: in
     import concurrent.futures as cf
     import multiprocessing as mp
 
-    from .stage import files_key, read_part, settings_key, write_part
+    from .stage import files_key, settings_key, write_part
 
     rep = StageReport("ingest")
     pages_dir, _ = freesound_dirs(cfg)
@@ -128,6 +128,15 @@ def ingest_parts(cfg: Config, out_dir: Path, partition_records: int, workers: in
     rep.counts["distinct"] = _dedupe_parts([Path(p) for p in parts])
     atomic_write_text(state, json.dumps({"key": key, "parts": parts, "counts": rep.counts, "notes": rep.notes}))
     return parts, rep
+
+
+def ingest_part_keys(parts: list[str]) -> list[str]:
+    """Each ingest partition's key, for the stages' markers: the ingest's key (its inputs and
+    settings, from the state `ingest_parts` wrote beside them) and the partition's place."""
+    from .stage import settings_key
+
+    state = json.loads((Path(parts[0]).parent / "ingest.json").read_text()) if parts else {}
+    return [settings_key(state.get("key"), i) for i in range(len(parts))]
 
 
 def _dedupe_parts(parts: list[Path]) -> int:
@@ -251,7 +260,6 @@ def licenses_table(table, cfg: Config):
     what the release declares, and whether the record can be attributed as its license asks.
     Every decision depends on a few repeated values, so each is made once per distinct value."""
     rel = cfg.release
-    n = table.num_rows
     src = table.column("source")
     is_fs = pc.and_(pc.equal(src, "freesound"), pc.invert(pc.starts_with(table.column("id"), "malformed:")))
 
@@ -324,7 +332,6 @@ def licenses_table(table, cfg: Config):
             table = rt.where(has, d[col], table, col)
     table = rt.where(excluded, "excluded", table, "status")
     table = rt.where(excluded, d["reason"], table, "reason")
-    del n
     return table
 
 
@@ -672,7 +679,7 @@ PER_PARTITION = ("licenses", "music", "copyright")
 
 def stage_settings(name: str, cfg: Config, info: ModelInfo) -> str:
     """What a stage's output depends on besides its input partition."""
-    from .stage import files_key, settings_key
+    from .stage import files_key, folder_key, settings_key
 
     if name == "licenses":
         return settings_key(name, STAGE_VERSIONS[name], cfg.release, cfg.freesound.require_genai_preference,
@@ -682,32 +689,15 @@ def stage_settings(name: str, cfg: Config, info: ModelInfo) -> str:
         listing = []
         for d in (audio_dir, cfg.fma.audio_dir):
             if d is not None and d.is_dir():
-                listing.append(_dir_listing_key(d))
+                listing.append(folder_key(d))
         return settings_key(name, STAGE_VERSIONS[name], cfg.music, info.sha256, listing,
                             cfg.freesound.api is not None)
     if name == "copyright":
         c = cfg.copyright
         return settings_key(name, STAGE_VERSIONS[name], c, files_key([p for p in (c.spotify_tracks_csv,)
                                                                       if p is not None]),
-                            _dir_listing_key(c.fingerprint_index) if c.fingerprint_index else "")
+                            folder_key(c.fingerprint_index) if c.fingerprint_index else "")
     raise ValueError(name)
-
-
-def _dir_listing_key(d: Path) -> str:
-    """Names, sizes and mtimes of everything under `d`, from one walk."""
-    import hashlib
-    import os
-
-    h = hashlib.sha256()
-    for root, dirs, files in os.walk(d):
-        dirs.sort()
-        for f in sorted(files):
-            try:
-                st = os.stat(os.path.join(root, f))
-            except OSError:
-                continue
-            h.update(f"{root}/{f}\0{st.st_size}\0{st.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
-    return h.hexdigest()
 
 
 def must_rerun(name: str, cfg: Config) -> Callable[[dict], bool] | None:

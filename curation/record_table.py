@@ -135,13 +135,6 @@ def pending(table: pa.Table) -> pa.Array:
     return pc.equal(table.column("status"), "pending")
 
 
-def broadcast(keys: pa.Array, values: dict) -> pa.Array:
-    """`values[key]` for each row, computing nothing per row: keys are few and repeated."""
-    enc = pc.dictionary_encode(keys).combine_chunks() if isinstance(keys, pa.ChunkedArray) else pc.dictionary_encode(keys)
-    dictionary = enc.dictionary.to_pylist()
-    return pc.take(pa.array([values.get(k) for k in dictionary], type=pa.string()), enc.indices)
-
-
 def per_distinct(table: pa.Table, columns: list[str], fn, outputs: dict[str, pa.DataType],
                  mask: pa.Array | None = None) -> dict[str, pa.Array]:
     """Run `fn(row) -> {output: value}` once per distinct combination of `columns` (a row is a
@@ -150,8 +143,7 @@ def per_distinct(table: pa.Table, columns: list[str], fn, outputs: dict[str, pa.
     preference) cost one call per value, not one per record."""
     import numpy as np
 
-    n = table.num_rows
-    if n == 0:
+    if table.num_rows == 0:
         return {k: pa.array([], type=t) for k, t in outputs.items()}
     parts = []
     for c in columns:
@@ -165,22 +157,14 @@ def per_distinct(table: pa.Table, columns: list[str], fn, outputs: dict[str, pa.
     enc = pc.dictionary_encode(key)
     if isinstance(enc, pa.ChunkedArray):
         enc = enc.combine_chunks()
-    idx = enc.indices.to_numpy(zero_copy_only=False)
-    valid = ~np.isnan(idx.astype(float)) if enc.indices.null_count else np.ones(n, bool)
-    idx = np.where(valid, np.nan_to_num(idx.astype(float)), -1).astype(np.int64) if enc.indices.null_count else idx
-    k = len(enc.dictionary)
-    first = np.full(k, -1, dtype=np.int64)
-    rows_valid = np.nonzero(valid)[0]
-    order = rows_valid[::-1]
+    valid = enc.indices.is_valid()  # rows outside `mask`
+    idx = pc.fill_null(enc.indices, 0).to_numpy(zero_copy_only=False).astype(np.int64)
+    first = np.full(len(enc.dictionary), -1, dtype=np.int64)
+    order = np.nonzero(valid.to_numpy(zero_copy_only=False))[0][::-1]
     first[idx[order]] = order  # the last write wins: the first occurrence of each key
-    sample = table.select(columns).take(pa.array(first)).to_pylist()
-    results = [fn(row) for row in sample]
+    results = [fn(row) for row in table.select(columns).take(pa.array(first)).to_pylist()]
     out = {}
-    take = pa.array(np.where(valid, idx, 0))
     for name, typ in outputs.items():
-        vals = pa.array([r.get(name) for r in results] or [None], type=typ)
-        col = pc.take(vals, take)
-        if not valid.all():
-            col = pc.if_else(pa.array(valid), col, pa.scalar(None, typ))
-        out[name] = col
+        col = pc.take(pa.array([r.get(name) for r in results] or [None], type=typ), pa.array(idx))
+        out[name] = col if pc.all(valid).as_py() else pc.if_else(valid, col, pa.scalar(None, typ))
     return out

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -39,16 +40,27 @@ def settings_key(*parts: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-def files_key(paths: list[Path]) -> str:
-    """What a rerun compares to tell whether input files changed: names, sizes, mtimes."""
-    entries = []
+def files_key(paths: Iterable[Path]) -> str:
+    """What a rerun compares to tell whether input files changed: names, sizes, mtimes
+    (hashed as they come, so a folder of half a million files is never held as a list)."""
+    h = hashlib.sha256()
     for p in paths:
         try:
-            st = p.stat()
-            entries.append([str(p), st.st_size, st.st_mtime_ns])
+            st = os.stat(p)
+            h.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
         except OSError:
-            entries.append([str(p), None, None])
-    return settings_key(entries)
+            h.update(f"{p}\0missing\n".encode("utf-8", "surrogateescape"))
+    return h.hexdigest()[:32]
+
+
+def folder_key(folder: Path) -> str:
+    """`files_key` of everything under `folder`, in a fixed order, from one walk."""
+    def walk():
+        for root, dirs, files in os.walk(folder):
+            dirs.sort()
+            for name in sorted(files):
+                yield Path(root) / name
+    return files_key(walk())
 
 
 @dataclass

@@ -163,7 +163,7 @@ def run_stages(cfg: Config, progress: Progress | None = None) -> dict:
     n = rep.counts.get("distinct", 0)
     reports.append(_timed(rep, t0, n))
     logger.info("ingest: %d distinct records in %d partition(s), %.1f s %s", n, len(parts), rep.seconds, rep.counts)
-    keyed = list(zip(parts, _part_keys(parts)))
+    keyed = list(zip(parts, pipeline.ingest_part_keys(parts)))
 
     info = model_info_task(cfg)
     if info.random_init or not info.published:
@@ -203,12 +203,6 @@ def run_stages(cfg: Config, progress: Progress | None = None) -> dict:
     atomic_write_text(cfg.output_dir / "manifests" / "run_summary.json",
                       json.dumps(summary, indent=2, sort_keys=True, default=str))
     return summary
-
-
-def _part_keys(parts: list[str]) -> list[str]:
-    """Each ingest partition's key: the ingest's key (inputs and settings) and its place."""
-    state = json.loads((Path(parts[0]).parent / "ingest.json").read_text()) if parts else {}
-    return [settings_key(state.get("key"), i) for i in range(len(parts))]
 
 
 @flow(name="curate", log_prints=True)

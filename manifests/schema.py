@@ -10,7 +10,6 @@ import pyarrow.parquet as pq
 
 from curation.atomic import atomic_path
 from curation import record_table as rt
-from curation.records import Record
 
 SCHEMA = pa.schema(
     [
@@ -140,16 +139,6 @@ def sort_keys(table: pa.Table) -> pa.Array:
 
 def sort_manifest(table: pa.Table) -> pa.Table:
     return table.take(pc.sort_indices(sort_keys(table)))
-
-
-def write_manifest(path: Path, records: list[Record]) -> None:
-    write_manifest_table(path, sort_manifest(manifest_table(rt.from_records(records))))
-
-
-def write_manifest_table(path: Path, table: pa.Table) -> None:
-    tmp = atomic_path(path)
-    pq.write_table(table, tmp, compression="zstd")
-    tmp.replace(path)
 
 
 class SortedManifestWriter:

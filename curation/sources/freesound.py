@@ -56,13 +56,17 @@ _RESULT_COLUMNS = ("source", "id", "title", "author", "url", "license_raw", "gen
 _URL_SOURCE_JSON = {v: ev_json({"url_source": v}) for v in ("api", "built:freesound.org/people/USER/sounds/ID/", "")}
 
 
+def _malformed_values(where: str, detail: str) -> tuple:
+    """The values of `_RESULT_COLUMNS` for input that is no record: kept, excluded, with why."""
+    return ("freesound", f"malformed:{where}", "", "", "", "", "", None, [], "", "excluded", "malformed_record",
+            None, None, None, ev_json(detail))
+
+
 def _result_values(res: object, where: str) -> tuple:
     """One API search result as the values of `_RESULT_COLUMNS`; a malformed one is kept, excluded."""
     if not isinstance(res, dict) or not valid_id(res.get("id")) or isinstance(res.get("id"), bool):
         rid = res.get("id") if isinstance(res, dict) else None
-        detail = ev_json(f"result without a valid integer id ({rid!r:.60})")
-        return ("freesound", f"malformed:{where}", "", "", "", "", "", None, [], "", "excluded", "malformed_record",
-                None, None, None, detail)
+        return _malformed_values(where, f"result without a valid integer id ({rid!r:.60})")
     tags = res.get("tags") or []
     if not isinstance(tags, list):
         tags = [str(tags)]
@@ -142,8 +146,7 @@ def read_page_files(paths: list[Path], batch_rows: int = 50_000) -> Iterator[pa.
     for path in paths:
         results, error = _page_results(path)
         if error:
-            rows.append(("freesound", f"malformed:{path.name}", "", "", "", "", "", None, [], "", "excluded",
-                         "malformed_record", None, None, None, ev_json(f"unreadable page {path.name}: {error}")))
+            rows.append(_malformed_values(path.name, f"unreadable page {path.name}: {error}"))
         else:
             rows.extend(_result_values(res, f"{path.name}#{i}") for i, res in enumerate(results))
         if len(rows) >= batch_rows:
