@@ -11,7 +11,13 @@ os.umask(_UMASK)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path = Path(path)
+    """`data` at `path`, whole or not at all; `path` may be on an object store (see storage)."""
+    from . import storage
+
+    path = storage.as_path(path)
+    if storage.is_remote(path):
+        storage.write_bytes(path, data)
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
     try:

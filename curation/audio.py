@@ -31,9 +31,25 @@ class Decoded:
         return self.samples.shape[0] / self.sample_rate
 
 
+def local_audio(path) -> Path:
+    """A local file to decode: `path` itself, or for an object store URL a cached copy (see
+    storage.local_copy). A missing object is `audio_missing`; a store that cannot be reached
+    raises as it is (the task fails and a rerun resumes it, rather than the record being
+    excluded for the store's trouble)."""
+    from . import storage
+
+    p = storage.as_path(path)
+    if not storage.is_remote(p):
+        return Path(p)
+    try:
+        return storage.local_copy(p)
+    except FileNotFoundError:
+        raise AudioError("audio_missing", f"not found in the store: {p.name}") from None
+
+
 def file_sha256(path: Path) -> str:
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open(local_audio(path), "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
@@ -52,7 +68,7 @@ def decode(path: Path | None) -> Decoded:
     """Decode a whole file (wav, flac, ogg, aiff, mp3 through libsndfile; others through FFmpeg)."""
     if path is None:
         raise AudioError("audio_missing", "no audio file found")
-    path = Path(path)
+    path = local_audio(path)
     if not path.is_file():
         raise AudioError("audio_missing", f"file not found: {path.name}")
     if path.stat().st_size == 0:
@@ -347,7 +363,21 @@ def audio_blocks(path: Path, info_out: list, sr_out: int, channels_out: int = 1)
     """A file as float32 blocks at `sr_out`, mono (frames,) or stereo (frames, 2), decoded,
     converted and resampled as a stream, so memory does not grow with the file's length.
     `info_out` receives its StreamInfo first. Raises AudioError with a reason code."""
-    path = Path(path)
+    local = local_audio(path)
+    if local is path or str(local) == str(path):
+        return _audio_blocks(local, info_out, sr_out, channels_out)
+    return _naming(path, local, _audio_blocks(local, info_out, sr_out, channels_out))
+
+
+def _naming(url, local: Path, blocks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+    """Errors about a cached copy name the object it was copied from, not the cache file."""
+    try:
+        yield from blocks
+    except AudioError as e:
+        raise AudioError(e.reason, e.detail.replace(str(local), str(url))) from None
+
+
+def _audio_blocks(path: Path, info_out: list, sr_out: int, channels_out: int) -> Iterator[np.ndarray]:
     if not path.is_file():
         raise AudioError("audio_missing", f"file not found: {path.name}")
     if path.stat().st_size == 0:
@@ -366,5 +396,5 @@ def audio_blocks(path: Path, info_out: list, sr_out: int, channels_out: int = 1)
 def load_mono(path: Path, sr: int) -> np.ndarray:
     """The whole file as float32 mono at `sr`, through `audio_blocks` (for clips of minutes,
     not hours: identification samples, fingerprints)."""
-    blocks = list(audio_blocks(Path(path), [], sr, 1))
+    blocks = list(audio_blocks(path, [], sr, 1))
     return np.concatenate(blocks) if blocks else np.zeros(0, np.float32)

@@ -149,6 +149,7 @@ class CopyrightConfig:
 @dataclass
 class ReleaseConfig:
     shard_max_records: int = 1000
+    shard_dir: Path | None = None  # default OUT/release/shards; may be an object store URL
     # What the release declares, against which Freesound's gen_ai_preference is read:
     open_source_model: bool = True  # the trained model's weights are published
     noncommercial: bool = False  # the model is for noncommercial use only
@@ -189,6 +190,46 @@ class Config:
     def work_dir(self) -> Path:
         return self.output_dir / "work"
 
+    @property
+    def shard_dir(self) -> Path:
+        return self.release.shard_dir if self.release.shard_dir is not None else self.output_dir / "release" / "shards"
+
+
+# Paths that may be object store URLs (s3://bucket/key, through fsspec): the inputs, the
+# output folder and the shard folder. The rest (models, indexes, review decisions) are local.
+URL_KEYS = {"output_dir", "freesound.pages_dir", "freesound.audio_dir", "fma.tracks_csv", "fma.audio_dir",
+            "fma.raw_tracks_csv", "copyright.spotify_tracks_csv", "release.shard_dir"}
+
+
+def _path_value(name: str, value: Any, base: Path):
+    """A config path: a URL (for the keys in URL_KEYS) as a UPath, else relative to the config."""
+    from .storage import as_path, is_url
+
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"config key '{name}' must be a non-empty path string")
+    if is_url(value):
+        if name not in URL_KEYS:
+            raise ConfigError(f"config key '{name}' must be a local path, not a URL ({value})")
+        scheme = value.split("://", 1)[0]
+        try:
+            import fsspec
+
+            fsspec.get_filesystem_class(scheme)
+        except (ImportError, ValueError) as e:
+            raise ConfigError(f"config key '{name}': no filesystem for '{scheme}://' ({e})") from None
+        return as_path(value)
+    p = Path(value).expanduser()
+    return p if p.is_absolute() else (base / p)
+
+
+def _check_exists(name: str, p, want_dir: bool) -> None:
+    try:
+        ok = p.is_dir() if want_dir else p.is_file()
+    except Exception as e:  # a store that cannot be reached or refuses the credentials
+        raise ConfigError(f"config key '{name}': cannot read {p}: {type(e).__name__}: {e}") from None
+    if not ok:
+        raise ConfigError(f"config key '{name}': {'folder' if want_dir else 'file'} not found: {p}")
+
 
 def _fill(obj: Any, table: dict, section: str, base: Path, *, required_dirs=(), required_files=()):
     known = obj.__dataclass_fields__
@@ -199,10 +240,7 @@ def _fill(obj: Any, table: dict, section: str, base: Path, *, required_dirs=(), 
         current = getattr(obj, key)
         ftype = known[key].type
         if "Path" in str(ftype):
-            if not isinstance(value, str) or not value:
-                raise ConfigError(f"config key '{name}' must be a non-empty path string")
-            p = Path(value).expanduser()
-            setattr(obj, key, p if p.is_absolute() else (base / p))
+            setattr(obj, key, _path_value(name, value, base))
             continue
         expected = type(current) if current is not None else str
         if expected is float and isinstance(value, int) and not isinstance(value, bool):
@@ -213,13 +251,11 @@ def _fill(obj: Any, table: dict, section: str, base: Path, *, required_dirs=(), 
             )
         setattr(obj, key, value)
     for key in required_dirs:
-        p = getattr(obj, key)
-        if p is not None and not p.is_dir():
-            raise ConfigError(f"config key '{section}.{key}': folder not found: {p}")
+        if getattr(obj, key) is not None:
+            _check_exists(f"{section}.{key}", getattr(obj, key), True)
     for key in required_files:
-        p = getattr(obj, key)
-        if p is not None and not p.is_file():
-            raise ConfigError(f"config key '{section}.{key}': file not found: {p}")
+        if getattr(obj, key) is not None:
+            _check_exists(f"{section}.{key}", getattr(obj, key), False)
 
 
 # Tables inside sections ([freesound.api], [copyright.http]) and the type each fills.
@@ -242,11 +278,7 @@ def load_config(path: str | Path) -> Config:
     base = path.resolve().parent
     if "output_dir" not in data:
         raise ConfigError("config key 'output_dir' is required")
-    out = data.pop("output_dir")
-    if not isinstance(out, str) or not out:
-        raise ConfigError("config key 'output_dir' must be a non-empty path string")
-    out_p = Path(out).expanduser()
-    cfg = Config(path=path.resolve(), output_dir=out_p if out_p.is_absolute() else base / out_p)
+    cfg = Config(path=path.resolve(), output_dir=_path_value("output_dir", data.pop("output_dir"), base))
 
     sections = {
         "freesound": (cfg.freesound, ("pages_dir", "audio_dir"), ()),
@@ -330,4 +362,9 @@ def load_config(path: str | Path) -> Config:
         raise ConfigError("config key 'release.shard_max_records' must be >= 1")
     if cfg.training.enabled and cfg.training.model_config is None:
         raise ConfigError("config key 'training.model_config' is required when training is enabled")
+    from .storage import is_remote
+
+    if cfg.training.enabled and is_remote(cfg.shard_dir):
+        raise ConfigError("training reads the shards from a local folder: with training enabled, "
+                          "'output_dir' / 'release.shard_dir' must be local paths")
     return cfg

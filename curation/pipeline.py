@@ -16,9 +16,8 @@ from typing import Callable, Iterable
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from . import licenses
+from . import licenses, storage
 from . import record_table as rt
 from .atomic import atomic_write_text
 from .audio import file_sha256
@@ -51,8 +50,8 @@ def _ingest_page_group(files: list[str], dst: str) -> int:
     """One partition from a group of saved Freesound pages (runs in a worker process)."""
     from .stage import write_part
 
-    table = rt.unify(list(fs_src.read_page_files([Path(f) for f in files])))
-    write_part(Path(dst), table)
+    table = rt.unify(list(fs_src.read_page_files([storage.as_path(f) for f in files])))
+    write_part(storage.as_path(dst), table)
     return table.num_rows
 
 
@@ -83,12 +82,13 @@ def ingest_parts(cfg: Config, out_dir: Path, partition_records: int, workers: in
     state = out_dir / "ingest.json"
     if state.is_file():
         prev = json.loads(state.read_text())
-        if prev.get("key") == key and all(Path(p).is_file() for p in prev["parts"]):
+        if prev.get("key") == key and all(storage.as_path(p).is_file() for p in prev["parts"]):
             rep.merge(prev["counts"], prev["notes"])
             return prev["parts"], rep
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for old in out_dir.glob("part-*.parquet"):
-        old.unlink()
+    storage.mkdirs(out_dir)
+    if out_dir.is_dir():
+        for old in out_dir.glob("part-*.parquet"):
+            old.unlink()
     parts: list[str] = []
     if pages_dir is not None and pages_dir.is_dir():
         files = [str(p) for p in fs_src.page_files(pages_dir)]
@@ -125,7 +125,7 @@ def ingest_parts(cfg: Config, out_dir: Path, partition_records: int, workers: in
                 flush()
         if chunk:
             flush()
-    rep.counts["distinct"] = _dedupe_parts([Path(p) for p in parts])
+    rep.counts["distinct"] = _dedupe_parts([storage.as_path(p) for p in parts])
     atomic_write_text(state, json.dumps({"key": key, "parts": parts, "counts": rep.counts, "notes": rep.notes}))
     return parts, rep
 
@@ -135,7 +135,7 @@ def ingest_part_keys(parts: list[str]) -> list[str]:
     settings, from the state `ingest_parts` wrote beside them) and the partition's place."""
     from .stage import settings_key
 
-    state = json.loads((Path(parts[0]).parent / "ingest.json").read_text()) if parts else {}
+    state = json.loads((storage.as_path(parts[0]).parent / "ingest.json").read_text()) if parts else {}
     return [settings_key(state.get("key"), i) for i in range(len(parts))]
 
 
@@ -146,7 +146,7 @@ def _dedupe_parts(parts: list[Path]) -> int:
 
     keys = []
     for i, p in enumerate(parts):
-        t = pq.read_table(p, columns=["source", "id"])
+        t = storage.read_parquet(p, columns=["source", "id"])
         keys.append(pa.table({"k": _keys(t), "part": pa.repeat(pa.scalar(i, pa.int32()), t.num_rows),
                               "row": pa.array(range(t.num_rows), type=pa.int64())}))
     allk = rt.unify(keys) if keys else pa.table({"k": pa.array([], pa.string())})
@@ -359,12 +359,44 @@ def apply_licenses(records: list[Record], cfg: Config) -> StageReport:
 # --------------------------------------------------------------------------- 3-4. audio and music
 
 
-def resolve_audio(r: Record, cfg: Config, client: fs_src.FreesoundClient | None) -> Path | None:
-    if r.source == "fma":
-        p = fma_src.audio_path(cfg.fma.audio_dir, r.id)
+class AudioLocator:
+    """Where each record's audio is, from one listing of each audio folder (taken when first
+    asked, once per partition) rather than a probe per record and extension: on an object
+    store each probe is a request. FMA's nested folders: one stat a track locally, one
+    recursive listing on a store."""
+
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+        self._fs: dict[str, Path] | None = None
+        self._fma: set[str] | None = None
+
+    def freesound_index(self) -> dict[str, Path]:
+        if self._fs is None:
+            _, audio_dir = freesound_dirs(self.cfg)
+            self._fs = fs_src.audio_index(audio_dir) if audio_dir is not None else {}
+        return self._fs
+
+    def fma(self, rid: str) -> Path | None:
+        d = self.cfg.fma.audio_dir
+        if d is None or not valid_id(rid):
+            return None
+        p = fma_src.audio_path(d, rid)
+        if storage.is_remote(d):
+            if self._fma is None:
+                self._fma = {u for u, _, _ in storage.listing(d)}
+            return p if str(p) in self._fma else None
         return p if p.is_file() else None
+
+    def locate(self, source: str, rid: str) -> Path | None:
+        return self.fma(rid) if source == "fma" else self.freesound_index().get(rid)
+
+
+def resolve_audio(r: Record, cfg: Config, client: fs_src.FreesoundClient | None,
+                  locator: AudioLocator | None = None) -> Path | None:
+    found = (locator or AudioLocator(cfg)).locate(r.source, r.id)
+    if r.source == "fma":
+        return found
     _, audio_dir = freesound_dirs(cfg)
-    found = fs_src.find_audio(audio_dir, r.id)
     if found is None and cfg.freesound.api is not None and client is not None:
         try:
             found = fs_src.download_audio(r, cfg.freesound.api, audio_dir, client)
@@ -374,19 +406,16 @@ def resolve_audio(r: Record, cfg: Config, client: fs_src.FreesoundClient | None)
     return found
 
 
-def _audio_found(table, cfg: Config) -> "pa.Array":
-    """Whether each row's audio is already on disk, from one listing of the Freesound audio
-    folder rather than a probe per record and extension (FMA's nested layout: one stat each)."""
-    _, audio_dir = freesound_dirs(cfg)
-    fs_index = fs_src.audio_index(audio_dir) if audio_dir is not None else {}
+def _audio_found(table, locator: AudioLocator) -> "pa.Array":
+    """Whether each row's audio is already there (see AudioLocator), as one Arrow mask."""
     src, ids = table.column("source"), table.column("id")
-    found = pc.and_(pc.equal(src, "freesound"), pc.is_in(ids, value_set=pa.array(list(fs_index), pa.string())))
+    index = locator.freesound_index()
+    found = pc.and_(pc.equal(src, "freesound"), pc.is_in(ids, value_set=pa.array(list(index), pa.string())))
     is_fma = pc.and_(pc.equal(src, "fma"), rt.pending(table))
-    if cfg.fma.audio_dir is not None and pc.any(is_fma).as_py():
-        fma_dir = cfg.fma.audio_dir
+    if locator.cfg.fma.audio_dir is not None and pc.any(is_fma).as_py():
         rows = pc.indices_nonzero(is_fma).to_pylist()
         hits = [i for i, rid in zip(rows, pc.take(ids, pa.array(rows, pa.int64())).to_pylist())
-                if valid_id(rid) and fma_src.audio_path(fma_dir, rid).is_file()]
+                if locator.fma(rid) is not None]
         if hits:
             mask = pc.is_in(pa.array(range(table.num_rows), pa.int64()), value_set=pa.array(hits, pa.int64()))
             found = pc.or_(found, mask)
@@ -402,7 +431,8 @@ def music_table(table, cfg: Config, detector_factory: Callable[[], "object"], ch
     pend = rt.pending(table)
     progress(table.num_rows - (pc.sum(pend).as_py() or 0))  # decided before this stage
     can_fetch = pc.equal(table.column("source"), "freesound") if client is not None else pa.repeat(False, table.num_rows)
-    has = pc.and_(pend, pc.or_(_audio_found(table, cfg), can_fetch))
+    locator = AudioLocator(cfg)
+    has = pc.and_(pend, pc.or_(_audio_found(table, locator), can_fetch))
     missing = pc.and_(pend, pc.invert(has))
     n_missing = pc.sum(missing).as_py() or 0
     if n_missing:
@@ -411,7 +441,7 @@ def music_table(table, cfg: Config, detector_factory: Callable[[], "object"], ch
         progress(n_missing)
     recs = rt.to_records(table.filter(has))
     if recs:
-        audio_and_music(recs, cfg, detector_factory, checksum, checkpoint_random, client, progress, rep)
+        audio_and_music(recs, cfg, detector_factory, checksum, checkpoint_random, client, progress, rep, locator)
         table = rt.replace_rows(table, has, rt.from_records(recs))
     return table
 
@@ -425,6 +455,7 @@ def audio_and_music(
     client: fs_src.FreesoundClient | None = None,
     progress: Progress = _noop,
     rep: StageReport | None = None,
+    locator: AudioLocator | None = None,
 ) -> StageReport:
     """Decode each record that passed the license stage, exclude what cannot be read, and
     score the rest for music. Results are cached by audio content, checkpoint and rule, so
@@ -434,6 +465,7 @@ def audio_and_music(
     from .music.stream import score_files
 
     rep = rep if rep is not None else StageReport("music")
+    locator = locator or AudioLocator(cfg)
     m = cfg.music
     cache = MusicCache(m.cache_dir or cfg.work_dir / "music_cache")
     rule = Rule(m.threshold, m.min_music_seconds, m.min_music_fraction)
@@ -450,7 +482,7 @@ def audio_and_music(
     for r in records:
         if not r.pending:
             continue
-        path = resolve_audio(r, cfg, client)
+        path = resolve_audio(r, cfg, client, locator)
         if path is None:
             r.exclude("audio_missing")
             rep.add("audio_missing")
@@ -764,16 +796,16 @@ def release_plan(parts: list[str], cfg: Config) -> tuple[str, list[tuple[str, st
     rep = StageReport("release")
     included = []
     for p in parts:
-        included += rt.to_records(pq.read_table(p, filters=[("status", "=", "included")]))
+        included += rt.to_records(storage.read_parquet(p, filters=[("status", "=", "included")]))
         release_memory()
     included.sort(key=sort_key)
     out = cfg.output_dir / "release"
     for source in ("freesound", "fma"):
         n = write_attribution(out / f"{source}_attribution.csv", (r for r in included if r.source == source))
         rep.counts[f"{source}_attribution_rows"] = n
-    shard_dir, state_dir, todo = out / "shards", cfg.work_dir / "shards", cfg.work_dir / "release" / "todo"
+    shard_dir, state_dir, todo = cfg.shard_dir, cfg.work_dir / "shards", cfg.work_dir / "release" / "todo"
     plans = plan_shards(included, cfg.release.shard_max_records, shard_dir, state_dir)
-    shard_dir.mkdir(parents=True, exist_ok=True)
+    storage.mkdirs(shard_dir)
     prune_shards(shard_dir, {p["name"] for p in plans})
     jobs = []
     for p in plans:
@@ -795,9 +827,9 @@ def write_shard_job(name: str, job: str, fingerprint: str, cfg: Config, progress
     """One shard of the release (a task of its own: on Dask, one per worker at a time)."""
     from .release.writers import write_shard
 
-    recs = rt.to_records(pq.read_table(job))
-    write_shard(cfg.output_dir / "release" / "shards", cfg.work_dir / "shards", name, recs, fingerprint, progress)
-    Path(job).unlink(missing_ok=True)
+    recs = rt.to_records(storage.read_parquet(job))
+    write_shard(cfg.shard_dir, cfg.work_dir / "shards", name, recs, fingerprint, progress)
+    storage.as_path(job).unlink(missing_ok=True)
     return len(recs)
 
 
@@ -806,17 +838,23 @@ def manifest_parts(parts: list[str], shards_path: str, cfg: Config) -> tuple[str
     returns its path and the counts of status and reason."""
     from manifests.schema import SortedManifestWriter, manifest_table, sort_keys
 
-    shards = pq.read_table(shards_path)
+    import tempfile
+
+    shards = storage.read_parquet(shards_path)
     status: dict[str, int] = {}
     reasons: dict[str, int] = {}
     path = cfg.output_dir / "manifests" / "records.parquet"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    keys = pa.chunked_array([c for p in parts for c in sort_keys(pq.read_table(p, columns=["source", "id"])).chunks],
+    storage.mkdirs(path.parent)
+    keys = pa.chunked_array([c for p in parts
+                             for c in sort_keys(storage.read_parquet(p, columns=["source", "id"])).chunks],
                             type=pa.string())
-    writer = SortedManifestWriter(path, keys, cfg.work_dir / "stages" / "manifest", cfg.partition_records)
+    # The sort's spill files stay on local disk, also when the output is on an object store.
+    scratch = (Path(tempfile.mkdtemp(prefix="curate-manifest-")) if storage.is_remote(cfg.work_dir)
+               else cfg.work_dir / "stages" / "manifest")
+    writer = SortedManifestWriter(path, keys, scratch, cfg.partition_records)
     del keys
     for p in parts:
-        t = pq.read_table(p)
+        t = storage.read_parquet(p)
         key = pc.binary_join_element_wise(t.column("source"), t.column("id"), "_")
         at = pc.index_in(key, value_set=shards.column("key"))
         ev = pc.binary_join_element_wise('"', pc.take(shards.column("shard"), at), '"', "")
@@ -830,4 +868,8 @@ def manifest_parts(parts: list[str], shards_path: str, cfg: Config) -> tuple[str
         del t, m
         release_memory()
     writer.close()
+    if storage.is_remote(cfg.work_dir):
+        import shutil
+
+        shutil.rmtree(scratch, ignore_errors=True)
     return str(path), {"status": dict(sorted(status.items())), "reasons": dict(sorted(reasons.items()))}

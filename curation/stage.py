@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
@@ -19,9 +18,9 @@ from typing import Any, Callable, Iterable
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from .atomic import atomic_path, atomic_write_text
+from . import storage
+from .atomic import atomic_write_text
 
 
 def settings_key(*parts: Any) -> str:
@@ -40,27 +39,28 @@ def settings_key(*parts: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-def files_key(paths: Iterable[Path]) -> str:
-    """What a rerun compares to tell whether input files changed: names, sizes, mtimes
-    (hashed as they come, so a folder of half a million files is never held as a list)."""
+def _entries_key(entries: Iterable[tuple[str, int, str] | tuple[str, None, None]]) -> str:
     h = hashlib.sha256()
-    for p in paths:
-        try:
-            st = os.stat(p)
-            h.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
-        except OSError:
-            h.update(f"{p}\0missing\n".encode("utf-8", "surrogateescape"))
+    for p, size, version in entries:
+        line = f"{p}\0{size}\0{version}\n" if size is not None else f"{p}\0missing\n"
+        h.update(line.encode("utf-8", "surrogateescape"))
     return h.hexdigest()[:32]
 
 
+def files_key(paths: Iterable[Path]) -> str:
+    """What a rerun compares to tell whether input files changed: names, sizes, versions
+    (mtimes; ETags on an object store), hashed as they come."""
+    def entries():
+        for p in paths:
+            v = storage.file_version(p)
+            yield (str(p), *v) if v else (str(p), None, None)
+    return _entries_key(entries())
+
+
 def folder_key(folder: Path) -> str:
-    """`files_key` of everything under `folder`, in a fixed order, from one walk."""
-    def walk():
-        for root, dirs, files in os.walk(folder):
-            dirs.sort()
-            for name in sorted(files):
-                yield Path(root) / name
-    return files_key(walk())
+    """`files_key` of everything under `folder`, in a fixed order, from one listing (so a
+    folder of half a million files is never held as a list, nor stat'ed one by one on a store)."""
+    return _entries_key(storage.listing(folder))
 
 
 @dataclass
@@ -99,14 +99,11 @@ def reason_counts(before: pa.Table, after: pa.Table, count_passed: bool) -> dict
 
 
 def read_part(path: str | Path) -> pa.Table:
-    return pq.read_table(path)
+    return storage.read_parquet(path)
 
 
 def write_part(path: Path, table: pa.Table) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = atomic_path(path)
-    pq.write_table(table, tmp, compression="zstd")
-    tmp.replace(path)
+    storage.write_parquet(path, table, compression="zstd")
 
 
 def marker_path(part: Path) -> Path:
@@ -136,7 +133,7 @@ def run_on_partition(name: str, fn: Callable[[pa.Table, StageReport], pa.Table],
     """Apply stage `fn` to partition `src`, writing `dst` and its marker; or skip it when the
     marker says `dst` was made from the same key. Returns the marker: path, key, rows, counts,
     notes, and whether it was skipped."""
-    src_p, dst_p = Path(src), Path(dst)
+    src_p, dst_p = storage.as_path(src), storage.as_path(dst)
     prev = read_marker(dst_p)
     if prev is not None and prev.get("key") == key and not (rerun_if and rerun_if(prev)):
         counts = {k: v for k, v in prev.get("counts", {}).items() if k not in WORK_DONE}

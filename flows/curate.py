@@ -13,12 +13,10 @@ import time
 from pathlib import Path
 from typing import Callable
 
-import pyarrow.parquet as pq
-
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from curation import pipeline
+from curation import pipeline, storage
 from curation.atomic import atomic_write_text
 from curation.config import Config, load_config
 from curation.stage import StageReport, run_on_partition, settings_key
@@ -85,7 +83,7 @@ def release_phase(parts: list[str], cfg: Config, progress: Progress | None = Non
     rep.notes.append(f"planned in {time.perf_counter() - t0:.1f} s; {len(jobs)} shard(s) to write")
     local = cfg.task_runner != "dask"
     bar = (progress or _no_progress)("release shards", rep.counts["records"])
-    bar(rep.counts["records"] - sum(pq.ParquetFile(j).metadata.num_rows for _, j, _ in jobs))  # kept as they were
+    bar(rep.counts["records"] - sum(storage.parquet_rows(j) for _, j, _ in jobs))  # kept as they were
     futures = [shard_task.submit(name, job, fp, cfg, bar if local else None) for name, job, fp in jobs]
     for f in futures:
         n = f.result()
@@ -104,7 +102,7 @@ def manifest_task(parts: list[str], shards: str, cfg: Config) -> tuple[str, dict
 def training_task(cfg: Config) -> dict:
     from training.bridge import train_and_generate
 
-    return train_and_generate(cfg.output_dir / "release" / "shards", cfg.training, cfg.output_dir / "training")
+    return train_and_generate(cfg.shard_dir, cfg.training, cfg.output_dir / "training")
 
 
 # The progress display of the process that started the flow (see `run`).
@@ -125,7 +123,7 @@ def map_stage(name: str, parts: list[tuple[str, str]], cfg: Config, info: pipeli
     logger = get_run_logger()
     settings = pipeline.stage_settings(name, cfg, info)
     out_dir = cfg.work_dir / "stages" / name
-    total = sum(pq.ParquetFile(p).metadata.num_rows for p, _ in parts)
+    total = sum(storage.parquet_rows(p) for p, _ in parts)
     bar = progress(name, total)
     local = cfg.task_runner != "dask"
     t0 = time.perf_counter()

@@ -4,8 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pyarrow.parquet as pq
-
+from curation import storage
 from curation.records import REASONS
 from curation.sources.fma import url_was_derived
 
@@ -18,7 +17,7 @@ def find_row(manifest: Path, source: str, rid: str) -> dict:
     if not manifest.is_file():
         raise FileNotFoundError(f"no manifest at {manifest}: run `curate run` first")
     # the filter is pushed into the reader: row groups whose statistics exclude it are not read
-    hit = pq.read_table(manifest, filters=[("source", "=", source), ("id", "=", str(rid))])
+    hit = storage.read_parquet(manifest, filters=[("source", "=", source), ("id", "=", str(rid))])
     if hit.num_rows == 0:
         raise NotInManifest(f"{source} {rid} is not in {manifest}")
     return hit.to_pylist()[0]

@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from curation.atomic import atomic_path
+from curation import storage
 from curation import record_table as rt
 
 SCHEMA = pa.schema(
@@ -173,9 +173,8 @@ class SortedManifestWriter:
         self.n += 1
 
     def close(self) -> int:
-        tmp = atomic_path(self.path)
         rows = 0
-        with pq.ParquetWriter(tmp, SCHEMA, compression="zstd") as w:
+        with storage.writing(self.path) as tmp, pq.ParquetWriter(tmp, SCHEMA, compression="zstd") as w:
             for b in range(self.buckets):
                 files = sorted(self.bucket_dir.glob(f"b{b:05d}-*.arrow"))
                 if not files:
@@ -190,10 +189,9 @@ class SortedManifestWriter:
                 pa.default_memory_pool().release_unused()
             if rows == 0:
                 w.write_table(SCHEMA.empty_table())
-        tmp.replace(self.path)
         return rows
 
 
 def read_manifest(path: Path):
     """The manifest as a pandas DataFrame."""
-    return pq.read_table(path).to_pandas()
+    return storage.read_parquet(path).to_pandas()

@@ -52,6 +52,12 @@ class FingerprintFailed(RuntimeError):
 def chromaprint(path, fpcalc: str = "fpcalc", max_seconds: int = 120, timeout_s: float = 120.0) -> tuple[int, str]:
     """(duration in whole seconds, compressed fingerprint) of the file's first `max_seconds`
     (AcoustID's own clients fingerprint the first two minutes)."""
+    from ..audio import AudioError, local_audio
+
+    try:
+        path = local_audio(path)
+    except AudioError as e:
+        raise FingerprintFailed(f"{e.reason}: {e.detail}") from None
     try:
         proc = subprocess.run([fpcalc, "-json", "-length", str(max_seconds), str(path)], capture_output=True,
                               text=True, timeout=timeout_s)

@@ -100,7 +100,9 @@ class HttpBackend:
         headers = {c.auth_header: f"{c.auth_prefix}{self.token}"}
 
         def request():
-            with open(record.audio_path, "rb") as f:
+            from ..audio import local_audio
+
+            with open(local_audio(record.audio_path), "rb") as f:
                 audio = f.read()
             return {"data": fields, "headers": headers, "files": {c.file_field: (f"{record.source}_{record.id}", audio)}}
 

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from .. import storage
+
 CATALOGUE_COLUMNS = ("track_id", "artists", "album_name", "track_name")
 TEXT_COLUMNS = ("artists", "album_name", "track_name")
 BOM = b"\xef\xbb\xbf"
@@ -45,7 +47,8 @@ def read_catalogue(path: Path) -> tuple[pd.DataFrame, list[str]]:
     Rows with neither artists nor a track name are dropped (they can match nothing) and
     counted in the notes. Raises :class:`CatalogueFormatError` on a byte-order mark, text
     encoded twice, bytes that are not UTF-8 or missing columns."""
-    path = Path(path)
+    shown = path
+    path = storage.local_copy(path)  # a cached copy when the table is on an object store
     with open(path, "rb") as f:
         head = f.read(3)
     damage = []
@@ -55,12 +58,12 @@ def read_catalogue(path: Path) -> tuple[pd.DataFrame, list[str]]:
         df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig",
                          usecols=lambda c: c in CATALOGUE_COLUMNS)
     except UnicodeDecodeError as e:
-        raise CatalogueFormatError(f"{path}: not UTF-8 ({e})") from None
+        raise CatalogueFormatError(f"{shown}: not UTF-8 ({e})") from None
     except ValueError as e:
-        raise CatalogueFormatError(f"{path}: not a readable CSV ({e})") from None
+        raise CatalogueFormatError(f"{shown}: not a readable CSV ({e})") from None
     missing = [c for c in CATALOGUE_COLUMNS if c not in df.columns]
     if missing:
-        raise CatalogueFormatError(f"{path}: lacks column(s) {', '.join(missing)} (expected the Spotify tracks "
+        raise CatalogueFormatError(f"{shown}: lacks column(s) {', '.join(missing)} (expected the Spotify tracks "
                                    "table: track_id, artists, album_name, track_name, ...)")
     bad = []
     for col in TEXT_COLUMNS:
@@ -73,7 +76,7 @@ def read_catalogue(path: Path) -> tuple[pd.DataFrame, list[str]]:
         damage.append(f"{len(bad)} value(s) are double-encoded UTF-8 (mojibake), e.g. data row {i + 1} {col} "
                       f"{v[:60]!r}, which should read {fixed[:60]!r}")
     if damage:
-        raise CatalogueFormatError(f"{path}: refused, the file looks damaged by a spreadsheet: " + "; ".join(damage)
+        raise CatalogueFormatError(f"{shown}: refused, the file looks damaged by a spreadsheet: " + "; ".join(damage)
                                    + ". Use the table as published.")
     df = df[list(CATALOGUE_COLUMNS)]
     empty = (df["artists"].str.strip() == "") & (df["track_name"].str.strip() == "")

@@ -27,7 +27,7 @@ def preview_mp3(path: str, start: float = 0.0) -> bytes | None:
     first, want = int(start * PREVIEW_SR), int(PREVIEW_SECONDS * PREVIEW_SR)
     pieces, seen = [], 0
     try:
-        for block in audio_blocks(Path(path), [], PREVIEW_SR, 1):
+        for block in audio_blocks(path, [], PREVIEW_SR, 1):
             lo = max(0, first - seen)
             if lo < len(block):
                 pieces.append(block[lo:])

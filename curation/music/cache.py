@@ -7,6 +7,7 @@ import hashlib
 import json
 from pathlib import Path
 
+from .. import storage
 from ..atomic import atomic_write_text
 from .detector import Rule
 
@@ -20,7 +21,7 @@ def cache_key(audio_sha256: str, checkpoint_sha256: str, rule: Rule, chunk_secon
 
 class MusicCache:
     def __init__(self, root: Path):
-        self.root = Path(root)
+        self.root = storage.as_path(root)
 
     def _path(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}.json"

@@ -28,7 +28,7 @@ def _decode_messages(jobs: Iterable[tuple[object, str]], chunk_seconds: float, c
         info: list[StreamInfo] = []
         try:
             n = 0
-            for block in audio_blocks(Path(path), info, SAMPLE_RATE, 1):
+            for block in audio_blocks(path, info, SAMPLE_RATE, 1):
                 n += len(block)
                 for s in seg.feed(block):
                     yield ("seg", s)

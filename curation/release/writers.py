@@ -9,7 +9,6 @@ import csv
 import hashlib
 import io
 import json
-import os
 import re
 from pathlib import Path
 from typing import Callable, Iterable
@@ -17,7 +16,8 @@ from typing import Callable, Iterable
 import numpy as np
 import soundfile as sf
 
-from ..atomic import atomic_path, atomic_write_text
+from .. import storage
+from ..atomic import atomic_write_text
 from ..audio import audio_blocks, file_sha256
 from ..records import Record, record_key
 from ..sources.fma import url_was_derived
@@ -78,7 +78,7 @@ def flac_bytes(path: Path) -> tuple[bytes, float]:
     buf = io.BytesIO()
     frames = 0
     with sf.SoundFile(buf, "w", RELEASE_SR, 2, format="FLAC", subtype="PCM_16") as out:
-        for block in audio_blocks(Path(path), [], RELEASE_SR, 2):
+        for block in audio_blocks(path, [], RELEASE_SR, 2):
             out.write(np.clip(block, -1.0, 1.0))
             frames += len(block)
     return buf.getvalue(), frames / RELEASE_SR
@@ -117,43 +117,56 @@ def plan_shards(records: list[Record], max_records: int, shard_dir: Path, state_
         target, state = shard_dir / name, state_dir / f"{name}.json"
         fp = _shard_fingerprint(chunk)
         write = True
-        if target.exists() and state.exists():
+        if state.exists() and target.exists():
             try:
                 prev = json.loads(state.read_text())
             except ValueError:
                 prev = {}
-            write = not (prev.get("fingerprint") == fp and prev.get("sha256") == file_sha256(target))
+            write = not (prev.get("fingerprint") == fp and _unchanged(target, prev))
         plans.append({"name": name, "keys": [record_key(r.source, r.id) for r in chunk], "fingerprint": fp,
                       "records": chunk, "write": write})
     return plans
 
 
+def _unchanged(target, prev: dict) -> bool:
+    """Whether the shard at `target` is the one `prev` recorded: its sha256 on local disk; on an
+    object store its size and ETag (not a download of every shard at every run)."""
+    if storage.is_remote(target):
+        return prev.get("version") == list(storage.file_version(target) or ())
+    return prev.get("sha256") == file_sha256(target)
+
+
 def write_shard(shard_dir: Path, state_dir: Path, name: str, chunk: list[Record], fingerprint: str,
                 progress: Callable[[int], None] | None = None) -> None:
-    """One shard: FLAC and JSON of each record, in order, then its state (fingerprint, sha256)."""
+    """One shard: FLAC and JSON of each record, in order, then its state (fingerprint, sha256;
+    size and ETag on an object store). The shard appears whole or not at all."""
     from webdataset import TarWriter  # here, not at the top: it imports torch (~450 MB)
 
-    shard_dir.mkdir(parents=True, exist_ok=True)
-    state_dir.mkdir(parents=True, exist_ok=True)
     target = shard_dir / name
-    tmp = atomic_path(target)
-    with TarWriter(str(tmp), mtime=TAR_MTIME, user="curation", group="curation") as tw:
-        for r in chunk:
-            audio, seconds = flac_bytes(Path(r.audio_path))
-            meta = sample_metadata(r)
-            meta["seconds"] = round(seconds, 3)
-            tw.write({"__key__": record_key(r.source, r.id), "flac": audio,
-                      "json": json.dumps(meta, ensure_ascii=False, sort_keys=True).encode("utf-8")})
-            if progress:
-                progress(1)
-    os.replace(tmp, target)
-    keys = [record_key(r.source, r.id) for r in chunk]
-    atomic_write_text(state_dir / f"{name}.json",
-                      json.dumps({"fingerprint": fingerprint, "sha256": file_sha256(target), "keys": keys}))
+    with storage.writing(target) as tmp:
+        with TarWriter(str(tmp), mtime=TAR_MTIME, user="curation", group="curation") as tw:
+            for r in chunk:
+                audio, seconds = flac_bytes(r.audio_path)
+                meta = sample_metadata(r)
+                meta["seconds"] = round(seconds, 3)
+                tw.write({"__key__": record_key(r.source, r.id), "flac": audio,
+                          "json": json.dumps(meta, ensure_ascii=False, sort_keys=True).encode("utf-8")})
+                if progress:
+                    progress(1)
+        sha = file_sha256(tmp)
+    state = {"fingerprint": fingerprint, "sha256": sha, "keys": [record_key(r.source, r.id) for r in chunk]}
+    if storage.is_remote(target):
+        state["version"] = list(storage.file_version(target) or ())
+    atomic_write_text(state_dir / f"{name}.json", json.dumps(state))
 
 
 def prune_shards(shard_dir: Path, keep: set[str]) -> None:
     """Remove shards no longer produced, and temporary files of interrupted writes."""
+    if storage.is_remote(shard_dir):
+        for old in shard_dir.iterdir() if shard_dir.exists() else ():
+            if old.name not in keep and old.suffix == ".tar":
+                old.unlink()
+        return
     if not shard_dir.is_dir():
         return
     for old in list(shard_dir.iterdir()):
@@ -170,7 +183,7 @@ def write_shards(
 ) -> list[dict]:
     """Write the shards; returns one entry per shard (name, keys, written). Unchanged shards are
     kept as they are; shards no longer produced are removed."""
-    shard_dir.mkdir(parents=True, exist_ok=True)
+    storage.mkdirs(shard_dir)
     plans = plan_shards(records, max_records, shard_dir, state_dir)
     prune_shards(shard_dir, {p["name"] for p in plans})
     for p in plans:

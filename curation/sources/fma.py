@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Iterator
 from urllib.parse import urlsplit
 
+from .. import storage
 from ..records import Record, valid_id
 
 REQUIRED = [("track", "title"), ("track", "license"), ("artist", "name")]
@@ -55,7 +56,7 @@ def read_tracks(tracks_csv: Path) -> Iterator[Record]:
     truncated or split line) or whose track_id is not an integer is kept, excluded as
     malformed; a file not in the published layout is an :class:`FMAFormatError`."""
     try:
-        with open(tracks_csv, newline="", encoding="utf-8") as f:
+        with storage.as_path(tracks_csv).open("r", newline="", encoding="utf-8") as f:
             rows = csv.reader(f)
             groups, fields = next(rows, []), next(rows, [])
             index_row = next(rows, [])
@@ -142,7 +143,7 @@ def read_raw_tracks(path: Path) -> RawTracks:
     UTF-8 spoils only the row it sits in (that row gets a `problem`), never the file; a
     row with the wrong number of fields, too. A file without the needed columns is an
     :class:`FMAFormatError`."""
-    text = Path(path).read_bytes().decode("utf-8", errors="surrogateescape")
+    text = storage.as_path(path).read_bytes().decode("utf-8", errors="surrogateescape")
     if text.startswith("\ufeff"):
         text = text[1:]
     try:

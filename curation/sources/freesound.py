@@ -18,6 +18,7 @@ from urllib.parse import quote, urlsplit
 
 import requests
 
+from .. import storage
 from ..atomic import atomic_write_bytes, atomic_write_text
 from ..config import FreesoundAPIConfig
 import pyarrow as pa
@@ -44,7 +45,7 @@ def _page_sort_key(p: Path):
 
 
 def page_files(pages_dir: Path) -> list[Path]:
-    return sorted((p for p in pages_dir.iterdir() if p.suffix == ".json" and p.is_file()), key=_page_sort_key)
+    return sorted((p for name, p in storage.entries(pages_dir) if name.endswith(".json")), key=_page_sort_key)
 
 
 # The columns a search result fills, beside the ones every record starts with.
@@ -171,13 +172,12 @@ def audio_index(audio_dir: Path) -> dict[str, Path]:
     best: dict[str, tuple] = {}
     if not audio_dir.is_dir():
         return {}
-    with os.scandir(audio_dir) as it:
-        for e in it:
-            stem, dot, ext = e.name.partition(".")
-            if not dot or ext not in rank or not valid_id(stem) or not e.is_file():
-                continue
-            if stem not in best or rank[ext] < best[stem][0]:
-                best[stem] = (rank[ext], Path(e.path))
+    for name, path in storage.entries(audio_dir):
+        stem, dot, ext = name.partition(".")
+        if not dot or ext not in rank or not valid_id(stem):
+            continue
+        if stem not in best or rank[ext] < best[stem][0]:
+            best[stem] = (rank[ext], path)
     return {k: v[1] for k, v in best.items()}
 
 
@@ -317,7 +317,7 @@ def crawl(api: FreesoundAPIConfig, pages_dir: Path, client: FreesoundClient | No
     Returns a summary; an API failure after the retries is reported in it (the
     cursor stays where it was, so the next run continues from there).
     """
-    pages_dir.mkdir(parents=True, exist_ok=True)
+    storage.mkdirs(pages_dir)
     cursor_path = pages_dir.parent / "crawl_cursor.json"
     cursor = {"next": None, "pages": 0, "done": False}
     if cursor_path.exists():
