@@ -835,16 +835,18 @@ def write_shard_job(name: str, job: str, fingerprint: str, cfg: Config, progress
 
 def manifest_parts(parts: list[str], shards_path: str, cfg: Config) -> tuple[str, dict]:
     """The final records (each included one with its shard) as the manifest, one sorted file;
-    returns its path and the counts of status and reason."""
-    from manifests.schema import SortedManifestWriter, manifest_table, sort_keys
-
+    returns its path and the run's tallies (manifests.run_report.Tally) with the changes
+    since the manifest it replaced."""
     import tempfile
 
+    from manifests.run_report import Tally, changes, previous_decisions
+    from manifests.schema import SortedManifestWriter, manifest_table, sort_keys
+
     shards = storage.read_parquet(shards_path)
-    status: dict[str, int] = {}
-    reasons: dict[str, int] = {}
+    tally = Tally()
     path = cfg.output_dir / "manifests" / "records.parquet"
     storage.mkdirs(path.parent)
+    before = previous_decisions(path)
     keys = pa.chunked_array([c for p in parts
                              for c in sort_keys(storage.read_parquet(p, columns=["source", "id"])).chunks],
                             type=pa.string())
@@ -860,10 +862,7 @@ def manifest_parts(parts: list[str], shards_path: str, cfg: Config) -> tuple[str
         ev = pc.binary_join_element_wise('"', pc.take(shards.column("shard"), at), '"', "")
         t = rt.where(pc.is_valid(at), ev, t, rt.EV + "shard")
         m = manifest_table(t)
-        for col, acc in (("status", status), ("reason", reasons)):
-            for item in pc.value_counts(m.column(col)).to_pylist():
-                if item["values"]:
-                    acc[item["values"]] = acc.get(item["values"], 0) + item["counts"]
+        tally.add(m)
         writer.add(m)
         del t, m
         release_memory()
@@ -872,4 +871,5 @@ def manifest_parts(parts: list[str], shards_path: str, cfg: Config) -> tuple[str
         import shutil
 
         shutil.rmtree(scratch, ignore_errors=True)
-    return str(path), {"status": dict(sorted(status.items())), "reasons": dict(sorted(reasons.items()))}
+    after = storage.read_parquet(path, columns=["source", "id", "status", "reason"])
+    return str(path), {**tally.to_dict(), "changes": changes(before, after)}

@@ -162,6 +162,7 @@ def run_stages(cfg: Config, progress: Progress | None = None) -> dict:
     reports.append(_timed(rep, t0, n))
     logger.info("ingest: %d distinct records in %d partition(s), %.1f s %s", n, len(parts), rep.seconds, rep.counts)
     keyed = list(zip(parts, pipeline.ingest_part_keys(parts)))
+    crawl = rep.counts.get("crawl") if isinstance(rep.counts.get("crawl"), dict) else None
 
     info = model_info_task(cfg)
     if info.random_init or not info.published:
@@ -197,10 +198,23 @@ def run_stages(cfg: Config, progress: Progress | None = None) -> dict:
                     "records": s.records} for s in reports],
         "manifest": manifest,
         "training": training,
+        "tally": {k: tally[k] for k in ("decisions", "licenses", "music")},
+        "changes": tally["changes"],
+        "crawl": crawl,
     }
     atomic_write_text(cfg.output_dir / "manifests" / "run_summary.json",
                       json.dumps(summary, indent=2, sort_keys=True, default=str))
+    publish_artifacts(summary)
     return summary
+
+
+def publish_artifacts(summary: dict) -> None:
+    from flows.artifacts import publish
+
+    try:
+        publish(summary)
+    except Exception as e:  # the run's outputs are written: an API hiccup must not fail it
+        get_run_logger().warning("could not publish the run's artifacts: %s: %s", type(e).__name__, e)
 
 
 @flow(name="curate", log_prints=True)
