@@ -98,6 +98,37 @@ def run(config: Path = typer.Argument(..., help="The run's TOML config.")) -> No
 
 
 @app.command()
+def deploy(
+    config: Path = typer.Argument(..., help="The run's TOML config (its path is the deployment's parameter)."),
+    name: str = typer.Option(None, help="Deployment name (default [deployment] name, 'daily')."),
+    pool: str = typer.Option(None, help="Process work pool, created if missing (default [deployment] work_pool)."),
+    cron: str = typer.Option(None, help="Cron schedule (default [deployment] cron, '0 3 * * *')."),
+    timezone: str = typer.Option(None, help="The schedule's time zone (default [deployment] timezone, 'UTC')."),
+    paused: bool = typer.Option(False, help="Create the schedule paused."),
+) -> None:
+    """Deploy the flow to the Prefect server in PREFECT_API_URL on a cron schedule."""
+    from .config import ConfigError, load_config
+
+    try:
+        cfg = load_config(config)
+    except ConfigError as e:
+        _fail(str(e))
+    from flows.deploy import deploy as deploy_flow
+
+    d = cfg.deployment
+    try:
+        got = deploy_flow(config, name or d.name, pool or d.work_pool, cron or d.cron, timezone or d.timezone,
+                          paused=paused)
+    except Exception as e:  # the server unreachable, a pool of another type, a bad schedule
+        _fail(f"could not deploy: {type(e).__name__}: {e}", 1)
+    err.print(f"deployment {got.name} ({got.id}): '{got.cron}' {got.timezone}, work pool {got.work_pool}, "
+              f"config {got.config_path}")
+    err.print(f"start a worker: prefect worker start --pool {got.work_pool}")
+    err.print(f"run it now:     prefect deployment run '{got.name}'")
+    typer.echo(got.id)
+
+
+@app.command()
 def explain(
     config: Path = typer.Argument(..., help="The run's TOML config."),
     source: str = typer.Argument(..., help="freesound or fma"),

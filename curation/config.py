@@ -5,6 +5,7 @@ Relative paths are relative to the config file. A bad value stops the run with a
 """
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -170,6 +171,16 @@ class TrainingConfig:
 
 
 @dataclass
+class DeploymentConfig:
+    """`curate deploy`: the Prefect deployment of this config's flow."""
+
+    name: str = "daily"
+    work_pool: str = "curation"
+    cron: str = "0 3 * * *"  # every day at 03:00
+    timezone: str = "UTC"
+
+
+@dataclass
 class Config:
     path: Path
     output_dir: Path
@@ -179,6 +190,7 @@ class Config:
     copyright: CopyrightConfig = field(default_factory=CopyrightConfig)
     release: ReleaseConfig = field(default_factory=ReleaseConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
+    deployment: DeploymentConfig = field(default_factory=DeploymentConfig)
     task_runner: str = "local"  # local | dask
     dask_address: str = ""
     # Records a partition holds: the unit each stage task reads, writes, retries and skips.
@@ -287,6 +299,7 @@ def load_config(path: str | Path) -> Config:
         "copyright": (cfg.copyright, ("fingerprint_index",), ("spotify_tracks_csv", "review_decisions")),
         "release": (cfg.release, (), ()),
         "training": (cfg.training, ("hf_home",), ("model_config", "pretrained_ckpt_path")),
+        "deployment": (cfg.deployment, (), ()),
     }
     for key, value in data.items():
         if key in ("task_runner", "dask_address"):
@@ -358,6 +371,20 @@ def load_config(path: str | Path) -> Config:
         raise ConfigError("config key 'copyright.http.endpoint' is required with audio_backend = 'http'")
     if cfg.copyright.audio_backend == "fingerprint" and cfg.copyright.fingerprint_index is None:
         raise ConfigError("config key 'copyright.fingerprint_index' is required with audio_backend = 'fingerprint'")
+    d = cfg.deployment
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", d.name) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+                                                                                     d.work_pool):
+        raise ConfigError("config keys 'deployment.name' and 'deployment.work_pool' must be names "
+                          "(letters, digits, '.', '_', '-')")
+    if "deployment" in data:  # Prefect's own schedule type says what it accepts
+        from prefect.client.schemas.schedules import CronSchedule
+        from pydantic import ValidationError
+
+        try:
+            CronSchedule(cron=d.cron, timezone=d.timezone)
+        except ValidationError as e:
+            raise ConfigError(f"config keys 'deployment.cron' / 'deployment.timezone': "
+                              f"{e.errors()[0]['msg']}") from None
     if cfg.release.shard_max_records < 1:
         raise ConfigError("config key 'release.shard_max_records' must be >= 1")
     if cfg.training.enabled and cfg.training.model_config is None:
