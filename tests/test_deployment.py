@@ -3,7 +3,6 @@ scheduled run and a triggered one, their artifacts read back through the API, an
 token in none of the logs, artifacts or outputs. Nothing here is mocked."""
 import asyncio
 import json
-import os
 import subprocess
 import sys
 import time
@@ -14,21 +13,11 @@ import pytest
 
 from tests.conftest import cli_env, curate
 from tests.fake_freesound import TOKEN, FakeFreesound, sounds_for
-from tests.test_flow_live import ogg
+from tests.test_flow_live import CONFIG, ogg
 
 pytestmark = pytest.mark.slow
 
-CONFIG = """
-output_dir = "out"
-[freesound.api]
-base_url = "{url}/apiv2"
-query = "birds"
-page_size = 2
-backoff_s = 0.0
-max_retries = 3
-[music]
-checkpoint = "{models}/panns_random_init.pth"
-labels_csv = "{models}/class_labels_indices.csv"
+DEPLOYMENT = """
 [deployment]
 name = "every-minute"
 work_pool = "curation-test"
@@ -101,7 +90,8 @@ def test_a_deployment_runs_on_its_schedule_and_on_demand(tmp_path, demo_dir, mon
         srv.sounds[2]["license"] = "http://creativecommons.org/licenses/by-nc/4.0/"
         srv.audio = {i: ogg(2.0, i) for i in (21, 22, 23)}
         cfg = tmp_path / "curate.toml"
-        cfg.write_text(CONFIG.format(url=srv.url, models=(demo_dir / "models").as_posix()))
+        cfg.write_text(CONFIG.format(runner="local", url=srv.url, models=(demo_dir / "models").as_posix())
+                       + DEPLOYMENT)
 
         env = cli_env(tmp_path)
         env["PREFECT_API_URL"] = api_url
