@@ -46,6 +46,20 @@ def freesound_dirs(cfg: Config) -> tuple[Path | None, Path | None]:
     return fs.pages_dir, fs.audio_dir
 
 
+def crawl_summary_path(cfg: Config) -> Path:
+    return cfg.work_dir / "freesound" / "last_crawl.json"
+
+
+def crawl_summary(cfg: Config) -> dict | None:
+    """What this run's crawl did (None without a live API)."""
+    if cfg.freesound.api is None:
+        return None
+    try:
+        return json.loads(crawl_summary_path(cfg).read_text())
+    except (OSError, ValueError, FileNotFoundError):
+        return None
+
+
 def _ingest_page_group(files: list[str], dst: str) -> int:
     """One partition from a group of saved Freesound pages (runs in a worker process)."""
     from .stage import write_part
@@ -75,9 +89,11 @@ def ingest_parts(cfg: Config, out_dir: Path, partition_records: int, workers: in
     pages_dir, _ = freesound_dirs(cfg)
     if cfg.freesound.api is not None:
         summary = fs_src.crawl(cfg.freesound.api, pages_dir, client=client)
+        atomic_write_text(crawl_summary_path(cfg), json.dumps(summary, sort_keys=True))
         rep.counts["freesound_pages"] = summary["pages"]
+        rep.counts["api_requests"] = summary["requests"]
         if summary["error"]:
-            rep.notes.append(f"Freesound crawl incomplete: {summary['error']}")
+            rep.notes.append(f"Freesound crawl stopped: {summary['error']}; the next run continues")
     key = settings_key("ingest", 1, files_key(_ingest_inputs(cfg)), partition_records, cfg.fma)
     state = out_dir / "ingest.json"
     if state.is_file():

@@ -162,7 +162,7 @@ def run_stages(cfg: Config, progress: Progress | None = None) -> dict:
     reports.append(_timed(rep, t0, n))
     logger.info("ingest: %d distinct records in %d partition(s), %.1f s %s", n, len(parts), rep.seconds, rep.counts)
     keyed = list(zip(parts, pipeline.ingest_part_keys(parts)))
-    crawl = rep.counts.get("crawl") if isinstance(rep.counts.get("crawl"), dict) else None
+    crawl = pipeline.crawl_summary(cfg)
 
     info = model_info_task(cfg)
     if info.random_init or not info.published:

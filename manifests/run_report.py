@@ -140,7 +140,8 @@ def summary_markdown(summary: dict) -> str:
         lines += ["", "## Freesound API", "",
                   f"{crawl.get('requests', 0):,} requests this run ({crawl.get('requests_today', 0):,} of the "
                   f"daily budget of {crawl.get('daily_budget', 0):,} used today); "
-                  f"{crawl.get('new_sounds', 0):,} sounds fetched, {crawl.get('refreshed', 0):,} refreshed."
+                  f"{crawl.get('sounds', 0):,} new sounds in {crawl.get('pages', 0):,} page(s)"
+                  + (", caught up." if crawl.get("caught_up") else ".")
                   + (f" Stopped: {crawl['stopped']}." if crawl.get("stopped") else "")]
     return "\n".join(lines) + "\n"
 

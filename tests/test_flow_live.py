@@ -8,7 +8,7 @@ import soundfile as sf
 
 from curation import synth
 from tests.conftest import cli_env, curate
-from tests.fake_freesound import TOKEN, FakeFreesound, sounds_for
+from tests.fake_freesound import TOKEN, FakeFreesound, created, sounds_for
 
 pytestmark = pytest.mark.slow
 
@@ -40,9 +40,9 @@ def test_live_crawl_through_the_flow_keeps_the_token_secret(tmp_path, demo_dir, 
         srv.sounds = sounds_for(srv.url, [11, 12, 13])
         srv.sounds[1]["license"] = "http://creativecommons.org/licenses/by-nc/4.0/"
         srv.sounds.append({"id": 14, "name": "no previews", "license": srv.sounds[0]["license"],
-                           "username": "u", "previews": {}})
+                           "username": "u", "previews": {}, "created": created(14)})
         srv.audio = {i: ogg(2.0, i) for i in (11, 12, 13)}
-        srv.faults = {"page:1": [429], "page:2": [500], "preview:13": [500] * 10}
+        srv.faults = {"search:1": [429], "search:3": [500], "preview:13": [500] * 10}
         cfg = tmp_path / "curate.toml"
         cfg.write_text(CONFIG.format(runner=runner, url=srv.url, models=(demo_dir / "models").as_posix()))
         env = cli_env(tmp_path)
@@ -58,7 +58,7 @@ def test_live_crawl_through_the_flow_keeps_the_token_secret(tmp_path, demo_dir, 
     assert "HTTP 500" in json.loads(df.loc["13", "evidence"])["download_error"]
     assert df.loc["14", "reason"] == "audio_missing"
     assert (out / "work" / "freesound" / "audio" / "11.ogg").read_bytes() == srv.audio[11]
-    assert len(list((out / "work" / "freesound" / "pages").glob("*.json"))) == 2
+    assert len(list((out / "work" / "freesound" / "pages").glob("*.json"))) == 3  # 2, 1 and 1 new
     # the token appears in no output, log or artifact
     secret = TOKEN.encode()
     assert TOKEN not in proc.stdout and TOKEN not in proc.stderr

@@ -36,20 +36,23 @@ def client(srv, sleeps=None, **kw):
                               sleep=(sleeps.append if sleeps is not None else (lambda s: None)), **kw)
 
 
-def test_crawl_follows_next_and_asks_for_every_field(server, tmp_path):
+def test_crawl_pages_by_creation_time_and_asks_for_every_field(server, tmp_path):
     pages = tmp_path / "pages"
     summary = fs.crawl(api_cfg(server), pages, client=client(server))
-    assert summary == {"pages": 3, "done": True, "resumed": False, "error": ""}
-    assert server.search_pages() == [1, 2, 3]
+    assert summary["caught_up"] and not summary["error"] and summary["sounds"] == 5
+    assert summary["pages"] == summary["requests"] == 4  # 2 new, then 1 new beside the last one seen
+    assert server.search_pages() == [1, 1, 1, 1]  # keyset: always the first page of a moving filter
+    filters = server.search_filters()
+    assert filters[0] == "" and filters[1] == f"created:[{server.sounds[1]['created']} TO *]"
     path, q, headers = server.requests[0]
     assert headers["Authorization"] == f"Token {TOKEN}"
-    assert q["query"] == "birds" and q["page_size"] == "2"
-    assert {"id", "license", "username", "previews", "gen_ai_preference", "tags"} <= set(q["fields"].split(","))
+    assert q["query"] == "birds" and q["page_size"] == "2" and q["sort"] == "created_asc"
+    assert {"id", "license", "username", "previews", "gen_ai_preference", "tags", "created"} <= set(q["fields"].split(","))
     recs = list(fs.read_pages(pages))
-    assert [r.id for r in recs] == ["1", "2", "3", "4", "5"]
-    # pages are kept exactly as the API sent them
+    assert [r.id for r in recs] == ["1", "2", "3", "4", "5"]  # each once
     first = json.loads((pages / "page_000001.json").read_text())
     assert first["count"] == 5 and len(first["results"]) == 2
+    assert json.loads((pages / "page_000002.json").read_text())["seen_before"] == 1
 
 
 def test_default_page_size_is_150():
@@ -57,31 +60,84 @@ def test_default_page_size_is_150():
 
 
 def test_429_waits_retry_after_and_5xx_and_bad_json_are_retried(server, tmp_path):
-    server.faults = {"page:1": [429], "page:2": [500, "malformed"], "page:3": [429, 500]}
+    server.faults = {"search:1": [429], "search:3": [500], "search:4": ["malformed"], "search:6": [429],
+                     "search:7": [500]}
     sleeps = []
     summary = fs.crawl(api_cfg(server), tmp_path / "pages", client=client(server, sleeps))
-    assert summary["done"] and summary["pages"] == 3 and not summary["error"]
-    assert server.search_pages() == [1, 1, 2, 2, 2, 3, 3, 3]
+    assert summary["caught_up"] and summary["pages"] == 4 and not summary["error"]
+    assert summary["requests"] == 4 + 5  # every attempt counts against the budget
     assert sleeps.count(0.0) == 2  # Retry-After: 0, twice
-    assert len(fs.page_files(tmp_path / "pages")) == 3
+    assert len(fs.page_files(tmp_path / "pages")) == 4
 
 
-def test_interrupted_crawl_continues_from_the_cursor(server, tmp_path):
-    server.faults = {"page:3": [500] * 10}
+def test_a_later_run_continues_after_the_last_sound_and_sees_new_uploads(server, tmp_path):
+    server.down_from_search = 3
     pages = tmp_path / "pages"
     first = fs.crawl(api_cfg(server), pages, client=client(server))
-    assert first["pages"] == 2 and not first["done"]
-    assert "HTTP 500" in first["error"]
+    assert first["pages"] == 2 and not first["caught_up"] and "HTTP 500" in first["error"]
+    server.down_from_search = 0
+    # meanwhile sound 4 is deleted and two sounds are uploaded: page numbers would skip one
+    server.sounds = [x for x in server.sounds if x["id"] != 4] + sounds_for(server.url, [6, 7])
     server.requests.clear()
-    server.faults = {}
     second = fs.crawl(api_cfg(server), pages, client=client(server))
-    assert second["done"] and second["resumed"] and second["pages"] == 3
-    assert server.search_pages() == [3]  # pages 1 and 2 are not fetched again
-    assert [r.id for r in fs.read_pages(pages)] == ["1", "2", "3", "4", "5"]
+    assert second["caught_up"] and second["sounds"] == 3
+    assert server.search_filters()[0] == f"created:[{server.sounds[2]['created']} TO *]"
+    assert [r.id for r in fs.read_pages(pages)] == ["1", "2", "3", "5", "6", "7"]
+    # nothing new: one request, nothing saved
+    server.requests.clear()
+    third = fs.crawl(api_cfg(server), pages, client=client(server))
+    assert third["caught_up"] and third["sounds"] == 0 and third["requests"] == 1
+
+
+def test_ties_in_creation_time_across_a_page_are_all_fetched(server, tmp_path):
+    for x in server.sounds:
+        x["created"] = "2024-02-02T10:00:00.000000"  # five sounds uploaded at once
+    pages = tmp_path / "pages"
+    summary = fs.crawl(api_cfg(server), pages, client=client(server))
+    assert summary["caught_up"] and summary["sounds"] == 5
+    assert sorted(r.id for r in fs.read_pages(pages)) == ["1", "2", "3", "4", "5"]
+
+
+def test_the_daily_budget_stops_the_crawl_and_the_next_day_continues(server, tmp_path):
+    now = [1_700_000_000.0]
+    waits = []
+
+    def sleep(s):
+        waits.append(s)
+        now[0] += s
+
+    pages = tmp_path / "pages"
+    budget = fs.RequestBudget(tmp_path / "api_budget.json", per_day=2, per_minute=1, clock=lambda: now[0], sleep=sleep)
+    c = client(server)
+    c.budget = budget
+    first = fs.crawl(api_cfg(server), pages, client=c)
+    assert first["pages"] == 2 and first["stopped"] and "daily request budget (2)" in first["error"]
+    assert first["requests_today"] == 2 and len(server.requests) == 2
+    assert waits and 59 < waits[0] <= 60.01  # one request a minute
+    # a later run the same day makes no request at all
+    again = fs.RequestBudget(tmp_path / "api_budget.json", per_day=2, per_minute=1, clock=lambda: now[0], sleep=sleep)
+    assert again.left == 0
+    c2 = client(server)
+    c2.budget = again
+    assert fs.crawl(api_cfg(server), pages, client=c2)["requests"] == 0 and len(server.requests) == 2
+    now[0] += 86_400  # the next UTC day
+    c3 = client(server)
+    c3.budget = fs.RequestBudget(tmp_path / "api_budget.json", per_day=10, per_minute=0, clock=lambda: now[0])
+    third = fs.crawl(api_cfg(server), pages, client=c3)
+    assert third["caught_up"] and [r.id for r in fs.read_pages(pages)] == ["1", "2", "3", "4", "5"]
+
+
+def test_the_apis_daily_limit_stops_the_crawl_not_the_caller(server, tmp_path):
+    server.daily_limit = 2
+    sleeps = []
+    summary = fs.crawl(api_cfg(server), tmp_path / "pages", client=client(server, sleeps))
+    assert summary["pages"] == 2 and "daily request limit" in summary["stopped"]
+    assert not sleeps  # no waiting out a day inside the run
+    assert json.loads((tmp_path / "api_budget.json").read_text())["used"] >= 2000  # spent for today
 
 
 def test_bounded_retries_then_a_clear_error_without_the_token(server, caplog):
-    server.faults = {"page:1": [500] * 10}
+    server.down_from_search = 1
     c = client(server)
     with caplog.at_level(logging.DEBUG):
         with pytest.raises(fs.FreesoundAPIError) as e:

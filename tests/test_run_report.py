@@ -53,11 +53,11 @@ def test_markdown_and_table_carry_the_numbers():
                                                                    "seconds": 0.5, "records": 1}],
                "tally": d, "changes": {"first_run": False, "added": 0, "removed": 0, "changed": 1,
                                         "transitions": {"included/ -> excluded/source_deleted": 1}},
-               "crawl": {"requests": 12, "requests_today": 40, "daily_budget": 2000, "new_sounds": 3,
-                         "refreshed": 9, "stopped": ""}}
+               "crawl": {"requests": 12, "requests_today": 40, "daily_budget": 2000, "sounds": 3, "pages": 2,
+                         "caught_up": True, "stopped": ""}}
     md = summary_markdown(summary)
     assert "RANDOMLY INITIALISED" in md and "| `source_deleted` | 1 |" in md
     assert "7 records wait" in md and "| included | excluded (source_deleted) | 1 |" in md
-    assert "12 requests this run (40 of the daily budget of 2,000" in md
+    assert "12 requests this run (40 of the daily budget of 2,000" in md and "3 new sounds in 2 page(s), caught up" in md
     assert reasons_rows(summary) == [{"source": "freesound", "status": "excluded", "reason": "source_deleted",
                                       "records": 1, "meaning": ""}]

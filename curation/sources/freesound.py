@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 #: Everything the pipeline reads from a search result.
 FIELDS = (
     "id,name,tags,description,license,username,url,previews,type,duration,"
-    "samplerate,channels,filesize,gen_ai_preference"
+    "samplerate,channels,filesize,gen_ai_preference,created"
 )
 AUDIO_EXTS = ("wav", "flac", "ogg", "aiff", "aif", "mp3", "m4a", "opus")
 
@@ -218,6 +218,7 @@ class FreesoundClient:
     backoff_s: float = 1.0
     oauth_token: str = ""
     sleep: Callable[[float], None] = time.sleep
+    budget: "RequestBudget | None" = None  # counts and paces the API's requests (not CDN downloads)
 
     @classmethod
     def from_config(cls, api: FreesoundAPIConfig) -> "FreesoundClient":
@@ -225,6 +226,7 @@ class FreesoundClient:
                    oauth_token=os.environ.get(api.oauth_token_env, ""))
 
     def __post_init__(self) -> None:
+        self.requests = 0  # API requests made by this client (each retry is one)
         self.session = requests.Session()
         self.session.headers["User-Agent"] = "audio-curation/0.1"
 
@@ -243,7 +245,12 @@ class FreesoundClient:
         attempt = 0
         throttled = 0
         where = self._redact(urlsplit(url).path)
+        is_api = url.startswith(self.base_url.rstrip("/"))
         while True:
+            if is_api:
+                if self.budget is not None:
+                    self.budget.take()
+                self.requests += 1
             try:
                 resp = self.session.get(
                     url, params=params, headers=self._auth(oauth), timeout=self.timeout_s, stream=stream
@@ -256,6 +263,10 @@ class FreesoundClient:
                     ) from None
                 self.sleep(self.backoff_s * 2 ** (attempt - 1))
                 continue
+            if resp.status_code == 429 and _daily_limit(resp):
+                if self.budget is not None:
+                    self.budget.exhaust()
+                raise DailyLimitReached(f"GET {where}: HTTP 429, the API's daily request limit is reached")
             if resp.status_code == 429:
                 throttled += 1
                 if throttled > max(self.max_retries, 10):
@@ -302,6 +313,72 @@ class FreesoundClient:
         return dest
 
 
+class DailyLimitReached(FreesoundAPIError):
+    """The day's requests are spent (our budget, or the API's own daily limit): stop until tomorrow."""
+
+
+def _daily_limit(resp) -> bool:
+    """A 429 that says the daily limit is reached (Freesound: "... request limit rate (2000/day)"),
+    as opposed to a short burst limit that a wait clears."""
+    try:
+        text = resp.text[:2000].lower()
+    except Exception:
+        return False
+    return "/day" in text or "per day" in text or "daily" in text
+
+
+class RequestBudget:
+    """Requests per UTC day and per minute (Freesound's defaults: 2,000 and 60). The day's count
+    is kept in `state_path`, so successive runs of one day share it; `take()` waits for the
+    minute's allowance and raises DailyLimitReached when the day's is spent."""
+
+    def __init__(self, state_path: Path, per_day: int, per_minute: int,
+                 clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep):
+        self.path, self.per_day, self.per_minute = state_path, per_day, per_minute
+        self.clock, self.sleep = clock, sleep
+        self.recent: list[float] = []
+        self.day, self.used = self._today(), 0
+        try:
+            state = json.loads(storage.as_path(state_path).read_text())
+            if state.get("day") == self.day:
+                self.used = int(state.get("used", 0))
+        except (OSError, ValueError, FileNotFoundError):
+            pass
+
+    def _today(self) -> str:
+        return time.strftime("%Y-%m-%d", time.gmtime(self.clock()))
+
+    def _save(self) -> None:
+        atomic_write_text(self.path, json.dumps({"day": self.day, "used": self.used}))
+
+    @property
+    def left(self) -> int:
+        if self._today() != self.day:
+            return self.per_day
+        return max(0, self.per_day - self.used)
+
+    def exhaust(self) -> None:
+        self.day, self.used = self._today(), max(self.used, self.per_day)
+        self._save()
+
+    def take(self) -> None:
+        today = self._today()
+        if today != self.day:
+            self.day, self.used = today, 0
+        if self.used >= self.per_day:
+            raise DailyLimitReached(f"the daily request budget ({self.per_day}) is spent for {self.day} (UTC)")
+        if self.per_minute > 0:
+            while True:
+                now = self.clock()
+                self.recent = [t for t in self.recent if now - t < 60.0]
+                if len(self.recent) < self.per_minute:
+                    break
+                self.sleep(60.0 - (now - self.recent[0]) + 0.01)
+            self.recent.append(self.clock())
+        self.used += 1
+        self._save()
+
+
 def _retry_after(value: str | None, default: float) -> float:
     if value:
         try:
@@ -311,46 +388,100 @@ def _retry_after(value: str | None, default: float) -> float:
     return default
 
 
-def crawl(api: FreesoundAPIConfig, pages_dir: Path, client: FreesoundClient | None = None) -> dict:
-    """Fetch search pages into `pages_dir`, continuing from the saved cursor.
+def _created_key(result: dict) -> tuple[str, int]:
+    return (str(result.get("created") or ""), int(result.get("id") or 0))
 
-    Returns a summary; an API failure after the retries is reported in it (the
-    cursor stays where it was, so the next run continues from there).
+
+def _cursor_from_pages(pages_dir: Path) -> tuple[str, int] | None:
+    """The last (created, id) in pages saved before the cursor kept it (older crawls)."""
+    last = None
+    for p in page_files(pages_dir):
+        try:
+            page = json.loads(p.read_bytes().decode("utf-8"))
+            for r in page.get("results", []):
+                if isinstance(r, dict) and r.get("created") and valid_id(r.get("id")):
+                    k = _created_key(r)
+                    last = k if last is None or k > last else last
+        except (ValueError, AttributeError):
+            continue
+    return last
+
+
+def crawl(api: FreesoundAPIConfig, pages_dir: Path, client: FreesoundClient | None = None) -> dict:
+    """Fetch the search results uploaded since the last crawl into `pages_dir`, one saved page
+    per request, within the request budget.
+
+    Keyset pagination: results sorted by creation time (then id) and filtered to start at the
+    last sound seen (`created:[T TO *]`), always page 1 of that filter; so a resumed or later
+    run continues exactly there and sees new uploads, and a sound deleted meanwhile shifts
+    nothing (page numbers would skip one). The cursor is saved after every page. An API
+    failure after the retries, or the day's budget spent (ours or the API's 429), stops the
+    crawl, not the run: the summary says why and the next run continues.
     """
     storage.mkdirs(pages_dir)
-    cursor_path = pages_dir.parent / "crawl_cursor.json"
-    cursor = {"next": None, "pages": 0, "done": False}
+    state_dir = pages_dir.parent
+    cursor_path = state_dir / "crawl_cursor.json"
+    cursor: dict = {}
     if cursor_path.exists():
-        cursor.update(json.loads(cursor_path.read_text()))
-    if cursor["done"]:
-        return {"pages": cursor["pages"], "done": True, "resumed": True, "error": ""}
+        try:
+            cursor = json.loads(cursor_path.read_text())
+        except ValueError:
+            cursor = {}
+    if "last_created" not in cursor:  # no cursor, or one from page-number crawls: read the saved pages
+        last = _cursor_from_pages(pages_dir)
+        cursor = {"last_created": last[0] if last else None, "last_id": last[1] if last else None,
+                  "pages": len(page_files(pages_dir))}
     client = client or FreesoundClient.from_config(api)
-    resumed = cursor["pages"] > 0
-    error = ""
+    if client.budget is None:
+        client.budget = RequestBudget(state_dir / "api_budget.json", api.daily_budget, api.per_minute)
+    start_requests = client.requests
+    fetched = sounds = 0
+    caught_up = False
+    error = stopped = ""
+    tie_page = 1  # > 1 only while more than a page of sounds share one creation time
     try:
-        while True:
-            if cursor["pages"] == 0:
-                url = api.base_url.rstrip("/") + "/search/text/"
-                params = {"query": api.query, "fields": FIELDS, "page_size": api.page_size, "sort": api.sort}
-                if api.filter:
-                    params["filter"] = api.filter
-            else:
-                url, params = cursor["next"], None
-                if not url:
-                    break
-            page, raw = client.get_json(url, params)
-            n = cursor["pages"] + 1
-            atomic_write_bytes(pages_dir / f"page_{n:06d}.json", raw)
-            cursor = {"next": page.get("next"), "pages": n, "done": not page.get("next")}
-            if api.max_pages and n >= api.max_pages:
-                cursor["done"] = True
-            atomic_write_text(cursor_path, json.dumps(cursor))
-            if cursor["done"]:
+        while not (api.max_pages and fetched >= api.max_pages):
+            flt = api.filter
+            if cursor.get("last_created"):
+                flt = f"{flt} created:[{cursor['last_created']} TO *]".strip()
+            params = {"query": api.query, "fields": FIELDS, "page_size": api.page_size, "sort": "created_asc",
+                      "page": tie_page}
+            if flt:
+                params["filter"] = flt
+            page, raw = client.get_json(api.base_url.rstrip("/") + "/search/text/", params)
+            results = [r for r in page["results"] if isinstance(r, dict)]
+            after = (cursor.get("last_created") or "", cursor.get("last_id") or 0)
+            new = [r for r in results if _created_key(r) > after] if cursor.get("last_created") else results
+            if new:
+                n = cursor.get("pages", 0) + 1
+                if len(new) < len(results):
+                    # the filter starts at the last creation time seen (inclusive, for ties): the
+                    # results an earlier page holds are left out, each kept result as sent
+                    raw = json.dumps({**page, "results": new, "seen_before": len(results) - len(new)},
+                                     ensure_ascii=False).encode("utf-8")
+                atomic_write_bytes(pages_dir / f"page_{n:06d}.json", raw)
+                last = max(_created_key(r) for r in new)
+                cursor = {"last_created": last[0], "last_id": last[1], "pages": n}
+                atomic_write_text(cursor_path, json.dumps(cursor))
+                fetched += 1
+                sounds += len(new)
+                tie_page = 1
+            if not page.get("next"):
+                caught_up = True  # the last page from the cursor on: nothing newer yet
                 break
+            if not new:
+                tie_page += 1  # a full page of sounds already seen (one creation time): the next one
+    except DailyLimitReached as e:
+        stopped = error = str(e)
+        log.warning("Freesound crawl stopped at the daily limit: %s (the next run continues)", e)
     except FreesoundAPIError as e:
         error = str(e)
-        log.error("Freesound crawl stopped: %s (the next run continues from page %d)", error, cursor["pages"] + 1)
-    return {"pages": cursor["pages"], "done": cursor["done"], "resumed": resumed, "error": error}
+        log.error("Freesound crawl stopped: %s (the next run continues after %s)", error, cursor.get("last_created"))
+    budget = client.budget
+    return {"pages": fetched, "sounds": sounds, "caught_up": caught_up, "error": error, "stopped": stopped,
+            "requests": client.requests - start_requests,
+            "requests_today": budget.used if budget is not None and budget.day == budget._today() else 0,
+            "daily_budget": api.daily_budget, "cursor": cursor}
 
 
 def download_audio(record: Record, api: FreesoundAPIConfig, audio_dir: Path, client: FreesoundClient) -> Path:
