@@ -80,3 +80,22 @@ def test_cli_reports_bad_config(inputs):
     assert proc.returncode == 2
     assert "fma.audio_dir" in proc.stderr and "gone" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_deployment_settings_default_and_checked(inputs):
+    cfg = load_config(write(inputs, BASE))
+    assert (cfg.deployment.name, cfg.deployment.work_pool, cfg.deployment.cron, cfg.deployment.timezone) == \
+        ("daily", "curation", "0 3 * * *", "UTC")
+    cfg = load_config(write(inputs, BASE + '[deployment]\ncron = "30 1 * * 1"\ntimezone = "Europe/Madrid"\n'))
+    assert cfg.deployment.cron == "30 1 * * 1" and cfg.deployment.timezone == "Europe/Madrid"
+    for bad, msg in (('cron = "every day"', "deployment.cron"), ('timezone = "Mars/Base"', "deployment.timezone"),
+                     ('name = "a b"', "deployment.name")):
+        with pytest.raises(ConfigError, match=msg):
+            load_config(write(inputs, BASE + f"[deployment]\n{bad}\n"))
+
+
+def test_api_budget_is_checked(inputs):
+    with pytest.raises(ConfigError, match="daily_budget"):
+        load_config(write(inputs, BASE + "[freesound.api]\ndaily_budget = 0\n"))
+    cfg = load_config(write(inputs, BASE + "[freesound.api]\nper_minute = 0\n"))
+    assert cfg.freesound.api.daily_budget == 2000 and cfg.freesound.api.per_minute == 0
