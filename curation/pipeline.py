@@ -94,7 +94,8 @@ def ingest_parts(cfg: Config, out_dir: Path, partition_records: int, workers: in
         rep.counts["api_requests"] = summary["requests"]
         if summary["error"]:
             rep.notes.append(f"Freesound crawl stopped: {summary['error']}; the next run continues")
-    key = settings_key("ingest", 1, files_key(_ingest_inputs(cfg)), partition_records, cfg.fma)
+    key = settings_key("ingest", 2, files_key(_ingest_inputs(cfg)), partition_records, cfg.fma,
+                       cfg.freesound.api is not None)
     state = out_dir / "ingest.json"
     if state.is_file():
         prev = json.loads(state.read_text())
@@ -141,7 +142,8 @@ def ingest_parts(cfg: Config, out_dir: Path, partition_records: int, workers: in
                 flush()
         if chunk:
             flush()
-    rep.counts["distinct"] = _dedupe_parts([storage.as_path(p) for p in parts])
+    latest = frozenset({"freesound"}) if cfg.freesound.api is not None else frozenset()
+    rep.counts["distinct"] = _dedupe_parts([storage.as_path(p) for p in parts], latest)
     atomic_write_text(state, json.dumps({"key": key, "parts": parts, "counts": rep.counts, "notes": rep.notes}))
     return parts, rep
 
@@ -155,7 +157,7 @@ def ingest_part_keys(parts: list[str]) -> list[str]:
     return [settings_key(state.get("key"), i) for i in range(len(parts))]
 
 
-def _dedupe_parts(parts: list[Path]) -> int:
+def _dedupe_parts(parts: list[Path], latest_wins: frozenset[str] = frozenset()) -> int:
     """`dedupe` across partitions: only the keys are read from every partition, and only the
     partitions holding a repeated key are rewritten. Returns the distinct record count."""
     from .stage import read_part, write_part
@@ -183,7 +185,7 @@ def _dedupe_parts(parts: list[Path]) -> int:
         for r, row in zip(rt.to_records(tables[i].take(rows)), rows.to_pylist()):
             copies.append(r)
             where.append((i, row))
-    firsts = {id(r) for r in dedupe(copies)}
+    firsts = {id(r) for r in dedupe(copies, latest_wins)}
     for i in touched:
         t = tables[i]
         mine = [(row, r) for (pi, row), r in zip(where, copies) if pi == i]
@@ -211,15 +213,38 @@ def _value(r: Record, k: str):
     return getattr(r, k) or None
 
 
-def dedupe(records: Iterable[Record]) -> list[Record]:
+def _latest(group: list[Record]) -> Record:
+    """Copies of one sound fetched at different times, oldest first (a live crawl's pages, then
+    its refreshes): the newest version stands. A license that changed is recorded
+    (`license_changed_from`, the license before the newest); a deletion found by a later check
+    keeps the last version's metadata and excludes it (`source_deleted`)."""
+    versions = [g for g in group if g.reason != "source_deleted"]
+    gone = group[-1].reason == "source_deleted"
+    keep = versions[-1] if versions else group[-1]
+    keep.seen = len(group)
+    keep.evidence["versions"] = len(versions)
+    lic = [v.license_raw for v in versions]
+    if len(set(lic)) > 1:
+        keep.evidence["licenses_seen"] = list(dict.fromkeys(lic))
+        keep.evidence["license_changed_from"] = next(x for x in reversed(lic) if x != lic[-1])
+    if gone and keep is not group[-1]:
+        keep.exclude("source_deleted", detail=group[-1].evidence.get("detail", ""))
+    return keep
+
+
+def dedupe(records: Iterable[Record], latest_wins: frozenset[str] = frozenset()) -> list[Record]:
     """One record per (source, id). Copies that disagree on a field both carry are
     excluded: we cannot tell which metadata (license!) is right. Copies that agree are
-    merged, each field taken from the first copy that has it."""
+    merged, each field taken from the first copy that has it. For the sources in
+    `latest_wins` (a live crawl, whose copies are versions in fetch order), see `_latest`."""
     groups: dict[tuple[str, str], list[Record]] = defaultdict(list)
     for r in records:
         groups[(r.source, r.id)].append(r)
     out = []
-    for (_, _), group in groups.items():
+    for (source, _), group in groups.items():
+        if source in latest_wins and len(group) > 1:
+            out.append(_latest(group))
+            continue
         first = group[0]
         first.seen = len(group)
         if len(group) > 1:
@@ -348,6 +373,12 @@ def licenses_table(table, cfg: Config):
             table = rt.where(has, d[col], table, col)
     table = rt.where(excluded, "excluded", table, "status")
     table = rt.where(excluded, d["reason"], table, "reason")
+    if rt.EV + "license_changed_from" in table.column_names:
+        # a sound fetched again under a license it may no longer be used under (see _latest)
+        changed = pc.and_(pc.fill_null(pc.equal(table.column("reason"), "license_not_allowed"), False),
+                          pc.and_(excluded, pc.is_valid(table.column(rt.EV + "license_changed_from"))))
+        if pc.any(changed).as_py():
+            table = rt.where(changed, "license_changed", table, "reason")
     return table
 
 
@@ -721,7 +752,7 @@ def load_detector(cfg: Config, info: ModelInfo):
 # --------------------------------------------------------------------------- the stages over partitions
 
 # Bumped when a stage's decisions change, so that completion markers of older runs no longer match.
-STAGE_VERSIONS = {"licenses": 1, "music": 1, "copyright": 1}
+STAGE_VERSIONS = {"licenses": 2, "music": 1, "copyright": 1}
 PER_PARTITION = ("licenses", "music", "copyright")
 
 

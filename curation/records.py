@@ -21,6 +21,8 @@ REASONS = {
     "genai_closed_model": "uploader allows only open-source models; the release does not declare one",
     "genai_preference_unknown": "gen_ai_preference value not one of Freesound's four: fail closed",
     "genai_preference_missing": "no gen_ai_preference in the response and require_genai_preference is set",
+    "license_changed": "the uploader changed the license to one not allowed (seen when the sound was fetched again)",
+    "source_deleted": "the sound was deleted from the source (404 when fetched again)",
     "license_conflict": "the license title and the license URL name different licenses (or versions)",
     "attribution_incomplete": "the license asks for attribution and no real URL (or license version) is known",
     "audio_missing": "no audio file for the record",

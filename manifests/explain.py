@@ -31,7 +31,9 @@ def explain_lines(row: dict) -> list[str]:
     out.append(f"  title: {row['title']!r}  author: {row['author']!r}  url: {row['url']}")
     if row.get("seen", 1) and row.get("seen", 1) > 1:
         out.append(f"  ingest: seen {row['seen']} times, kept once")
-    for k in ("detail", "conflicting_fields", "licenses_seen", "download_error"):
+    if ev.get("versions", 1) > 1:
+        out.append(f"  ingest: fetched {ev['versions']} times from the API; the newest version stands")
+    for k in ("detail", "conflicting_fields", "licenses_seen", "license_changed_from", "download_error"):
         if k in ev:
             out.append(f"  ingest: {k} = {ev[k]}")
     lic = ev.get("license")

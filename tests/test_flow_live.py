@@ -66,3 +66,59 @@ def test_live_crawl_through_the_flow_keeps_the_token_secret(tmp_path, demo_dir, 
         for f in root.rglob("*"):
             if f.is_file():
                 assert secret not in f.read_bytes(), f
+
+
+def test_three_runs_over_a_changing_catalogue(tmp_path, demo_dir):
+    """Scheduled runs as a deployment makes them, over a catalogue that changes between runs:
+    new uploads come in, a license changes, a sound is deleted, an uploader opts out. Each run
+    ends with the expected decisions, release and summary; audio is downloaded once."""
+    import tarfile
+
+    def included(out):
+        df = pd.read_parquet(out / "manifests" / "records.parquet").set_index("id")
+        return df, sorted(df.index[df["status"] == "included"])
+
+    def released(out):
+        keys = set()
+        for tar in (out / "release" / "shards").glob("*.tar"):
+            with tarfile.open(tar) as t:
+                keys |= {m.name.split(".")[0] for m in t.getmembers()}
+        return sorted(k.split("_")[1] for k in keys)
+
+    with FakeFreesound([], {}) as srv:
+        srv.sounds = sounds_for(srv.url, [31, 32, 33, 34])
+        srv.audio = {i: ogg(2.0, i) for i in range(31, 36)}
+        cfg = tmp_path / "curate.toml"
+        cfg.write_text(CONFIG.format(runner="local", url=srv.url, models=(demo_dir / "models").as_posix())
+                       .replace("max_retries = 3", "max_retries = 3\nrefresh_days = 0.00001"))
+        env = cli_env(tmp_path)
+        env["FREESOUND_API_TOKEN"] = TOKEN
+        out = tmp_path / "out"
+
+        curate("run", str(cfg), env=env)
+        df, inc = included(out)
+        assert inc == ["31", "32", "33", "34"] and released(out) == inc
+
+        srv.sounds[1]["license"] = "http://creativecommons.org/licenses/by-nc/4.0/"
+        srv.sounds += sounds_for(srv.url, [35])
+        curate("run", str(cfg), env=env)
+        df, inc = included(out)
+        assert inc == ["31", "33", "34", "35"] and released(out) == inc
+        assert df.loc["32", "reason"] == "license_changed"
+        ch = json.loads((out / "manifests" / "run_summary.json").read_text())["changes"]
+        assert (ch["added"], ch["changed"]) == (1, 1)
+        assert ch["transitions"] == {"included/ -> excluded/license_changed": 1}
+
+        srv.sounds = [x for x in srv.sounds if x["id"] != 33]
+        srv.sounds[2]["gen_ai_preference"] = "no-gen-ai"  # sound 34
+        curate("run", str(cfg), env=env)
+        df, inc = included(out)
+        assert inc == ["31", "35"] and released(out) == inc
+        assert df.loc["33", "reason"] == "source_deleted" and df.loc["33", "title"] == "sound 33"
+        assert df.loc["34", "reason"] == "genai_opt_out"
+        summary = json.loads((out / "manifests" / "run_summary.json").read_text())
+        assert summary["changes"]["transitions"] == {"included/ -> excluded/genai_opt_out": 1,
+                                                     "included/ -> excluded/source_deleted": 1}
+        assert summary["crawl"]["refreshed"] == 5 and summary["crawl"]["deleted"] == 1
+        previews = [p for p, _, _ in srv.requests if p.startswith("/previews/")]
+        assert sorted(previews) == sorted(set(previews))  # each recording downloaded once

@@ -182,3 +182,53 @@ def test_download_preview_with_token_and_original_with_oauth(server, tmp_path):
     p2 = fs.download_audio(recs[1], api_cfg(server, download="original"), tmp_path / "orig", c2)
     assert p2.name == "2.wav" and p2.read_bytes() == server.audio[2]
     assert server.requests[-1][2]["Authorization"] == f"Bearer {OAUTH}"
+
+
+def test_refresh_finds_changed_licenses_opt_outs_and_deletions(server, tmp_path, labels_csv):
+    """Sounds fetched `refresh_days` ago are fetched again, a page of ids per request; the next
+    ingest takes the newest version of each: a license changed to one not allowed is
+    `license_changed`, an opt-out `genai_opt_out`, a 404 `source_deleted` (its last metadata kept)."""
+    import time as _time
+
+    from curation import pipeline
+    from curation import record_table as rt
+    from curation.config import load_config
+    from curation.stage import read_part
+
+    cfg_path = tmp_path / "curate.toml"
+    (tmp_path / "x.pth").write_bytes(b"")
+    cfg_path.write_text(f'output_dir = "out"\n[freesound.api]\nbase_url = "{server.url}/apiv2"\nquery = "birds"\n'
+                        f'page_size = 2\nbackoff_s = 0.0\nrefresh_days = 30\n[music]\ncheckpoint = "x.pth"\n'
+                        f'labels_csv = "{labels_csv}"\n')
+    cfg = load_config(cfg_path)
+    pages, _ = pipeline.freesound_dirs(cfg)
+    day = 86_400
+    start = _time.time() - 40 * day
+    first = fs.crawl(cfg.freesound.api, pages, client=client(server), clock=lambda: start)
+    assert first["sounds"] == 5 and first["refreshed"] == 0
+    # a month later: one license changed, one opt-out, one deletion, one new upload
+    server.sounds[1]["license"] = "http://creativecommons.org/licenses/by-nc/4.0/"
+    server.sounds[2]["gen_ai_preference"] = "no-gen-ai"
+    server.sounds = [x for x in server.sounds if x["id"] != 4] + sounds_for(server.url, [6])
+    server.requests.clear()
+    second = fs.crawl(cfg.freesound.api, pages, client=client(server), clock=lambda: start + 35 * day)
+    assert second["sounds"] == 1 and second["refreshed"] == 5 and second["deleted"] == 1
+    filters = server.search_filters()
+    assert "id:(1 OR 2)" in filters and "id:(5)" in filters  # oldest first, a page of ids per request
+    assert [p for p, _, _ in server.requests if p.startswith("/apiv2/sounds/")] == ["/apiv2/sounds/4/"]
+    # within refresh_days nothing is asked again
+    server.requests.clear()
+    third = fs.crawl(cfg.freesound.api, pages, client=client(server), clock=lambda: start + 36 * day)
+    assert third["refreshed"] == 0 and third["requests"] == 1
+
+    parts, rep = pipeline.ingest_parts(cfg, tmp_path / "parts", partition_records=3, workers=1, client=client(server))
+    recs = rt.to_records(rt.unify([read_part(p) for p in parts]))
+    pipeline.apply_licenses(recs, cfg)
+    by_id = {r.id: r for r in recs}
+    assert sorted(by_id) == ["1", "2", "3", "4", "5", "6"] and rep.counts["distinct"] == 6
+    assert by_id["2"].reason == "license_changed"
+    assert by_id["2"].evidence["license_changed_from"] == "http://creativecommons.org/publicdomain/zero/1.0/"
+    assert by_id["3"].reason == "genai_opt_out"
+    assert by_id["4"].reason == "source_deleted" and by_id["4"].title == "sound 4"
+    assert {by_id[i].status for i in ("1", "5", "6")} == {"pending"}
+    assert by_id["1"].seen == 2 and by_id["1"].evidence["versions"] == 2

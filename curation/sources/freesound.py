@@ -63,6 +63,13 @@ def _malformed_values(where: str, detail: str) -> tuple:
             None, None, None, ev_json(detail))
 
 
+def _deleted_values(rid: str, checked_at: str) -> tuple:
+    """A sound the API answered 404 for when it was checked again: excluded, `source_deleted`
+    (ingest keeps the metadata of its last fetched version beside this decision)."""
+    return ("freesound", rid, "", "", "", "", "", False, [], "", "excluded", "source_deleted",
+            None, None, None, ev_json(f"the API answered 404 for this sound on {checked_at}"))
+
+
 def _result_values(res: object, where: str) -> tuple:
     """One API search result as the values of `_RESULT_COLUMNS`; a malformed one is kept, excluded."""
     if not isinstance(res, dict) or not valid_id(res.get("id")) or isinstance(res.get("id"), bool):
@@ -122,6 +129,9 @@ def _page_results(path: Path) -> tuple[list, str]:
     array, as other tools save them; else no results and why."""
     try:
         page = json.loads(path.read_bytes().decode("utf-8"))
+        if isinstance(page, dict) and isinstance(page.get("deleted"), list):
+            return {"deleted": [str(i) for i in page["deleted"] if valid_id(i)],
+                    "checked_at": str(page.get("checked_at", ""))}, "deleted"
         if isinstance(page, list):
             results = page
         elif isinstance(page, dict) and "results" not in page and "id" in page:
@@ -146,7 +156,9 @@ def read_page_files(paths: list[Path], batch_rows: int = 50_000) -> Iterator[pa.
     rows: list[tuple] = []
     for path in paths:
         results, error = _page_results(path)
-        if error:
+        if error == "deleted":
+            rows.extend(_deleted_values(rid, results["checked_at"]) for rid in results["deleted"])
+        elif error:
             rows.append(_malformed_values(path.name, f"unreadable page {path.name}: {error}"))
         else:
             rows.extend(_result_values(res, f"{path.name}#{i}") for i, res in enumerate(results))
@@ -283,6 +295,8 @@ class FreesoundClient:
                 continue
             if resp.status_code in (401, 403):
                 raise FreesoundAPIError(f"GET {where}: HTTP {resp.status_code} (check the API token)")
+            if resp.status_code == 404:
+                raise NotFound(f"GET {where}: HTTP 404")
             if resp.status_code >= 400:
                 raise FreesoundAPIError(f"GET {where}: HTTP {resp.status_code}")
             return resp
@@ -306,11 +320,23 @@ class FreesoundClient:
                     ) from None
                 self.sleep(self.backoff_s * 2 ** (attempt - 1))
 
+    def sound_exists(self, sound_id: str) -> bool:
+        """Whether `/sounds/ID/` answers (False on 404: the sound was deleted)."""
+        try:
+            self._get(self.base_url.rstrip("/") + f"/sounds/{int(sound_id)}/", params={"fields": "id"})
+            return True
+        except NotFound:
+            return False
+
     def download(self, url: str, dest: Path, oauth: bool = False) -> Path:
         resp = self._get(url, oauth=oauth, stream=True)
         data = b"".join(resp.iter_content(1 << 16))
         atomic_write_bytes(dest, data)
         return dest
+
+
+class NotFound(FreesoundAPIError):
+    """HTTP 404."""
 
 
 class DailyLimitReached(FreesoundAPIError):
@@ -407,7 +433,56 @@ def _cursor_from_pages(pages_dir: Path) -> tuple[str, int] | None:
     return last
 
 
-def crawl(api: FreesoundAPIConfig, pages_dir: Path, client: FreesoundClient | None = None) -> dict:
+def _load_checked(path) -> dict[str, float]:
+    """When each ingested sound was last fetched (id -> epoch seconds)."""
+    p = storage.as_path(path)
+    if not p.is_file():
+        return {}
+    t = storage.read_parquet(p)
+    return dict(zip(t.column("id").to_pylist(), t.column("checked").to_pylist()))
+
+
+def _save_checked(path, checked: dict[str, float]) -> None:
+    storage.write_parquet(path, pa.table({"id": pa.array(list(checked), pa.string()),
+                                          "checked": pa.array(list(checked.values()), pa.float64())}))
+
+
+def _refresh(api: FreesoundAPIConfig, client: FreesoundClient, pages_dir: Path, cursor: dict, cursor_path: Path,
+             checked: dict[str, float], now: float) -> tuple[int, int]:
+    """Fetch again, oldest first, the sounds last fetched `refresh_days` ago or more, a page of
+    them per request (`filter=id:(a OR b ...)`), while the budget lasts. A sound the search no
+    longer returns is asked for by id; a 404 is saved as a deletion. Returns (sounds checked,
+    sounds found deleted)."""
+    due_before = now - api.refresh_days * 86_400
+    due = sorted((t, i) for i, t in checked.items() if t <= due_before)
+    done = deleted_n = 0
+    for start in range(0, len(due), api.page_size):
+        if client.budget is not None and client.budget.left <= 0:
+            break
+        ids = [i for _, i in due[start : start + api.page_size]]
+        params = {"query": "", "filter": "id:(" + " OR ".join(ids) + ")", "fields": FIELDS,
+                  "page_size": len(ids), "sort": "created_asc"}
+        page, raw = client.get_json(api.base_url.rstrip("/") + "/search/text/", params)
+        got = {str(r.get("id")) for r in page["results"] if isinstance(r, dict)}
+        gone = [i for i in ids if i not in got and not client.sound_exists(i)]
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
+        for body in ([raw] if got else []) + ([json.dumps({"deleted": gone, "checked_at": stamp}).encode()]
+                                                if gone else []):
+            cursor["pages"] = cursor.get("pages", 0) + 1
+            atomic_write_bytes(pages_dir / f"page_{cursor['pages']:06d}.json", body)
+        for i in ids:
+            if i in gone:
+                checked.pop(i, None)
+            else:
+                checked[i] = now
+        atomic_write_text(cursor_path, json.dumps(cursor))
+        done += len(ids)
+        deleted_n += len(gone)
+    return done, deleted_n
+
+
+def crawl(api: FreesoundAPIConfig, pages_dir: Path, client: FreesoundClient | None = None,
+          clock: Callable[[], float] = time.time) -> dict:
     """Fetch the search results uploaded since the last crawl into `pages_dir`, one saved page
     per request, within the request budget.
 
@@ -439,6 +514,11 @@ def crawl(api: FreesoundAPIConfig, pages_dir: Path, client: FreesoundClient | No
     caught_up = False
     error = stopped = ""
     tie_page = 1  # > 1 only while more than a page of sounds share one creation time
+    checked_path = state_dir / "checked.parquet"
+    checked = _load_checked(checked_path)
+    if not checked and cursor.get("pages"):  # pages from before this state was kept: fetched now
+        checked = {r.id: clock() for r in read_pages(pages_dir) if valid_id(r.id) and r.reason != "source_deleted"}
+    refreshed = deleted = 0
     try:
         while not (api.max_pages and fetched >= api.max_pages):
             flt = api.filter
@@ -463,6 +543,8 @@ def crawl(api: FreesoundAPIConfig, pages_dir: Path, client: FreesoundClient | No
                 last = max(_created_key(r) for r in new)
                 cursor = {"last_created": last[0], "last_id": last[1], "pages": n}
                 atomic_write_text(cursor_path, json.dumps(cursor))
+                for r in new:
+                    checked[str(r.get("id"))] = clock()
                 fetched += 1
                 sounds += len(new)
                 tie_page = 1
@@ -471,14 +553,18 @@ def crawl(api: FreesoundAPIConfig, pages_dir: Path, client: FreesoundClient | No
                 break
             if not new:
                 tie_page += 1  # a full page of sounds already seen (one creation time): the next one
+        if caught_up and api.refresh_days > 0:
+            refreshed, deleted = _refresh(api, client, pages_dir, cursor, cursor_path, checked, clock())
     except DailyLimitReached as e:
         stopped = error = str(e)
         log.warning("Freesound crawl stopped at the daily limit: %s (the next run continues)", e)
     except FreesoundAPIError as e:
         error = str(e)
         log.error("Freesound crawl stopped: %s (the next run continues after %s)", error, cursor.get("last_created"))
+    _save_checked(checked_path, checked)
     budget = client.budget
     return {"pages": fetched, "sounds": sounds, "caught_up": caught_up, "error": error, "stopped": stopped,
+            "refreshed": refreshed, "deleted": deleted,
             "requests": client.requests - start_requests,
             "requests_today": budget.used if budget is not None and budget.day == budget._today() else 0,
             "daily_budget": api.daily_budget, "cursor": cursor}
