@@ -517,7 +517,8 @@ def crawl(api: FreesoundAPIConfig, pages_dir: Path, client: FreesoundClient | No
     checked_path = state_dir / "checked.parquet"
     checked = _load_checked(checked_path)
     if not checked and cursor.get("pages"):  # pages from before this state was kept: fetched now
-        checked = {r.id: clock() for r in read_pages(pages_dir) if valid_id(r.id) and r.reason != "source_deleted"}
+        now = clock()
+        checked = {i: now for t in read_pages_tables(pages_dir) for i in t.column("id").to_pylist() if valid_id(i)}
     refreshed = deleted = 0
     try:
         while not (api.max_pages and fetched >= api.max_pages):
