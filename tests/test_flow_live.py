@@ -120,5 +120,8 @@ def test_three_runs_over_a_changing_catalogue(tmp_path, demo_dir):
         assert summary["changes"]["transitions"] == {"included/ -> excluded/genai_opt_out": 1,
                                                      "included/ -> excluded/source_deleted": 1}
         assert summary["crawl"]["refreshed"] == 5 and summary["crawl"]["deleted"] == 1
+        music = next(st for st in summary["stages"] if st["name"] == "music")["counts"]
+        assert music.get("cached") == 2 and "scored" not in music  # results from the cache, nothing scored again
+        assert summary["crawl"]["requests_today"] <= 2000
         previews = [p for p, _, _ in srv.requests if p.startswith("/previews/")]
         assert sorted(previews) == sorted(set(previews))  # each recording downloaded once
