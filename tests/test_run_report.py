@@ -2,6 +2,7 @@
 the Markdown and table a scheduled run publishes."""
 import pyarrow as pa
 
+from curation.records import REASONS
 from manifests.run_report import Tally, changes, reasons_rows, summary_markdown
 from manifests.schema import SCHEMA
 
@@ -60,4 +61,4 @@ def test_markdown_and_table_carry_the_numbers():
     assert "7 records wait" in md and "| included | excluded (source_deleted) | 1 |" in md
     assert "12 requests this run (40 of the daily budget of 2,000" in md and "3 new sounds in 2 page(s), caught up" in md
     assert reasons_rows(summary) == [{"source": "freesound", "status": "excluded", "reason": "source_deleted",
-                                      "records": 1, "meaning": ""}]
+                                      "records": 1, "meaning": REASONS["source_deleted"]}]
