@@ -74,6 +74,31 @@ def test_unchanged_shards_are_not_rewritten_and_stale_ones_go(tmp_path):
     assert after["shard-000000.tar"] == before["shard-000000.tar"]
 
 
+def test_shard_assignment_is_stable_and_append_only(tmp_path):
+    """A record stays in its shard: removing one rewrites that shard only; new records go to
+    new shards; the shards before are byte for byte the same."""
+    recs = make_records(tmp_path, 8)
+    first = write_shards(tmp_path / "shards", recs, 3, tmp_path / "state")
+    assert [len(s["keys"]) for s in first] == [3, 3, 2]
+    before = {p.name: p.read_bytes() for p in (tmp_path / "shards").iterdir()}
+    gone = first[0]["keys"][1]  # from the middle of the first shard: sorted packing would shift every shard
+    kept = [r for r in recs if f"{r.source}_{r.id}" != gone]
+    second = write_shards(tmp_path / "shards", kept, 3, tmp_path / "state")
+    assert [s["written"] for s in second] == [True, False, False]
+    assert [s["keys"] for s in second[1:]] == [s["keys"] for s in first[1:]]
+    after = {p.name: p.read_bytes() for p in (tmp_path / "shards").iterdir()}
+    assert after["shard-000001.tar"] == before["shard-000001.tar"] and after["shard-000002.tar"] == before["shard-000002.tar"]
+    (tmp_path / "more").mkdir()
+    more = make_records(tmp_path / "more", 12)[8:]  # four new recordings
+    for r in more:
+        r.id = str(int(r.id) + 1)  # ids not used before
+    third = write_shards(tmp_path / "shards", kept + more, 3, tmp_path / "state")
+    assert [s["name"] for s in third if s["written"]] == ["shard-000003.tar", "shard-000004.tar"]
+    assert sorted(k for s in third[3:] for k in s["keys"]) == sorted(f"{r.source}_{r.id}" for r in more)
+    # every record once, in some shard
+    assert sorted(k for s in third for k in s["keys"]) == sorted(f"{r.source}_{r.id}" for r in kept + more)
+
+
 def test_attribution_csv_survives_hostile_text(tmp_path):
     recs = make_records(tmp_path, 2)
     n = write_attribution(tmp_path / "a.csv", recs)

@@ -105,24 +105,58 @@ def _shard_fingerprint(chunk: list[Record]) -> str:
     return h.hexdigest()
 
 
+def _previous_assignment(shard_dir: Path, state_dir: Path) -> dict[str, list[str]]:
+    """{shard name: record keys} of the shards the last release wrote and still holds."""
+    out: dict[str, list[str]] = {}
+    if not state_dir.is_dir():
+        return out
+    for state in state_dir.glob("shard-*.tar.json"):
+        name = state.name[: -len(".json")]
+        try:
+            keys = json.loads(state.read_text()).get("keys")
+        except ValueError:
+            continue
+        if isinstance(keys, list) and (shard_dir / name).exists():
+            out[name] = [str(k) for k in keys]
+    return out
+
+
 def plan_shards(records: list[Record], max_records: int, shard_dir: Path, state_dir: Path) -> list[dict]:
-    """The shards the records make, in order: name, keys, fingerprint, its records, and whether
-    it must be written (`write`), which it need not when its records, audio and metadata are
-    unchanged since it was written (its fingerprint in `state_dir`)."""
+    """The shards the records make: name, keys, fingerprint, its records, and whether it must be
+    written (`write`), which it need not when its records, audio and metadata are unchanged
+    since it was written (its fingerprint in `state_dir`).
+
+    Assignment is stable and append-only: a record stays in the shard it was released in; new
+    records fill new shards (in key order, `max_records` each) numbered after the last. So one
+    removal or change rewrites one shard, and new records write only new shards; a shard whose
+    records all left is gone. (Shards emptied in part are not merged: see the README.)"""
     records = sorted(records, key=sort_key)
+    by_key = {record_key(r.source, r.id): r for r in records}
+    groups: list[tuple[str, list[Record]]] = []
+    placed: set[str] = set()
+    prev = _previous_assignment(shard_dir, state_dir)
+    for name in sorted(prev):
+        members = [by_key[k] for k in dict.fromkeys(prev[name]) if k in by_key and k not in placed]
+        if members:
+            members.sort(key=sort_key)
+            groups.append((name, members))
+            placed.update(record_key(r.source, r.id) for r in members)
+    fresh = [r for r in records if record_key(r.source, r.id) not in placed]
+    n = 1 + max((int(name[len("shard-"):-len(".tar")]) for name in prev), default=-1)
+    for start in range(0, len(fresh), max_records):
+        groups.append((f"shard-{n:06d}.tar", fresh[start : start + max_records]))
+        n += 1
     plans = []
-    for s, start in enumerate(range(0, len(records), max_records)):
-        chunk = records[start : start + max_records]
-        name = f"shard-{s:06d}.tar"
+    for name, chunk in groups:
         target, state = shard_dir / name, state_dir / f"{name}.json"
         fp = _shard_fingerprint(chunk)
         write = True
         if state.exists() and target.exists():
             try:
-                prev = json.loads(state.read_text())
+                prev_state = json.loads(state.read_text())
             except ValueError:
-                prev = {}
-            write = not (prev.get("fingerprint") == fp and _unchanged(target, prev))
+                prev_state = {}
+            write = not (prev_state.get("fingerprint") == fp and _unchanged(target, prev_state))
         plans.append({"name": name, "keys": [record_key(r.source, r.id) for r in chunk], "fingerprint": fp,
                       "records": chunk, "write": write})
     return plans
