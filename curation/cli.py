@@ -8,7 +8,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import typer
+from typer.core import TyperGroup
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Audio dataset curation and licensing.")
@@ -23,6 +25,21 @@ app.add_typer(licenses_app, name="licenses")
 app.add_typer(models_app, name="models")
 app.add_typer(music_app, name="music")
 
+
+class _ReleaseGroup(TyperGroup):
+    """`curate release CONFIG` runs the release stage; `curate release diff|verify ...` the others."""
+
+    def parse_args(self, ctx, args):
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            args = ["stage", *args]
+        return super().parse_args(ctx, args)
+
+
+release_app = typer.Typer(cls=_ReleaseGroup, no_args_is_help=True,
+                          help="Release versions: `curate release CONFIG` publishes the last run's release as the "
+                               "next version; `diff A B` and `verify DIR` compare and check versions.")
+app.add_typer(release_app, name="release")
+
 err = Console(stderr=True, soft_wrap=True)
 
 # Prefect's temporary server sends usage telemetry from a background job that races the
@@ -31,7 +48,7 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
 def _fail(msg: str, code: int = 2) -> None:
-    err.print(f"[bold red]error:[/] {msg}", highlight=False, markup=True)
+    err.print(f"[bold red]error:[/] {escape(msg)}", highlight=False, markup=True)
     raise typer.Exit(code)
 
 
@@ -77,11 +94,17 @@ def run(config: Path = typer.Argument(..., help="The run's TOML config.")) -> No
     from .copyright.catalogue import CatalogueFormatError
     from .sources.fma import FMAFormatError
 
+    from .release.takedowns import TakedownError
+
     try:
         with _progress_factory() as make:
             summary = run_flow(config, progress=make)
-    except (CatalogueFormatError, FMAFormatError) as e:
+    except (CatalogueFormatError, FMAFormatError, TakedownError) as e:
         _fail(str(e), 1)
+    _report_run(summary)
+
+
+def _report_run(summary: dict) -> None:
     mm = summary["music_model"]
     if mm["random_init"] or not mm["published"]:
         what = "RANDOMLY INITIALISED" if mm["random_init"] else "NOT the published PANNs checkpoint"
@@ -94,7 +117,97 @@ def run(config: Path = typer.Argument(..., help="The run's TOML config.")) -> No
     err.print(f"records: {summary['records']}  " + "  ".join(f"{k}: {v}" for k, v in summary["status"].items()))
     for reason, n in summary["reasons"].items():
         err.print(f"  {reason}: {n}")
+    v = summary.get("release_version") or {}
+    if v.get("published"):
+        err.print(f"release {v['version']} published ({v['records']} records, {v['shards']} shards, "
+                  f"{v['shards_shared_with_parent']} shared with {v['parent'] or 'no parent'})")
+    elif v:
+        err.print(f"release unchanged: still {v['version']}")
     typer.echo(summary["manifest"])
+
+
+@release_app.command("stage", hidden=True)
+def release_stage(config: Path = typer.Argument(..., help="The run's TOML config.")) -> None:
+    """The release stage alone over the last run's decided records (takedowns and review
+    decisions applied again), published as the next version if it changed."""
+    from .config import ConfigError
+    from .pipeline import NoRunYet
+    from .release.takedowns import TakedownError
+
+    try:
+        from flows.curate import run as run_flow
+
+        with _progress_factory() as make:
+            summary = run_flow(config, progress=make, release_only=True)
+    except (ConfigError, NoRunYet, TakedownError) as e:
+        _fail(str(e), 1)
+    _report_run(summary)
+
+
+def _version_dir(value: str, config: Path | None) -> Path:
+    p = Path(value)
+    if not p.is_dir() and config is not None:
+        from .config import ConfigError, load_config
+        from .release.versions import releases_dir
+
+        try:
+            p = Path(releases_dir(load_config(config).output_dir)) / value
+        except ConfigError as e:
+            _fail(str(e))
+    if not p.is_dir():
+        _fail(f"no release version at {value}")
+    return p
+
+
+@release_app.command("diff")
+def release_diff(
+    a: str = typer.Argument(..., help="The older version: its folder, or its name (v1) with --config."),
+    b: str = typer.Argument(..., help="The newer version."),
+    config: Path = typer.Option(None, help="The run's TOML config, to name versions as v1, v2."),
+    csv_out: Path = typer.Option(None, "--csv", help="Write the CSV here (default: standard output)."),
+) -> None:
+    """Records added, removed (with the reason) and changed (license, audio, metadata) from A to B:
+    CSV `change,source,id,reason,detail`, and a summary on the terminal."""
+    from .atomic import atomic_write_text
+    from .release.diff import diff_versions, summary, to_csv
+
+    da, db = _version_dir(a, config), _version_dir(b, config)
+    try:
+        rows = diff_versions(da, db)
+    except FileNotFoundError as e:
+        _fail(str(e))
+    text = to_csv(rows)
+    if csv_out:
+        atomic_write_text(csv_out, text)
+    else:
+        sys.stdout.write(text)
+    s = summary(rows)
+    err.print(f"{da.name} -> {db.name}: {s['added']} added, {s['removed']} removed, {s['changed']} changed",
+              markup=False)
+    for reason, n in sorted(s["removed_by_reason"].items()):
+        err.print(f"  removed, {reason}: {n}", markup=False)
+    for kind, n in sorted(s["changed_by_kind"].items()):
+        err.print(f"  changed, {kind}: {n}", markup=False)
+
+
+@release_app.command("verify")
+def release_verify(
+    directory: Path = typer.Argument(..., help="A release version's folder (OUT/releases/vN, or a copy)."),
+    manifest: Path = typer.Option(None, help="The manifest records must be allowed under (default: the "
+                                  "current OUT/manifests/records.parquet next to OUT/releases, else the version's own)."),
+) -> None:
+    """Check every checksum, that attribution and shards match one to one, and that every record is
+    allowed under the current manifest. Exits 1 on any problem."""
+    from .release.verify import verify
+
+    problems, checked = verify(directory, manifest)
+    for p in problems:
+        err.print(f"[red]FAIL[/] {escape(p)}", markup=True, highlight=False)
+    if problems:
+        err.print(f"{directory}: {len(problems)} problem(s)", markup=False)
+        raise typer.Exit(1)
+    err.print(f"{directory}: OK ({checked['records']} records, {checked['shards']} shards, "
+              f"allowed under {checked['manifest']})", markup=False)
 
 
 @app.command()

@@ -155,6 +155,9 @@ class CopyrightConfig:
 class ReleaseConfig:
     shard_max_records: int = 1000
     shard_dir: Path | None = None  # default OUT/release/shards; may be an object store URL
+    name: str = "Curated CC audio"  # the dataset's name on its card
+    # A CSV `source,id,reason,requested_at`: records that leave the next release for good.
+    takedowns: Path | None = None
     # What the release declares, against which Freesound's gen_ai_preference is read:
     open_source_model: bool = True  # the trained model's weights are published
     noncommercial: bool = False  # the model is for noncommercial use only
@@ -214,7 +217,8 @@ class Config:
 # Paths that may be object store URLs (s3://bucket/key, through fsspec): the inputs, the
 # output folder and the shard folder. The rest (models, indexes, review decisions) are local.
 URL_KEYS = {"output_dir", "freesound.pages_dir", "freesound.audio_dir", "fma.tracks_csv", "fma.audio_dir",
-            "fma.raw_tracks_csv", "copyright.spotify_tracks_csv", "release.shard_dir"}
+            "fma.raw_tracks_csv", "copyright.spotify_tracks_csv", "release.shard_dir",
+            "release.takedowns"}
 
 
 def _path_value(name: str, value: Any, base: Path):
@@ -301,7 +305,7 @@ def load_config(path: str | Path) -> Config:
         "fma": (cfg.fma, ("audio_dir",), ("tracks_csv", "raw_tracks_csv")),
         "music": (cfg.music, (), ("checkpoint", "labels_csv")),
         "copyright": (cfg.copyright, ("fingerprint_index",), ("spotify_tracks_csv", "review_decisions")),
-        "release": (cfg.release, (), ()),
+        "release": (cfg.release, (), ("takedowns",)),
         "training": (cfg.training, ("hf_home",), ("model_config", "pretrained_ckpt_path")),
         "deployment": (cfg.deployment, (), ()),
     }

@@ -811,15 +811,21 @@ def review_parts(parts: list[str], cfg: Config, out_dir: Path) -> tuple[list[str
     what is still pending after it is included."""
     from .stage import read_part, write_part
 
+    from .release import takedowns
+
     rep = StageReport("review")
     decisions = load_decisions(cfg, rep)
+    down = takedowns.load(cfg.output_dir, cfg.release.takedowns)
     queue: list[dict] = []
     out = []
     keys: set = set()
     for i, p in enumerate(parts):
         t = read_part(p)
-        if decisions:
+        if decisions or down:
             keys.update(zip(t.column("source").to_pylist(), t.column("id").to_pylist()))
+        t, n = takedowns.apply(t, down)
+        if n:
+            rep.add("takedown", n)
         t, q = review_table(t, decisions, rep)
         queue += q
         dst = out_dir / f"part-{i:05d}.parquet"
@@ -829,6 +835,10 @@ def review_parts(parts: list[str], cfg: Config, out_dir: Path) -> tuple[list[str
         release_memory()
     rep.counts["waiting"] = len(queue)
     decisions_elsewhere(decisions, keys, rep)
+    absent = sorted(k for k in down if k not in keys)
+    if absent:
+        rep.notes.append(f"{len(absent)} takedown(s) for records not in this run stay in force: "
+                         + ", ".join(f"{s} {i}" for s, i in absent[:10]))
     return out, queue, rep
 
 
@@ -865,9 +875,56 @@ def release_plan(parts: list[str], cfg: Config) -> tuple[str, list[tuple[str, st
                      schema=pa.schema([("key", pa.string()), ("shard", pa.string())]))
     path = cfg.work_dir / "release" / "shards.parquet"
     write_part(path, where)
+    write_part(cfg.work_dir / "release" / "index.parquet", release_index(plans))
     rep.counts["shards"] = len(plans)
     rep.counts["records"] = len(included)
     return str(path), jobs, rep
+
+
+def _decided_path(cfg: Config) -> Path:
+    return cfg.work_dir / "stages" / "decided.json"
+
+
+def save_decided_parts(cfg: Config, parts: list[str]) -> None:
+    """The partitions the per-partition stages ended with, for `curate release` to start from."""
+    atomic_write_text(_decided_path(cfg), json.dumps([storage.url(p) for p in parts]))
+
+
+class NoRunYet(RuntimeError):
+    pass
+
+
+def load_decided_parts(cfg: Config) -> list[str]:
+    path = _decided_path(cfg)
+    try:
+        parts = json.loads(path.read_text())
+    except (OSError, ValueError):
+        raise NoRunYet(f"no decided records under {cfg.work_dir}: run `curate run` first") from None
+    missing = [p for p in parts if not storage.as_path(p).exists()]
+    if missing:
+        raise NoRunYet(f"the last run's partition {missing[0]} is gone: run `curate run` again")
+    return parts
+
+
+def publish_version(cfg: Config, info: "ModelInfo") -> dict:
+    """The working release as the next version under OUT/releases (release.versions), with
+    the takedowns in force listed."""
+    from .release import takedowns, versions
+
+    down = takedowns.load(cfg.output_dir, cfg.release.takedowns)
+    model = {"checkpoint": Path(info.checkpoint).name, "sha256": info.sha256, "random_init": info.random_init,
+             "published": info.published}
+    return versions.publish(cfg, model, [t.to_dict() for t in sorted(down.values(), key=lambda t: (t.source, int(t.id)))])
+
+
+def release_index(plans: list[dict]) -> "pa.Table":
+    """What a release version holds, one row per record: its shard, what the attribution
+    says, and digests of its audio and of the metadata its shard sample carries (what
+    `curate release diff` compares)."""
+    from .release.versions import INDEX_SCHEMA, index_row
+
+    rows = [index_row(r, p["name"]) for p in plans for r in p["records"]]
+    return pa.Table.from_pylist(rows, schema=INDEX_SCHEMA)
 
 
 def write_shard_job(name: str, job: str, fingerprint: str, cfg: Config, progress: Progress | None = None) -> int:

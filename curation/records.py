@@ -35,6 +35,7 @@ REASONS = {
     "copyright_audio_match": "the audio holds an excerpt of a reference recording: waiting for human review",
     "copyright_audio_retry": "music: the identification service gave no answer (error recorded); kept out, asked again next run",
     "copyright_rejected": "a reviewer rejected the recording",
+    "takedown": "a takedown was requested (the release's takedown list): out of this and every later release",
 }
 
 _ID_RE = re.compile(r"^[0-9]{1,12}$")

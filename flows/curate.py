@@ -98,6 +98,11 @@ def manifest_task(parts: list[str], shards: str, cfg: Config) -> tuple[str, dict
     return pipeline.manifest_parts(parts, shards, cfg)
 
 
+@task(name="publish-version", **TASK)
+def version_task(cfg: Config, info: pipeline.ModelInfo) -> dict:
+    return pipeline.publish_version(cfg, info)
+
+
 @task(name="train-and-generate", **TASK)
 def training_task(cfg: Config) -> dict:
     from training.bridge import train_and_generate
@@ -172,9 +177,16 @@ def run_stages(cfg: Config, progress: Progress | None = None) -> dict:
     for name in pipeline.PER_PARTITION:
         keyed, rep = map_stage(name, keyed, cfg, info, progress)
         reports.append(rep)
+    pipeline.save_decided_parts(cfg, [p for p, _ in keyed])
+    return finish(cfg, info, [p for p, _ in keyed], n, reports, crawl, progress)
 
+
+def finish(cfg: Config, info: pipeline.ModelInfo, decided: list[str], n: int, reports: list[StageReport],
+           crawl: dict | None, progress: Progress) -> dict:
+    """Review, release, manifest and the release version, from the decided partitions (what
+    `curate release` runs alone)."""
     t0 = time.perf_counter()
-    parts, waiting, rep = review_task([p for p, _ in keyed], cfg)
+    parts, waiting, rep = review_task(decided, cfg)
     reports.append(_timed(rep, t0, n))
     t0 = time.perf_counter()
     shards, rep = release_phase(parts, cfg, progress)
@@ -182,12 +194,20 @@ def run_stages(cfg: Config, progress: Progress | None = None) -> dict:
     t0 = time.perf_counter()
     manifest, tally = manifest_task(parts, shards, cfg)
     reports.append(_timed(StageReport("manifest"), t0, n))
+    version = version_task(cfg, info)
+    if version["published"]:
+        get_run_logger().info("release %s published (parent %s): %d records in %d shards, %d shared with the parent",
+                              version["version"], version["parent"], version["records"], version["shards"],
+                              version["shards_shared_with_parent"])
+    else:
+        get_run_logger().info("release unchanged since %s: no new version", version["version"])
 
     training = None
     if cfg.training.enabled:
         training = training_task(cfg)
 
     summary = {
+        "release_version": version,
         "records": sum(tally["status"].values()),
         "status": tally["status"],
         "reasons": tally["reasons"],
@@ -217,6 +237,22 @@ def publish_artifacts(summary: dict) -> None:
         get_run_logger().warning("could not publish the run's artifacts: %s: %s", type(e).__name__, e)
 
 
+def release_stages(cfg: Config, progress: Progress | None = None) -> dict:
+    """The release stage alone over the last run's decided partitions: takedowns and review
+    decisions applied again, the release, manifest and version."""
+    progress = progress or _progress[0]
+    decided = pipeline.load_decided_parts(cfg)
+    n = sum(storage.parquet_rows(p) for p in decided)
+    info = model_info_task(cfg)
+    return finish(cfg, info, decided, n, [], None, progress)
+
+
+@flow(name="curate-release", log_prints=True)
+def release_flow(config_path: str) -> dict:
+    """`curate release CONFIG`: the release stage of the last run, published as a version."""
+    return release_stages(load_config(config_path))
+
+
 @flow(name="curate", log_prints=True)
 def curate_flow(config_path: str) -> dict:
     """The whole curation run for one config file."""
@@ -235,11 +271,19 @@ def task_runner_for(cfg: Config):
     return ThreadPoolTaskRunner(max_workers=1)
 
 
-def run(config_path: str | Path, progress: Progress = _no_progress) -> dict:
-    """Load and validate the config (a bad one stops here with a ConfigError), then run the flow."""
+def run(config_path: str | Path, progress: Progress = _no_progress, release_only: bool = False) -> dict:
+    """Load and validate the config (a bad one stops here with a ConfigError), then run the
+    flow (`release_only`: the release stage of the last run alone)."""
     cfg = load_config(config_path)
+    if cfg.release.takedowns is not None:
+        from curation.release.takedowns import read
+
+        read(cfg.release.takedowns)  # a list that cannot be read stops the run before it starts
+    if release_only:
+        pipeline.load_decided_parts(cfg)  # no earlier run: say so before starting Prefect
     _progress[0] = progress
+    chosen = release_flow if release_only else curate_flow
     try:
-        return curate_flow.with_options(task_runner=task_runner_for(cfg))(str(Path(config_path).resolve()))
+        return chosen.with_options(task_runner=task_runner_for(cfg))(str(Path(config_path).resolve()))
     finally:
         _progress[0] = _no_progress

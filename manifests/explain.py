@@ -93,6 +93,10 @@ def explain_lines(row: dict) -> list[str]:
         out.append(f"  review: {rv.get('decision')} by {rv.get('reviewer') or '?'}"
                    + (f" at {rv['decided_at']}" if rv.get("decided_at") else "")
                    + (f" ({rv['note']})" if rv.get("note") else ""))
+    td = ev.get("takedown")
+    if td:
+        out.append(f"  takedown: requested {td.get('requested_at')} ({td.get('reason') or 'no reason given'}); "
+                   f"before it: {td.get('status_before')}" + (f" ({td['reason_before']})" if td.get("reason_before") else ""))
     if ev.get("shard"):
         out.append(f"  release: in {ev['shard']}")
     return out

@@ -1,0 +1,223 @@
+"""Release versions: OUT/releases/v1, v2, ..., each published once and never changed.
+
+A version holds the attribution CSVs, the shards, `records.parquet` (what it holds, one row
+per record), `manifest.parquet` (every record of the run that made it, with why it is in or
+out), `release.json`, a dataset card `README.md` and `SHA256SUMS` over every other file
+(`sha256sum -c SHA256SUMS` reads it). A run publishes a version only when the attribution or
+the shards differ from the last version's. Shards are hard links to the working release's
+files, so a shard unchanged since the parent version is the parent's very file, not a copy (a
+working shard is only ever replaced, never written in place). On an object store a version
+is written in place, its SHA256SUMS last: a folder without one is an interrupted publish,
+removed and written again by the next.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pyarrow as pa
+
+from .. import storage
+from ..atomic import atomic_write_bytes
+from ..audio import file_sha256
+from ..records import Record, record_key
+
+SUMS = "SHA256SUMS"
+ATTRIBUTION = ("freesound_attribution.csv", "fma_attribution.csv")
+_VERSION = re.compile(r"^v([0-9]+)$")
+
+INDEX_SCHEMA = pa.schema([
+    ("key", pa.string()), ("source", pa.string()), ("id", pa.string()), ("shard", pa.string()),
+    ("license", pa.string()), ("license_url", pa.string()), ("title", pa.string()), ("author", pa.string()),
+    ("url", pa.string()), ("audio_sha256", pa.string()), ("audio_seconds", pa.float64()),
+    ("metadata_sha256", pa.string()),
+])
+
+
+def index_row(r: Record, shard: str) -> dict:
+    from .writers import sample_metadata
+
+    audio = r.evidence.get("audio") or {}
+    meta = json.dumps(sample_metadata(r), sort_keys=True, ensure_ascii=False).encode("utf-8")
+    return {"key": record_key(r.source, r.id), "source": r.source, "id": r.id, "shard": shard,
+            "license": r.license, "license_url": r.license_url, "title": r.title, "author": r.author,
+            "url": r.url, "audio_sha256": audio.get("sha256"), "audio_seconds": audio.get("seconds"),
+            "metadata_sha256": hashlib.sha256(meta).hexdigest()}
+
+
+def releases_dir(output_dir):
+    return storage.as_path(output_dir) / "releases"
+
+
+def versions(root) -> list[str]:
+    """The published versions under `root` (OUT/releases), oldest first: folders `vN` with
+    their SHA256SUMS."""
+    root = storage.as_path(root)
+    if not root.exists():
+        return []
+    found = []
+    for p in root.iterdir():
+        m = _VERSION.match(p.name)
+        if m and (p / SUMS).exists():
+            found.append((int(m.group(1)), p.name))
+    return [name for _, name in sorted(found)]
+
+
+def read_sums(path) -> dict[str, str]:
+    """{relative path: sha256} from a SHA256SUMS file (sha256sum's text format)."""
+    out = {}
+    for line in storage.as_path(path).read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        digest, _, name = line.partition("  ")
+        if not name or not re.fullmatch(r"[0-9a-f]{64}", digest):
+            raise ValueError(f"{path}: not a sha256sum line: {line!r}")
+        out[name] = digest
+    return out
+
+
+def sums_text(sums: dict[str, str]) -> str:
+    return "".join(f"{sums[k]}  {k}\n" for k in sorted(sums))
+
+
+def _content(cfg, shards: list[str]) -> dict[str, str]:
+    """{path in a version: sha256} of the attribution CSVs and shards as the run left them
+    (a shard's digest from the state written with it)."""
+    out = {}
+    for name in ATTRIBUTION:
+        p = storage.as_path(cfg.output_dir) / "release" / name
+        out[name] = file_sha256(p)
+    state_dir = cfg.work_dir / "shards"
+    for name in shards:
+        out[f"shards/{name}"] = json.loads((state_dir / f"{name}.json").read_text())["sha256"]
+    return out
+
+
+def _link(src, dst) -> bool:
+    """`dst` as the same file as `src`: a hard link where the filesystem allows one (True),
+    else a copy (a server-side copy within one object store)."""
+    src, dst = storage.as_path(src), storage.as_path(dst)
+    if not storage.is_remote(src) and not storage.is_remote(dst):
+        Path(dst).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(src, dst)
+            return True
+        except OSError:
+            shutil.copy2(src, dst)
+            return False
+    if storage.is_remote(src) and storage.is_remote(dst) and src.protocol == dst.protocol:
+        dst.fs.copy(src.path, dst.path)
+        return False
+    with storage.writing(dst) as tmp:
+        shutil.copyfile(storage.local_copy(src), tmp)
+    return False
+
+
+def _write(path, data: bytes) -> str:
+    atomic_write_bytes(path, data)
+    return hashlib.sha256(data).hexdigest()
+
+
+def _summary(index: pa.Table) -> dict:
+    rows = index.select(["source", "license", "license_url", "audio_seconds", "shard"]).to_pylist()
+    by_source: dict[str, int] = {}
+    licenses: dict[str, dict[str, int]] = {}
+    deeds: dict[str, int] = {}
+    seconds: dict[str, float] = {}
+    for r in rows:
+        by_source[r["source"]] = by_source.get(r["source"], 0) + 1
+        lic = licenses.setdefault(r["source"], {})
+        lic[r["license"] or ""] = lic.get(r["license"] or "", 0) + 1
+        deeds[r["license_url"] or ""] = deeds.get(r["license_url"] or "", 0) + 1
+        seconds[r["source"]] = seconds.get(r["source"], 0.0) + float(r["audio_seconds"] or 0.0)
+    total_s = sum(seconds.values())
+    return {
+        "records": {"total": len(rows), "by_source": dict(sorted(by_source.items()))},
+        "licenses": {s: dict(sorted(v.items())) for s, v in sorted(licenses.items())},
+        "license_deeds": dict(sorted(deeds.items())),
+        "seconds": {"total": round(total_s, 3), "hours": round(total_s / 3600, 3),
+                    "by_source": {s: round(v, 3) for s, v in sorted(seconds.items())}},
+    }
+
+
+def publish(cfg, music_model: dict, takedowns: list[dict], now: datetime | None = None) -> dict:
+    """Publish the working release (OUT/release and its shards) as the next version if it
+    differs from the last one. Returns {"version", "published", "parent", ...counts}."""
+    from .card import dataset_card
+
+    root = releases_dir(cfg.output_dir)
+    index = storage.read_parquet(cfg.work_dir / "release" / "index.parquet")
+    shards = sorted(set(index.column("shard").to_pylist()))
+    content = _content(cfg, shards)
+    have = versions(root)
+    parent = have[-1] if have else None
+    parent_sums = read_sums(root / parent / SUMS) if parent else {}
+    if parent and {k: v for k, v in parent_sums.items() if k in content or k.startswith("shards/")} == content:
+        return {"version": parent, "published": False, "parent": None}
+
+    n = int(_VERSION.match(parent).group(1)) + 1 if parent else 1
+    name = f"v{n}"
+    final = root / name
+    remote = storage.is_remote(root)
+    if remote:
+        if final.exists():  # an interrupted publish (no SHA256SUMS, or versions() had listed it)
+            final.fs.rm(final.path, recursive=True)
+        work = final
+    else:
+        Path(root).mkdir(parents=True, exist_ok=True)
+        for old in Path(root).glob(".tmp-v*"):
+            shutil.rmtree(old, ignore_errors=True)
+        if Path(final).exists():  # a folder of that name that is no published version
+            shutil.rmtree(final)
+        work = Path(root) / f".tmp-{name}-{os.getpid()}"
+        work.mkdir()
+
+    sums: dict[str, str] = {}
+    linked = 0
+    for rel in ATTRIBUTION:
+        _link(storage.as_path(cfg.output_dir) / "release" / rel, work / rel)
+        sums[rel] = content[rel]
+    shared = []
+    for shard in shards:
+        rel = f"shards/{shard}"
+        linked += _link(cfg.shard_dir / shard, work / rel)
+        sums[rel] = content[rel]
+        if parent_sums.get(rel) == content[rel]:
+            shared.append(shard)
+    with storage.writing(work / "records.parquet") as tmp:
+        import pyarrow.parquet as pq
+
+        pq.write_table(index, tmp)
+        sums["records.parquet"] = file_sha256(tmp)
+    manifest = storage.as_path(cfg.output_dir) / "manifests" / "records.parquet"
+    _link(manifest, work / "manifest.parquet")
+    sums["manifest.parquet"] = file_sha256(work / "manifest.parquet")
+
+    info = {
+        "name": cfg.release.name,
+        "version": name,
+        "parent": parent,
+        "created_at": (now or datetime.now(timezone.utc)).isoformat(timespec="seconds"),
+        **_summary(index),
+        "shards": {"count": len(shards), "max_records": cfg.release.shard_max_records,
+                   "shared_with_parent": len(shared), "new": len(shards) - len(shared),
+                   "hard_linked": linked},
+        "music_model": music_model,
+        "config_sha256": file_sha256(cfg.path),
+        "release_declares": {"open_source_model": cfg.release.open_source_model,
+                             "noncommercial": cfg.release.noncommercial},
+        "takedowns": takedowns,
+    }
+    sums["release.json"] = _write(work / "release.json",
+                                  (json.dumps(info, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode())
+    sums["README.md"] = _write(work / "README.md", dataset_card(info).encode("utf-8"))
+    atomic_write_bytes(work / SUMS, sums_text(sums).encode("utf-8"))
+    if not remote:
+        os.replace(work, final)
+    return {"version": name, "published": True, "parent": parent, "records": info["records"]["total"],
+            "shards": len(shards), "shards_shared_with_parent": len(shared)}
