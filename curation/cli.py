@@ -126,6 +126,69 @@ def _report_run(summary: dict) -> None:
     typer.echo(summary["manifest"])
 
 
+@app.command()
+def audit(
+    config: Path = typer.Argument(..., help="The run's TOML config."),
+    query: str = typer.Argument(None, help="A canned query's name (see the list without one) or any SQL over "
+                                "the views records, decisions, reviews, releases, release_records."),
+    version: str = typer.Option(None, help="The release version for 'licenses' and 'since' (e.g. v2)."),
+    record: str = typer.Option(None, help="SOURCE:ID for 'history' (e.g. freesound:1234)."),
+    as_csv: bool = typer.Option(False, "--csv", help="CSV on standard output."),
+    as_json: bool = typer.Option(False, "--json", help="JSON lines on standard output."),
+    report: bool = typer.Option(False, "--report", help="Write OUT/report/index.html and print its path."),
+) -> None:
+    """Ask DuckDB about every run, decision, review and release of an output folder."""
+    import json as json_mod
+
+    from manifests.audit import CANNED, VIEWS, AuditError, connect, run_query
+
+    from .config import ConfigError, load_config
+
+    try:
+        cfg = load_config(config)
+        con = connect(cfg.output_dir)
+    except (ConfigError, AuditError) as e:
+        _fail(str(e), 1)
+    if report:
+        from manifests.report import build
+
+        typer.echo(str(build(cfg)))
+        return
+    if not query:
+        from rich.table import Table
+
+        t = Table("view", "columns", title="views")
+        for v in VIEWS:
+            t.add_row(v, ", ".join(r[0] for r in con.execute(f"DESCRIBE {v}").fetchall()))
+        Console(soft_wrap=True).print(t)
+        t = Table("query", "what it answers", title="canned queries")
+        for name, (what, _) in CANNED.items():
+            t.add_row(name, what)
+        Console(soft_wrap=True).print(t)
+        return
+    try:
+        cols, rows = run_query(con, query, version=version, record=record)
+    except AuditError as e:
+        _fail(str(e), 1)
+    except Exception as e:  # duckdb's own errors: a typo in SQL, an unknown column
+        _fail(f"{type(e).__name__}: {e}", 1)
+    if as_csv:
+        w = csv.writer(sys.stdout, lineterminator="\n")
+        w.writerow(cols)
+        w.writerows(["" if v is None else v for v in r] for r in rows)
+    elif as_json:
+        for r in rows:
+            typer.echo(json_mod.dumps(dict(zip(cols, r)), default=str, ensure_ascii=False))
+    else:
+        from rich.table import Table
+
+        t = Table(*cols)
+        for r in rows:
+            t.add_row(*("" if v is None else str(v) for v in r))
+        Console(soft_wrap=True).print(t)
+        err.print(f"{len(rows)} row(s)", markup=False)
+
+
 @release_app.command("stage", hidden=True)
 def release_stage(config: Path = typer.Argument(..., help="The run's TOML config.")) -> None:
     """The release stage alone over the last run's decided records (takedowns and review

@@ -943,7 +943,7 @@ def manifest_parts(parts: list[str], shards_path: str, cfg: Config) -> tuple[str
     since the manifest it replaced."""
     import tempfile
 
-    from manifests.run_report import Tally, changes, previous_decisions
+    from manifests.run_report import Tally, changes, history_rows, previous_decisions
     from manifests.schema import SortedManifestWriter, manifest_table, sort_keys
 
     shards = storage.read_parquet(shards_path)
@@ -976,4 +976,24 @@ def manifest_parts(parts: list[str], shards_path: str, cfg: Config) -> tuple[str
 
         shutil.rmtree(scratch, ignore_errors=True)
     after = storage.read_parquet(path, columns=["source", "id", "status", "reason"])
-    return str(path), {**tally.to_dict(), "changes": changes(before, after)}
+    run_id, run_at = _run_identity()
+    hist_dir = cfg.output_dir / "manifests" / "history"
+    started = hist_dir.exists() and any(p.name.endswith(".parquet") for p in hist_dir.iterdir())
+    history = history_rows(before, after, run_id, run_at, full=not started)
+    storage.write_parquet(hist_dir / f"{run_at:%Y%m%dT%H%M%SZ}-{run_id[:8]}.parquet", history)
+    return str(path), {**tally.to_dict(), "changes": changes(before, after), "run_id": run_id,
+                       "history_rows": history.num_rows}
+
+
+def _run_identity():
+    """(run id, now in UTC): the Prefect flow run's id, else a fresh one."""
+    import uuid
+    from datetime import datetime, timezone
+
+    try:
+        from prefect.runtime import flow_run
+
+        rid = flow_run.id
+    except Exception:  # outside a flow run
+        rid = None
+    return str(rid or uuid.uuid4()), datetime.now(timezone.utc).replace(microsecond=0)

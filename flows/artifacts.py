@@ -2,12 +2,15 @@
 so that runs of one deployment line up in the UI (Artifacts, by key) and through the API."""
 from __future__ import annotations
 
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from pathlib import Path
+
+from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
 from manifests.run_report import reasons_rows, summary_markdown
 
 SUMMARY_KEY = "curation-run-summary"
 REASONS_KEY = "curation-reasons"
+REPORT_KEY = "curation-report"
 
 
 def publish(summary: dict, key_suffix: str = "") -> dict:
@@ -19,4 +22,12 @@ def publish(summary: dict, key_suffix: str = "") -> dict:
                                               "backlog, changes since the last run, API requests")
     table = create_table_artifact(key=REASONS_KEY + suffix, table=reasons_rows(summary),
                                   description="Records by source, status and reason")
-    return {"summary": str(md), "reasons": str(table)}
+    ids = {"summary": str(md), "reasons": str(table)}
+    if summary.get("report"):
+        report = summary["report"]
+        link = Path(report).resolve().as_uri() if "://" not in report else report
+        ids["report"] = str(create_link_artifact(key=REPORT_KEY + suffix, link=link, link_text="audit report",
+                                                 description="The run's audit report (OUT/report/index.html): "
+                                                             "funnel, licenses, music, review backlog, evidence, "
+                                                             "release diff"))
+    return ids

@@ -103,6 +103,21 @@ def version_task(cfg: Config, info: pipeline.ModelInfo) -> dict:
     return pipeline.publish_version(cfg, info)
 
 
+@task(name="audit-report", **TASK)
+def report_task(cfg: Config) -> str | None:
+    """OUT/report/index.html (manifests/report.py); a report that cannot be made only warns."""
+    from manifests.audit import AuditError
+    from manifests.report import build
+
+    try:
+        return str(build(cfg))
+    except AuditError as e:
+        get_run_logger().info("no audit report: %s", e)
+    except Exception as e:  # the run's outputs are written; the report is a view of them
+        get_run_logger().warning("could not write the audit report: %s: %s", type(e).__name__, e)
+    return None
+
+
 @task(name="train-and-generate", **TASK)
 def training_task(cfg: Config) -> dict:
     from training.bridge import train_and_generate
@@ -202,12 +217,15 @@ def finish(cfg: Config, info: pipeline.ModelInfo, decided: list[str], n: int, re
     else:
         get_run_logger().info("release unchanged since %s: no new version", version["version"])
 
+    report = report_task(cfg)
+
     training = None
     if cfg.training.enabled:
         training = training_task(cfg)
 
     summary = {
         "release_version": version,
+        "report": report,
         "records": sum(tally["status"].values()),
         "status": tally["status"],
         "reasons": tally["reasons"],

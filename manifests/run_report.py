@@ -92,6 +92,38 @@ def changes(before: pa.Table | None, after: pa.Table) -> dict:
             "transitions": dict(sorted(transitions.items(), key=lambda kv: (-kv[1], kv[0])))}
 
 
+HISTORY_SCHEMA = pa.schema([("run_id", pa.string()), ("run_at", pa.timestamp("s", tz="UTC")),
+                            ("source", pa.string()), ("id", pa.string()), ("status", pa.string()),
+                            ("reason", pa.string()), ("previous_status", pa.string()),
+                            ("previous_reason", pa.string())])
+
+
+def history_rows(before: pa.Table | None, after: pa.Table, run_id: str, run_at, full: bool = False) -> pa.Table:
+    """The decisions a run made that differ from the manifest it replaces: every record on a
+    first run (or with `full`: the history's first file over an older output folder), then new
+    records and records whose status or reason changed (with the previous decision). A
+    record's decision after any run is its latest row up to that run; a record gone from the
+    input (which no record should be) gets status `absent`."""
+    a = after.select(DECISION_COLUMNS)
+    if before is None:
+        j = a.append_column("previous_status", pa.nulls(a.num_rows, pa.string())) \
+             .append_column("previous_reason", pa.nulls(a.num_rows, pa.string()))
+    else:
+        b = before.select(DECISION_COLUMNS).rename_columns(["source", "id", "previous_status", "previous_reason"])
+        j = a.join(b, ["source", "id"], join_type="full outer")
+        j = j.set_column(j.column_names.index("status"), "status", pc.fill_null(j.column("status"), "absent"))
+        same = pc.and_(pc.equal(pc.fill_null(j.column("status"), ""), pc.fill_null(j.column("previous_status"), "")),
+                       pc.equal(pc.fill_null(j.column("reason"), ""), pc.fill_null(j.column("previous_reason"), "")))
+        if not full:
+            j = j.filter(pc.invert(pc.fill_null(same, False)))
+    n = j.num_rows
+    return pa.table({"run_id": pa.array([run_id] * n, pa.string()),
+                     "run_at": pa.array([run_at] * n, pa.timestamp("s", tz="UTC")),
+                     "source": j.column("source"), "id": j.column("id"), "status": j.column("status"),
+                     "reason": pc.fill_null(j.column("reason"), ""), "previous_status": j.column("previous_status"),
+                     "previous_reason": j.column("previous_reason")}, schema=HISTORY_SCHEMA)
+
+
 def _status_label(decision: str) -> str:
     status, _, reason = decision.partition("/")
     return f"{status} ({reason})" if reason else status

@@ -140,7 +140,10 @@ def test_a_deployment_runs_on_its_schedule_and_on_demand(tmp_path, demo_dir, mon
         for run in (scheduled, triggered):
             arts, logs = asyncio.run(read_back(run.id))
             by_key = {a.key: a for a in arts}
-            assert set(by_key) == {"curation-run-summary", "curation-reasons"}
+            assert set(by_key) == {"curation-run-summary", "curation-reasons", "curation-report"}
+            assert by_key["curation-report"].type == "link"
+            assert by_key["curation-report"].data.startswith("file://")
+            assert by_key["curation-report"].data.endswith("/out/report/index.html")
             md = by_key["curation-run-summary"].data
             assert "**3 records**" in md and "| `license_not_allowed` | 1 |" in md and "RANDOMLY INITIALISED" in md
             table = json.loads(by_key["curation-reasons"].data)

@@ -1,0 +1,219 @@
+"""The audit report: OUT/report/index.html, one self-contained page (inline SVG plots drawn
+with matplotlib, no scripts, no network) whose every number comes from the same DuckDB
+queries as `curate audit` (manifests/audit.py). Each table carries `data-query` with the
+query's name and each cell `data-col`, so a test (or a person) can check the page against
+the queries."""
+from __future__ import annotations
+
+import html
+import io
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+
+from curation.atomic import atomic_write_text
+
+from . import audit
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;color:#222}
+h1{font-size:1.6rem} h2{font-size:1.2rem;margin-top:2.2rem;border-bottom:1px solid #ddd;padding-bottom:.3rem}
+table{border-collapse:collapse;font-size:.85rem;margin:.6rem 0;display:block;overflow-x:auto;max-width:100%} td,th{border:1px solid #ddd;padding:.25rem .5rem;text-align:left}
+td.n{text-align:right;font-variant-numeric:tabular-nums} figure.plot{margin:.8rem 0} figure.plot svg{max-width:100%;height:auto}
+.warn{background:#fff3cd;border:1px solid #e0c46c;padding:.6rem 1rem} .muted{color:#666;font-size:.85rem}
+"""
+
+
+def _svg(fig) -> str:
+    import matplotlib.pyplot as plt
+
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", bbox_inches="tight")
+    plt.close(fig)
+    svg = buf.getvalue()
+    svg = svg[svg.index("<svg"):]  # drop the XML prolog and doctype: the SVG is inline
+    return svg
+
+
+def _figure(name: str, fig, caption: str) -> str:
+    return (f'<figure class="plot" id="plot-{name}" data-plot="{name}">{_svg(fig)}'
+            f"<figcaption class=\"muted\">{html.escape(caption)}</figcaption></figure>")
+
+
+def _table(name: str, cols: list[str], rows: list[tuple], limit: int | None = None) -> str:
+    shown = rows if limit is None else rows[:limit]
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
+    body = []
+    for r in shown:
+        cells = []
+        for c, v in zip(cols, r):
+            num = isinstance(v, (int, float)) and not isinstance(v, bool)
+            text = "" if v is None else str(v)
+            cells.append(f'<td data-col="{html.escape(c)}"{" class=n" if num else ""}>{html.escape(text)}</td>')
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    more = f'<p class="muted">{len(rows) - len(shown)} more row(s): run the query with curate audit.</p>' \
+        if len(rows) > len(shown) else ""
+    return (f'<table data-query="{name}" data-rows="{len(shown)}"><thead><tr>{head}</tr></thead>'
+            f"<tbody>{''.join(body)}</tbody></table>{more}")
+
+
+def _empty_plot(message: str):
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 1.4))
+    ax.text(0.5, 0.5, message, ha="center", va="center", fontsize=12, color="#555")
+    ax.set_axis_off()
+    return fig
+
+
+def _barh(labels, values, colors=None, xlabel="records", title=""):
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 0.45 * max(len(labels), 2) + 1))
+    y = range(len(labels))
+    ax.barh(list(y), values, color=colors or "#4c78a8")
+    ax.set_yticks(list(y), labels)
+    ax.invert_yaxis()
+    ax.set_xlabel(xlabel)
+    if title:
+        ax.set_title(title)
+    for i, v in enumerate(values):
+        ax.text(v, i, f" {v:,}", va="center", fontsize=8)
+    return fig
+
+
+def _hist(groups: dict[str, list[float]], xlabel: str, bins: int, line: tuple[float, str] | None = None):
+    """A histogram per group (overlaid), with an optional vertical line."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 3))
+    for label, values in groups.items():
+        ax.hist(values, bins=bins, alpha=0.75 if len(groups) > 1 else 1.0, label=label)
+    if line is not None:
+        ax.axvline(line[0], color="#d62728", linestyle="--", label=line[1])
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("records")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def build(cfg, now: datetime | None = None) -> Path:
+    """Write OUT/report/index.html; returns its path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    matplotlib.rcParams["svg.hashsalt"] = "curation-report"  # stable element ids
+    con = audit.connect(cfg.output_dir)
+    now = now or datetime.now(timezone.utc)
+    parts = [f"<h1>Curation audit: {html.escape(str(cfg.output_dir))}</h1>",
+             f'<p class="muted">Made {now:%Y-%m-%d %H:%M} UTC. Every figure here is a query of '
+             "<code>curate audit</code>; the query's name is given with each.</p>"]
+    total = con.execute("SELECT count(*) FROM records").fetchone()[0]
+    random = con.execute("SELECT count(*) FROM records WHERE music_checkpoint_random").fetchone()[0]
+    if random:
+        parts.append('<p class="warn"><b>The music model was RANDOMLY INITIALISED for '
+                     f"{random:,} record(s)</b>: their music decisions are not real.</p>")
+
+    # the funnel
+    cols, rows = audit.run_query(con, "funnel")
+    labels = ["input"] + [f"after {r[0]}" for r in rows]
+    values = [total] + [r[2] for r in rows]
+    parts += ["<h2>Funnel: records by stage <small class=muted>(query: funnel)</small></h2>",
+              _figure("funnel", _barh(labels, values, title=f"{total:,} input records"),
+                      "Records still in after each stage; the last bar is the release."),
+              _table("funnel", cols, rows)]
+    cols, rows = audit.run_query(con, "reasons")
+    parts += ["<h3>By reason <small class=muted>(query: reasons)</small></h3>", _table("reasons", cols, rows)]
+
+    # license mix by source (included records of the manifest; per release below)
+    lic_cols, lic = audit.run_query(con, "included")
+    parts.append("<h2>License mix by source <small class=muted>(queries: included, licenses)</small></h2>")
+    versions = audit.latest_versions(con)
+    if lic:
+        sources = sorted({r[0] for r in lic})
+        classes = sorted({r[1] for r in lic})
+        fig, ax = plt.subplots(figsize=(8, 0.6 * len(sources) + 1.2))
+        left = np.zeros(len(sources))
+        for cls in classes:
+            vals = np.array([sum(r[2] for r in lic if r[0] == s and r[1] == cls) for s in sources])
+            ax.barh(sources, vals, left=left, label=cls)
+            left += vals
+        ax.set_xlabel("included records")
+        ax.legend(loc="lower right", fontsize=8)
+        parts.append(_figure("licenses", fig, "Included records by source and license class."))
+    else:
+        parts.append(_figure("licenses", _empty_plot("no included records"), "No included records."))
+    parts.append(_table("included", lic_cols, lic))
+    if versions:
+        cols, rows = audit.run_query(con, "licenses", version=versions[-1])
+        parts += [f"<p>Release {html.escape(versions[-1])}:</p>", _table("licenses", cols, rows)]
+
+    # music seconds
+    ms = [r[0] for r in con.execute("SELECT music_seconds FROM records WHERE music_seconds IS NOT NULL").fetchall()]
+    threshold = float(cfg.music.min_music_seconds)
+    mcols, mrows = audit.run_query(con, "music")
+    n_music = mrows[0][mcols.index("music")]
+    parts.append("<h2>Music seconds <small class=muted>(query: music)</small></h2>")
+    if ms:
+        fig = _hist({"recordings": ms}, "seconds of frames with music probability >= threshold",
+                    bins=min(40, max(5, len(ms))), line=(threshold, f"min_music_seconds = {threshold:g}"))
+        parts.append(_figure("music", fig, f"{len(ms):,} recordings scored, {n_music:,} music."))
+    else:
+        parts.append(_figure("music", _empty_plot("no recording was scored"), "No recording was scored."))
+    parts.append(_table("music", mcols, mrows))
+
+    # review backlog and its age
+    cols, rows = audit.run_query(con, "backlog")
+    parts.append("<h2>Review backlog <small class=muted>(query: backlog)</small></h2>")
+    if rows:
+        ages = [r[cols.index("days_waiting")] for r in rows]
+        buckets = [("< 1 day", lambda d: d is None or d < 1), ("1-7 days", lambda d: d is not None and 1 <= d < 7),
+                   ("7-30 days", lambda d: d is not None and 7 <= d < 30), (">= 30 days", lambda d: d is not None and d >= 30)]
+        counts = [sum(1 for a in ages if f(a)) for _, f in buckets]
+        parts.append(_figure("backlog", _barh([b for b, _ in buckets], counts, colors="#f58518"),
+                             f"{len(rows):,} record(s) waiting, by days waited."))
+    else:
+        parts.append(_figure("backlog", _empty_plot("nothing waits for review"), "The backlog is empty."))
+    parts.append(_table("backlog", cols, rows, limit=50))
+
+    # copyright evidence
+    sc = con.execute("""SELECT copyright_score, status FROM records WHERE copyright_score IS NOT NULL""").fetchall()
+    parts.append("<h2>Copyright evidence <small class=muted>(query: evidence)</small></h2>")
+    if sc:
+        fig = _hist({status: [v for v, s in sc if s == status] for status in sorted({s for _, s in sc})},
+                    "copyright score (metadata match 0-100; audio: the backend's score)", bins=20)
+        parts.append(_figure("evidence", fig, f"{len(sc):,} records with a copyright score, by status now."))
+    else:
+        parts.append(_figure("evidence", _empty_plot("no copyright scores"), "No record has a copyright score."))
+    cols, rows = audit.run_query(con, "evidence")
+    parts.append(_table("evidence", cols, rows))
+
+    # the latest release against the one before
+    parts.append("<h2>Release diff <small class=muted>(query: since)</small></h2>")
+    if len(versions) >= 2:
+        cols, rows = audit.run_query(con, "since")
+        groups: dict[str, int] = {}
+        for r in rows:
+            k = f"{r[0]}: {r[cols.index('reason')]}"
+            groups[k] = groups.get(k, 0) + 1
+        labels = sorted(groups) or ["no change"]
+        parts.append(_figure("since", _barh(labels, [groups.get(k, 0) for k in labels], colors="#54a24b"),
+                             f"Records that entered or left between {versions[-2]} and {versions[-1]}."))
+        parts.append(_table("since", cols, rows, limit=200))
+    else:
+        msg = f"only {versions[0]} is published" if versions else "no release published yet"
+        parts.append(_figure("since", _empty_plot(msg), "Nothing to compare yet."))
+    cols, rows = audit.run_query(con, "releases")
+    parts += ["<h3>Versions <small class=muted>(query: releases)</small></h3>", _table("releases", cols, rows)]
+    con.close()
+
+    page = ("<!doctype html><html lang=en><head><meta charset=utf-8>"
+            '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; style-src \'unsafe-inline\'; '
+            'img-src data:">'
+            f"<title>Curation audit</title><style>{_CSS}</style></head><body>{''.join(parts)}</body></html>")
+    path = Path(cfg.output_dir) / "report" / "index.html"
+    atomic_write_text(path, re.sub(r"\n\s*\n", "\n", page))
+    return path
