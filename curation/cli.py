@@ -95,11 +95,12 @@ def run(config: Path = typer.Argument(..., help="The run's TOML config.")) -> No
     from .sources.fma import FMAFormatError
 
     from .release.takedowns import TakedownError
+    from .run_lock import RunLocked
 
     try:
         with _progress_factory() as make:
             summary = run_flow(config, progress=make)
-    except (CatalogueFormatError, FMAFormatError, TakedownError) as e:
+    except (CatalogueFormatError, FMAFormatError, TakedownError, RunLocked) as e:
         _fail(str(e), 1)
     _report_run(summary)
 
@@ -196,13 +197,14 @@ def release_stage(config: Path = typer.Argument(..., help="The run's TOML config
     from .config import ConfigError
     from .pipeline import NoRunYet
     from .release.takedowns import TakedownError
+    from .run_lock import RunLocked
 
     try:
         from flows.curate import run as run_flow
 
         with _progress_factory() as make:
             summary = run_flow(config, progress=make, release_only=True)
-    except (ConfigError, NoRunYet, TakedownError) as e:
+    except (ConfigError, NoRunYet, TakedownError, RunLocked) as e:
         _fail(str(e), 1)
     _report_run(summary)
 

@@ -94,7 +94,7 @@ def ingest_parts(cfg: Config, out_dir: Path, partition_records: int, workers: in
         rep.counts["api_requests"] = summary["requests"]
         if summary["error"]:
             rep.notes.append(f"Freesound crawl stopped: {summary['error']}; the next run continues")
-    key = settings_key("ingest", 2, files_key(_ingest_inputs(cfg)), partition_records, cfg.fma,
+    key = settings_key("ingest", 3, files_key(_ingest_inputs(cfg)), partition_records, cfg.fma,
                        cfg.freesound.api is not None)
     state = out_dir / "ingest.json"
     if state.is_file():
@@ -296,6 +296,23 @@ def _ev_field(table, column: str, key: str):
         {"v": pa.string()})["v"]
 
 
+def _exclude_unsafe_urls(table):
+    """A record whose work URL is not an http(s) link (javascript:, data:, spaces, quotes) is
+    excluded, `url_unsafe`: the URL is published in the attribution and shown as a link."""
+    from .safe_text import safe_href
+
+    url = table.column("url")
+    unsafe = pc.and_(rt.pending(table), pc.and_(pc.not_equal(url, ""), pc.invert(
+        pc.match_substring_regex(url, r"^[Hh][Tt][Tt][Pp][Ss]?://[^\s\"'<>\\`\x00-\x1f\x7f]+$"))))
+    if not pc.any(unsafe).as_py():
+        return table
+    detail = pa.array([rt.ev_json(f"the work's URL is not an http(s) link: {u[:200]!r}")
+                       if m and safe_href(u) is None else None
+                       for u, m in zip(url.to_pylist(), unsafe.to_pylist())], pa.string())
+    table = rt.where(unsafe, detail, table, rt.EV + "detail")
+    return rt.exclude(table, unsafe, "url_unsafe")
+
+
 def licenses_table(table, cfg: Config):
     """The license stage over a table: license class, Freesound's gen-AI preference against
     what the release declares, and whether the record can be attributed as its license asks.
@@ -373,6 +390,7 @@ def licenses_table(table, cfg: Config):
             table = rt.where(has, d[col], table, col)
     table = rt.where(excluded, "excluded", table, "status")
     table = rt.where(excluded, d["reason"], table, "reason")
+    table = _exclude_unsafe_urls(table)
     if rt.EV + "license_changed_from" in table.column_names:
         # a sound fetched again under a license it may no longer be used under (see _latest)
         changed = pc.and_(pc.fill_null(pc.equal(table.column("reason"), "license_not_allowed"), False),
@@ -752,7 +770,7 @@ def load_detector(cfg: Config, info: ModelInfo):
 # --------------------------------------------------------------------------- the stages over partitions
 
 # Bumped when a stage's decisions change, so that completion markers of older runs no longer match.
-STAGE_VERSIONS = {"licenses": 2, "music": 1, "copyright": 1}
+STAGE_VERSIONS = {"licenses": 3, "music": 1, "copyright": 1}
 PER_PARTITION = ("licenses", "music", "copyright")
 
 

@@ -24,6 +24,7 @@ REASONS = {
     "license_changed": "the uploader changed the license to one not allowed (seen when the sound was fetched again)",
     "source_deleted": "the sound was deleted from the source (404 when fetched again)",
     "license_conflict": "the license title and the license URL name different licenses (or versions)",
+    "url_unsafe": "the work's URL is not an http(s) link (javascript:, data:, ...): never published or shown as a link",
     "attribution_incomplete": "the license asks for attribution and no real URL (or license version) is known",
     "audio_missing": "no audio file for the record",
     "audio_unreadable": "the audio file could not be decoded",

@@ -19,6 +19,7 @@ from prefect.cache_policies import NO_CACHE
 from curation import pipeline, storage
 from curation.atomic import atomic_write_text
 from curation.config import Config, load_config
+from curation.run_lock import run_lock
 from curation.stage import StageReport, run_on_partition, settings_key
 
 # Tasks never cache through Prefect: the stages keep their own content-keyed caches in
@@ -268,7 +269,9 @@ def release_stages(cfg: Config, progress: Progress | None = None) -> dict:
 @flow(name="curate-release", log_prints=True)
 def release_flow(config_path: str) -> dict:
     """`curate release CONFIG`: the release stage of the last run, published as a version."""
-    return release_stages(load_config(config_path))
+    cfg = load_config(config_path)
+    with run_lock(cfg.output_dir, "curate release"):
+        return release_stages(cfg)
 
 
 @flow(name="curate", log_prints=True)
@@ -276,7 +279,9 @@ def curate_flow(config_path: str) -> dict:
     """The whole curation run for one config file."""
     # Prefect ships this function, by value, to Dask workers with each task: it must name
     # nothing that does not pickle (such as the progress display, which run_stages looks up).
-    return run_stages(load_config(config_path))
+    cfg = load_config(config_path)
+    with run_lock(cfg.output_dir, "curate run"):
+        return run_stages(cfg)
 
 
 def task_runner_for(cfg: Config):
@@ -299,6 +304,8 @@ def run(config_path: str | Path, progress: Progress = _no_progress, release_only
         read(cfg.release.takedowns)  # a list that cannot be read stops the run before it starts
     if release_only:
         pipeline.load_decided_parts(cfg)  # no earlier run: say so before starting Prefect
+    with run_lock(cfg.output_dir):  # another run at work: say so before starting Prefect (the flow locks)
+        pass
     _progress[0] = progress
     chosen = release_flow if release_only else curate_flow
     try:

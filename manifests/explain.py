@@ -33,7 +33,7 @@ def explain_lines(row: dict) -> list[str]:
         out.append(f"  ingest: seen {row['seen']} times, kept once")
     if ev.get("versions", 1) > 1:
         out.append(f"  ingest: fetched {ev['versions']} times from the API; the newest version stands")
-    for k in ("detail", "conflicting_fields", "licenses_seen", "license_changed_from", "download_error"):
+    for k in ("detail", "conflicting_fields", "licenses_seen", "license_changed_from", "download_error", "text_cleaned"):
         if k in ev:
             out.append(f"  ingest: {k} = {ev[k]}")
     lic = ev.get("license")

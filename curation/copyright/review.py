@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from .. import safe_text
 from ..atomic import atomic_write_text
+from ..safe_text import uncell
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,7 @@ def read_decisions(path: Path) -> tuple[dict[tuple[str, str], Decision], list[st
             f"(header must be {','.join(DECISION_FIELDS)})"
         )
     for n, row in enumerate(reader, start=2):
+        row = {k: uncell(v) if isinstance(v, str) else v for k, v in row.items()}  # spreadsheet-safe cells
         src, rid = (row.get("source") or "").strip(), (row.get("id") or "").strip()
         dec = (row.get("decision") or "").strip().lower()
         if not src or not rid or dec not in ("clear", "reject"):
@@ -69,7 +72,7 @@ def write_decisions(path: Path, decisions: dict[tuple[str, str], Decision]) -> N
     w.writerow(DECISION_FIELDS)
     for key in sorted(decisions):
         d = decisions[key]
-        w.writerow([d.source, d.id, d.decision, d.reviewer, d.note, d.decided_at])
+        w.writerow(safe_text.row([d.source, d.id, d.decision, d.reviewer, d.note, d.decided_at]))
     atomic_write_text(path, buf.getvalue())
 
 
@@ -97,5 +100,6 @@ def write_queue(path: Path, rows: list[dict]) -> None:
     w = csv.DictWriter(buf, fieldnames=QUEUE_FIELDS, lineterminator="\n", extrasaction="ignore")
     w.writeheader()
     for r in rows:
-        w.writerow({**r, "evidence": json.dumps(r.get("evidence", {}), sort_keys=True, ensure_ascii=False)})
+        w.writerow({k: safe_text.cell(v) for k, v in
+                    {**r, "evidence": json.dumps(r.get("evidence", {}), sort_keys=True, ensure_ascii=False)}.items()})
     atomic_write_text(path, buf.getvalue())

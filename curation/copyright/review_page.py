@@ -15,6 +15,7 @@ import soundfile as sf
 
 from ..atomic import atomic_write_text
 from ..records import REASONS
+from ..safe_text import safe_href
 
 PREVIEW_SECONDS = 30.0
 PREVIEW_SR = 22050
@@ -95,7 +96,9 @@ save the decisions file and name it in the config (<code>[copyright] review_deci
 {items}
 <p><button onclick="save()">Save decisions file</button></p>
 <script>
-function csv(v) {{ v = String(v); return /[",\\n\\r]/.test(v) ? '"' + v.replace(/"/g, '""') + '"' : v; }}
+function csv(v) {{ v = String(v);
+  if (/^[=+\-@\t\r]/.test(v) || /^'[=+\-@\t\r']/.test(v)) v = "'" + v;  // spreadsheet-safe (README)
+  return /[",\\n\\r]/.test(v) ? '"' + v.replace(/"/g, '""') + '"' : v; }}
 function save() {{
   const who = document.getElementById('reviewer').value, now = new Date().toISOString();
   let out = 'source,id,decision,reviewer,note,decided_at\\n';
@@ -109,6 +112,14 @@ function save() {{
 }}
 </script></body></html>
 """
+
+
+def _link(url: str) -> str:
+    """An http(s) URL as a link; anything else as text only."""
+    href = safe_href(url)
+    if href is None:
+        return f"<span class='err'>{html.escape(str(url or '(no URL)'))}</span>"
+    return f"<a href='{html.escape(href, quote=True)}' rel='noopener noreferrer'>{html.escape(href)}</a>"
 
 
 def write_review_page(path: Path, queue: list[dict], audio_paths: dict[tuple[str, str], str]) -> None:
@@ -127,7 +138,7 @@ def write_review_page(path: Path, queue: list[dict], audio_paths: dict[tuple[str
         items.append(
             f"<div class='item' data-source='{e(q['source'])}' data-id='{e(q['id'])}'>"
             f"<h3>{e(q['title']) or '(untitled)'} <span class='key'>{e(q['source'])} {e(q['id'])}</span></h3>"
-            f"<p>by {e(q['author'])} &middot; <a href='{e(q['url'])}'>{e(q['url'])}</a></p>"
+            f"<p>by {e(q['author'])} &middot; {_link(q['url'])}</p>"
             f"<p>{e(q['reason'])}: {e(REASONS.get(q['reason'], ''))}</p>{player}{_evidence_html(ev)}"
             f"<p><label><input type='radio' name='{e(name)}' value='clear'> clear</label> "
             f"<label><input type='radio' name='{e(name)}' value='reject'> reject</label> "

@@ -17,6 +17,7 @@ from pathlib import Path
 import pyarrow.compute as pc
 
 from .. import storage
+from ..safe_text import uncell
 from ..audio import file_sha256
 from .versions import ATTRIBUTION, SUMS, read_sums
 
@@ -52,6 +53,7 @@ def _attribution(d: Path, problems: list[str]) -> dict[str, dict]:
             continue
         with open(p, newline="", encoding="utf-8") as f:
             for row in csv.DictReader(f):
+                row = {k: uncell(v) if isinstance(v, str) else v for k, v in row.items()}  # spreadsheet-safe cells
                 key = f"{row.get('source')}_{row.get('id')}"
                 if key in rows:
                     problems.append(f"{name}: {key} listed twice")

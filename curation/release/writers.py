@@ -16,7 +16,7 @@ from typing import Callable, Iterable
 import numpy as np
 import soundfile as sf
 
-from .. import storage
+from .. import safe_text, storage
 from ..atomic import atomic_write_text
 from ..audio import audio_blocks, file_sha256
 from ..records import Record, record_key
@@ -90,8 +90,8 @@ def write_attribution(path: Path, records: Iterable[Record]) -> int:
     w.writerow(ATTRIBUTION_FIELDS)
     n = 0
     for r in records:
-        w.writerow([r.id, r.title, r.author, r.license, r.url, r.license_url, r.license_raw, r.source,
-                    "true" if url_was_derived(r.evidence) else "false"])
+        w.writerow(safe_text.row([r.id, r.title, r.author, r.license, r.url, r.license_url, r.license_raw, r.source,
+                                  "true" if url_was_derived(r.evidence) else "false"]))
         n += 1
     atomic_write_text(path, buf.getvalue())
     return n

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 from .. import storage
 from ..records import Record, valid_id
+from ..safe_text import clean, clean_fields
 
 REQUIRED = [("track", "title"), ("track", "license"), ("artist", "name")]
 
@@ -56,7 +57,9 @@ def read_tracks(tracks_csv: Path) -> Iterator[Record]:
     truncated or split line) or whose track_id is not an integer is kept, excluded as
     malformed; a file not in the published layout is an :class:`FMAFormatError`."""
     try:
-        with storage.as_path(tracks_csv).open("r", newline="", encoding="utf-8") as f:
+        # Bytes that are not UTF-8 are kept (surrogateescape) and replaced in the one row they
+        # are in (clean_fields), not a reason to refuse the whole file.
+        with storage.as_path(tracks_csv).open("r", newline="", encoding="utf-8", errors="surrogateescape") as f:
             rows = csv.reader(f)
             groups, fields = next(rows, []), next(rows, [])
             index_row = next(rows, [])
@@ -95,17 +98,24 @@ def read_tracks(tracks_csv: Path) -> Iterator[Record]:
                     return row[cols[key]] if key in cols else ""
 
                 genre = get(("track", "genre_top"))
-                yield Record(
+                text, cleaned = clean_fields({"title": get(("track", "title")), "author": get(("artist", "name")),
+                                              "description": get(("album", "title")),
+                                              "tags": _list(get(("track", "tags"))),
+                                              "genres": [genre] if genre else []})
+                r = Record(
                     source="fma",
                     id=rid,
-                    title=get(("track", "title")),
-                    author=get(("artist", "name")),
+                    title=text["title"],
+                    author=text["author"],
                     url="",  # tracks.csv has no URL: only raw_tracks.csv gives FMA's own (attach_raw_tracks)
-                    license_raw=get(("track", "license")),
-                    tags=_list(get(("track", "tags"))),
-                    description=get(("album", "title")),
-                    genres=[genre] if genre else [],
+                    license_raw=clean(get(("track", "license")), 500)[0],
+                    tags=text["tags"],
+                    description=text["description"],
+                    genres=text["genres"],
                 )
+                if cleaned:
+                    r.evidence["text_cleaned"] = cleaned
+                yield r
     except (csv.Error, UnicodeDecodeError) as e:
         raise FMAFormatError(f"{tracks_csv}: not a readable CSV ({e})") from None
 

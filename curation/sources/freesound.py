@@ -25,6 +25,7 @@ import pyarrow as pa
 
 from ..record_table import BASE, ev_json, to_records
 from ..records import Record, valid_id
+from ..safe_text import clean, clean_fields
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ def page_files(pages_dir: Path) -> list[Path]:
 # The columns a search result fills, beside the ones every record starts with.
 _RESULT_COLUMNS = ("source", "id", "title", "author", "url", "license_raw", "gen_ai_preference", "genai_present",
                    "tags", "description", "status", "reason", "ev_attribution", "ev_previews", "ev_original_type",
-                   "ev_detail")
+                   "ev_detail", "ev_text_cleaned")
 
 
 _URL_SOURCE_JSON = {v: ev_json({"url_source": v}) for v in ("api", "built:freesound.org/people/USER/sounds/ID/", "")}
@@ -60,14 +61,14 @@ _URL_SOURCE_JSON = {v: ev_json({"url_source": v}) for v in ("api", "built:freeso
 def _malformed_values(where: str, detail: str) -> tuple:
     """The values of `_RESULT_COLUMNS` for input that is no record: kept, excluded, with why."""
     return ("freesound", f"malformed:{where}", "", "", "", "", "", None, [], "", "excluded", "malformed_record",
-            None, None, None, ev_json(detail))
+            None, None, None, ev_json(detail), None)
 
 
 def _deleted_values(rid: str, checked_at: str) -> tuple:
     """A sound the API answered 404 for when it was checked again: excluded, `source_deleted`
     (ingest keeps the metadata of its last fetched version beside this decision)."""
     return ("freesound", rid, "", "", "", "", "", False, [], "", "excluded", "source_deleted",
-            None, None, None, ev_json(f"the API answered 404 for this sound on {checked_at}"))
+            None, None, None, ev_json(f"the API answered 404 for this sound on {checked_at}"), None)
 
 
 def _result_values(res: object, where: str) -> tuple:
@@ -85,14 +86,18 @@ def _result_values(res: object, where: str) -> tuple:
     url_source = "api" if api_url else ("built:freesound.org/people/USER/sounds/ID/" if url else "")
     previews = res.get("previews")
     gp = res.get("gen_ai_preference")
+    text, cleaned = clean_fields({"title": str(res.get("name") or ""), "author": username,
+                                  "description": str(res.get("description") or ""), "tags": [str(t) for t in tags]})
+    url, _ = clean(url, 2000)
     return (
-        "freesound", rid, str(res.get("name") or ""), username, url, str(res.get("license") or ""),
-        "" if gp is None else str(gp), gp is not None, [str(t) for t in tags], str(res.get("description") or ""),
+        "freesound", rid, text["title"], text["author"], url, clean(str(res.get("license") or ""), 500)[0],
+        "" if gp is None else clean(str(gp), 200)[0], gp is not None, text["tags"], text["description"],
         "pending", "",
         _URL_SOURCE_JSON[url_source],
-        ev_json({k: str(v) for k, v in sorted(previews.items())}) if isinstance(previews, dict) else None,
-        ev_json(str(res["type"])) if res.get("type") else None,
+        ev_json({k: clean(str(v), 2000)[0] for k, v in sorted(previews.items())}) if isinstance(previews, dict) else None,
+        ev_json(clean(str(res["type"]), 50)[0]) if res.get("type") else None,
         None,
+        ev_json(cleaned) if cleaned else None,
     )
 
 
@@ -537,9 +542,10 @@ def crawl(api: FreesoundAPIConfig, pages_dir: Path, client: FreesoundClient | No
                 n = cursor.get("pages", 0) + 1
                 if len(new) < len(results):
                     # the filter starts at the last creation time seen (inclusive, for ties): the
-                    # results an earlier page holds are left out, each kept result as sent
+                    # results an earlier page holds are left out, each kept result as sent (escaped
+                    # to ASCII: a lone surrogate the API sent as \ud800 stays as it was sent)
                     raw = json.dumps({**page, "results": new, "seen_before": len(results) - len(new)},
-                                     ensure_ascii=False).encode("utf-8")
+                                     ensure_ascii=True).encode("ascii")
                 atomic_write_bytes(pages_dir / f"page_{n:06d}.json", raw)
                 last = max(_created_key(r) for r in new)
                 cursor = {"last_created": last[0], "last_id": last[1], "pages": n}
