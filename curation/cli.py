@@ -102,7 +102,20 @@ def run(config: Path = typer.Argument(..., help="The run's TOML config.")) -> No
             summary = run_flow(config, progress=make)
     except (CatalogueFormatError, FMAFormatError, TakedownError, RunLocked) as e:
         _fail(str(e), 1)
+    except OSError as e:
+        _fail_on_full_disk(e)
     _report_run(summary)
+
+
+def _fail_on_full_disk(e: OSError) -> None:
+    """A full disk is said plainly (what finished is kept; the next run resumes); any other
+    OSError is a bug to see in full."""
+    import errno
+
+    if e.errno != errno.ENOSPC:
+        raise e
+    _fail(f"No space left on device{f' writing {e.filename}' if e.filename else ''}: nothing partial was left "
+          "visible; free some space and run again (finished work is kept and resumed)", 1)
 
 
 def _report_run(summary: dict) -> None:
@@ -206,6 +219,8 @@ def release_stage(config: Path = typer.Argument(..., help="The run's TOML config
             summary = run_flow(config, progress=make, release_only=True)
     except (ConfigError, NoRunYet, TakedownError, RunLocked) as e:
         _fail(str(e), 1)
+    except OSError as e:
+        _fail_on_full_disk(e)
     _report_run(summary)
 
 

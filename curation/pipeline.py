@@ -83,7 +83,7 @@ def ingest_parts(cfg: Config, out_dir: Path, partition_records: int, workers: in
     import concurrent.futures as cf
     import multiprocessing as mp
 
-    from .stage import files_key, settings_key, write_part
+    from .stage import files_key, part_digest, settings_key, write_part
 
     rep = StageReport("ingest")
     pages_dir, _ = freesound_dirs(cfg)
@@ -98,8 +98,14 @@ def ingest_parts(cfg: Config, out_dir: Path, partition_records: int, workers: in
                        cfg.freesound.api is not None)
     state = out_dir / "ingest.json"
     if state.is_file():
-        prev = json.loads(state.read_text())
-        if prev.get("key") == key and all(storage.as_path(p).is_file() for p in prev["parts"]):
+        try:
+            prev = json.loads(state.read_text())
+            same = (prev.get("key") == key and len(prev["parts"]) == len(prev["digests"])
+                    and all(storage.as_path(p).is_file() and part_digest(storage.as_path(p)) == d
+                            for p, d in zip(prev["parts"], prev["digests"])))
+        except (ValueError, KeyError, TypeError, AttributeError, OSError):
+            same = False  # a state or part that cannot be trusted: ingest again
+        if same:
             rep.merge(prev["counts"], prev["notes"])
             return prev["parts"], rep
     storage.mkdirs(out_dir)
@@ -144,7 +150,9 @@ def ingest_parts(cfg: Config, out_dir: Path, partition_records: int, workers: in
             flush()
     latest = frozenset({"freesound"}) if cfg.freesound.api is not None else frozenset()
     rep.counts["distinct"] = _dedupe_parts([storage.as_path(p) for p in parts], latest)
-    atomic_write_text(state, json.dumps({"key": key, "parts": parts, "counts": rep.counts, "notes": rep.notes}))
+    digests = [part_digest(storage.as_path(p)) for p in parts]
+    atomic_write_text(state, json.dumps({"key": key, "parts": parts, "digests": digests, "counts": rep.counts,
+                                         "notes": rep.notes}))
     return parts, rep
 
 
@@ -556,7 +564,7 @@ def audio_and_music(
         r.audio_path = str(path)
         sha = file_sha256(path)
         key = cache_key(sha, checksum, rule, m.chunk_seconds, m.context_seconds, m.top_labels)
-        entry = cache.get(key)
+        entry = cache.get(key, sha)
         if entry is not None:
             rep.add("cached")
             settle(r, entry)
@@ -879,7 +887,10 @@ def release_plan(parts: list[str], cfg: Config) -> tuple[str, list[tuple[str, st
         n = write_attribution(out / f"{source}_attribution.csv", (r for r in included if r.source == source))
         rep.counts[f"{source}_attribution_rows"] = n
     shard_dir, state_dir, todo = cfg.shard_dir, cfg.work_dir / "shards", cfg.work_dir / "release" / "todo"
-    plans = plan_shards(included, cfg.release.shard_max_records, shard_dir, state_dir)
+    from .release.versions import published_assignment
+
+    plans = plan_shards(included, cfg.release.shard_max_records, shard_dir, state_dir,
+                        published_assignment(cfg.output_dir))
     storage.mkdirs(shard_dir)
     prune_shards(shard_dir, {p["name"] for p in plans})
     jobs = []
@@ -916,6 +927,8 @@ def load_decided_parts(cfg: Config) -> list[str]:
     path = _decided_path(cfg)
     try:
         parts = json.loads(path.read_text())
+        if not (isinstance(parts, list) and parts and all(isinstance(p, str) for p in parts)):
+            raise ValueError("not a list of partitions")
     except (OSError, ValueError):
         raise NoRunYet(f"no decided records under {cfg.work_dir}: run `curate run` first") from None
     missing = [p for p in parts if not storage.as_path(p).exists()]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
@@ -110,13 +111,29 @@ def marker_path(part: Path) -> Path:
     return part.with_name(part.name.replace(".parquet", ".done.json"))
 
 
+def part_digest(part: Path) -> list:
+    """What a marker records of the part it vouches for: sha256 and size locally; size and
+    ETag on an object store (not a download of every part at every run)."""
+    if storage.is_remote(part):
+        return list(storage.file_version(part) or ())
+    from .audio import file_sha256
+
+    return [file_sha256(part), os.path.getsize(part)]
+
+
 def read_marker(part: Path) -> dict | None:
+    """The marker of a finished part, or None when there is none or it cannot be trusted: a
+    marker that does not parse, or a part whose bytes are not the ones the marker recorded
+    (truncated, overwritten, garbage): the stage then runs again."""
     m = marker_path(part)
     if not (m.is_file() and part.is_file()):
         return None
     try:
-        return json.loads(m.read_text())
-    except ValueError:
+        info = json.loads(m.read_text())
+        if not isinstance(info, dict) or info.get("file") != part_digest(part):
+            return None
+        return info
+    except (ValueError, OSError):
         return None
 
 
@@ -151,7 +168,7 @@ def run_on_partition(name: str, fn: Callable[[pa.Table, StageReport], pa.Table],
         counts.setdefault(k, v)  # the stage's own tallies, where the reasons did not already count it
     write_part(dst_p, after)
     info = {"path": str(dst_p), "key": key, "rows": after.num_rows, "counts": counts, "notes": rep.notes,
-            "seconds": round(time.perf_counter() - t0, 3)}
+            "seconds": round(time.perf_counter() - t0, 3), "file": part_digest(dst_p)}
     write_marker(dst_p, info)
     del before, after
     release_memory()

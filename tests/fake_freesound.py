@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
@@ -24,6 +25,7 @@ class FakeFreesound:
         self.faults: dict[str, list] = {}  # "search:N" or "preview:ID" -> list of fault codes, consumed in order
         self.requests: list[tuple[str, dict, dict]] = []
         self.down_from_search = 0  # > 0: this search request and every later one get a 500
+        self.hang_s = 2.0  # how long a "hang" fault keeps the client waiting
         self.daily_limit = 0  # > 0: API requests beyond this many get the daily-limit 429
         self.api_requests = 0
         self.searches = 0
@@ -111,6 +113,17 @@ class FakeFreesound:
             handler._send(500, b"<html>Server Error</html>", "text/html")
         elif fault == "malformed":
             handler._send(200, b'{"count": 3, "results": [')
+        elif fault == "reset":  # headers for the whole body, half of it, then the connection drops
+            body = self.audio.get(int(key.split(":")[1]), b"x" * 1000) if key.startswith("preview:") else b"{}" * 500
+            handler.send_response(200)
+            handler.send_header("Content-Length", str(len(body)))
+            handler.end_headers()
+            handler.wfile.write(body[: len(body) // 2])
+            handler.wfile.flush()
+            handler.close_connection = True
+        elif fault == "hang":  # no answer within the client's timeout
+            time.sleep(self.hang_s)
+            handler._send(500, b"late")
         return True
 
     def search_pages(self) -> list[int]:

@@ -141,9 +141,8 @@ def test_a_deployment_runs_on_its_schedule_and_on_demand(tmp_path, demo_dir, mon
             arts, logs = asyncio.run(read_back(run.id))
             by_key = {a.key: a for a in arts}
             assert set(by_key) == {"curation-run-summary", "curation-reasons", "curation-report"}
-            assert by_key["curation-report"].type == "link"
-            assert by_key["curation-report"].data.startswith("file://")
-            assert by_key["curation-report"].data.endswith("/out/report/index.html")
+            # Prefect keeps a link artifact as Markdown: [text](link)
+            assert by_key["curation-report"].data == f"[audit report]({(out / 'report' / 'index.html').as_uri()})"
             md = by_key["curation-run-summary"].data
             assert "**3 records**" in md and "| `license_not_allowed` | 1 |" in md and "RANDOMLY INITIALISED" in md
             table = json.loads(by_key["curation-reasons"].data)

@@ -184,6 +184,20 @@ def test_download_preview_with_token_and_original_with_oauth(server, tmp_path):
     assert server.requests[-1][2]["Authorization"] == f"Bearer {OAUTH}"
 
 
+def test_a_download_cut_off_or_timed_out_is_retried_and_never_left_half_written(server, tmp_path):
+    recs = [fs.result_to_record(s, str(i)) for i, s in enumerate(server.sounds)]
+    server.hang_s = 1.5
+    server.faults = {"preview:1": ["reset", "hang", "reset"], "preview:2": ["reset"] * 4}
+    c = fs.FreesoundClient(server.url + "/apiv2", TOKEN, timeout_s=0.5, max_retries=3, backoff_s=0.0,
+                           sleep=lambda s: None)
+    p = fs.download_audio(recs[0], api_cfg(server), tmp_path, c)
+    assert p.read_bytes() == server.audio[1]  # whole, after two resets and a timeout
+    with pytest.raises(fs.FreesoundAPIError, match="download incomplete after 4 attempts") as e:
+        fs.download_audio(recs[1], api_cfg(server), tmp_path, c)
+    assert TOKEN not in str(e.value)
+    assert not list(tmp_path.glob("2.*")) and not list(tmp_path.glob(".tmp-*"))  # nothing half-written
+
+
 def test_refresh_finds_changed_licenses_opt_outs_and_deletions(server, tmp_path, labels_csv):
     """Sounds fetched `refresh_days` ago are fetched again, a page of ids per request; the next
     ingest takes the newest version of each: a license changed to one not allowed is

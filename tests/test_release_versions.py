@@ -75,7 +75,9 @@ def test_three_releases_diff_verify_and_takedown(tmp_path, demo_dir):
         info2 = json.loads((v2 / "release.json").read_text())
         assert info2["parent"] == "v1" and info2["records"]["total"] == 4
         # shard 1 (33, 34) did not change: the very same file as v1's, not a copy
-        assert info2["shards"] == {"count": 3, "max_records": 2, "shared_with_parent": 1, "new": 2, "hard_linked": 3}
+        assert info2["shards"] == {"count": 3, "max_records": 2, "shared_with_parent": 1, "new": 2, "hard_linked": 1}
+        # ... and no version shares a file with the working release
+        assert os.stat(out / "release" / "shards" / "shard-000000.tar").st_ino != os.stat(v2 / "shards" / "shard-000000.tar").st_ino
         assert os.stat(v1 / "shards" / "shard-000001.tar").st_ino == os.stat(v2 / "shards" / "shard-000001.tar").st_ino
         assert os.stat(v1 / "shards" / "shard-000000.tar").st_ino != os.stat(v2 / "shards" / "shard-000000.tar").st_ino
         verify(v2, env)

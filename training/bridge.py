@@ -34,6 +34,22 @@ def fingerprint(shard_dir: Path, tc: TrainingConfig) -> str:
     return h.hexdigest()
 
 
+def _outputs(out_dir: Path) -> dict[str, str]:
+    """sha256 of the files a finished training leaves (checkpoint and generated audio)."""
+    import hashlib
+
+    out = {}
+    for name in ("model.ckpt", "generated.wav"):
+        p = out_dir / name
+        if p.is_file():
+            h = hashlib.sha256()
+            with open(p, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    h.update(block)
+            out[name] = h.hexdigest()
+    return out
+
+
 def train_and_generate(shard_dir: Path, tc: TrainingConfig, out_dir: Path, log_path: Path | None = None) -> dict:
     """Fine-tune and generate; skipped when the same shards and settings were done before."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -44,10 +60,11 @@ def train_and_generate(shard_dir: Path, tc: TrainingConfig, out_dir: Path, log_p
     if done.exists():
         try:
             prev = json.loads(done.read_text())
-            if prev.get("fingerprint") == fp and (out_dir / "generated.wav").exists():
+            if prev.get("fingerprint") == fp and (out_dir / "generated.wav").exists() \
+                    and prev.get("outputs") == _outputs(out_dir):  # the files it made, unchanged
                 return {**prev, "skipped": True}
-        except ValueError:
-            pass
+        except (ValueError, AttributeError, OSError):
+            pass  # a record that cannot be trusted: train again
     job = {
         "shard_dir": str(shard_dir), "model_config": str(tc.model_config), "out_dir": str(out_dir),
         "steps": tc.steps, "batch_size": tc.batch_size, "prompt": tc.prompt, "seconds": tc.seconds,
@@ -74,5 +91,6 @@ def train_and_generate(shard_dir: Path, tc: TrainingConfig, out_dir: Path, log_p
     report = json.loads((out_dir / "train_report.json").read_text())
     report["t5"] = t5_cache_info(tc.hf_home)
     report["fingerprint"] = fp
+    report["outputs"] = _outputs(out_dir)
     atomic_write_text(done, json.dumps(report, indent=2, sort_keys=True))
     return {**report, "skipped": False}

@@ -4,9 +4,11 @@ A version holds the attribution CSVs, the shards, `records.parquet` (what it hol
 per record), `manifest.parquet` (every record of the run that made it, with why it is in or
 out), `release.json`, a dataset card `README.md` and `SHA256SUMS` over every other file
 (`sha256sum -c SHA256SUMS` reads it). A run publishes a version only when the attribution or
-the shards differ from the last version's. Shards are hard links to the working release's
-files, so a shard unchanged since the parent version is the parent's very file, not a copy (a
-working shard is only ever replaced, never written in place). On an object store a version
+the shards differ from the last version's. A shard unchanged since the parent version is the
+parent's very file (a hard link; a server-side copy on a store), not a copy; new and changed
+shards are copied from the working release and checked against the digests the run recorded,
+so a version never shares a file with the working release, which later runs replace and
+anyone may touch. On an object store a version
 is written in place, its SHA256SUMS last: a folder without one is an interrupted publish,
 removed and written again by the next.
 """
@@ -68,6 +70,22 @@ def versions(root) -> list[str]:
     return [name for _, name in sorted(found)]
 
 
+def published_assignment(output_dir) -> dict[str, list[str]]:
+    """{shard: record keys} as the latest version recorded them (empty before the first)."""
+    root = releases_dir(output_dir)
+    have = versions(root)
+    if not have:
+        return {}
+    try:
+        t = storage.read_parquet(root / have[-1] / "records.parquet", columns=["key", "shard"])
+    except (OSError, ValueError):
+        return {}
+    out: dict[str, list[str]] = {}
+    for k, s in zip(t.column("key").to_pylist(), t.column("shard").to_pylist()):
+        out.setdefault(s, []).append(k)
+    return out
+
+
 def read_sums(path) -> dict[str, str]:
     """{relative path: sha256} from a SHA256SUMS file (sha256sum's text format)."""
     out = {}
@@ -118,6 +136,26 @@ def _link(src, dst) -> bool:
     return False
 
 
+class PublishError(RuntimeError):
+    """The working release changed under the publish (a file is not the one the run wrote)."""
+
+
+def _copy(src, dst, sha256: str | None = None) -> None:
+    """`dst` a copy of `src` (a version never shares a file with the working release, which
+    later runs replace and anyone may touch); with `sha256`, the copy must have that digest."""
+    src, dst = storage.as_path(src), storage.as_path(dst)
+    if storage.is_remote(src) and storage.is_remote(dst) and src.protocol == dst.protocol:
+        dst.fs.copy(src.path, dst.path)
+        got = file_sha256(dst) if sha256 else None
+    else:
+        with storage.writing(dst) as tmp:
+            shutil.copyfile(storage.local_copy(src), tmp)
+            got = file_sha256(tmp) if sha256 else None
+    if sha256 and got != sha256:
+        raise PublishError(f"{src} is not the file this run wrote (sha256 {got[:16]}…, expected {sha256[:16]}…): "
+                           "run again")
+
+
 def _write(path, data: bytes) -> str:
     atomic_write_bytes(path, data)
     return hashlib.sha256(data).hexdigest()
@@ -148,8 +186,6 @@ def _summary(index: pa.Table) -> dict:
 def publish(cfg, music_model: dict, takedowns: list[dict], now: datetime | None = None) -> dict:
     """Publish the working release (OUT/release and its shards) as the next version if it
     differs from the last one. Returns {"version", "published", "parent", ...counts}."""
-    from .card import dataset_card
-
     root = releases_dir(cfg.output_dir)
     index = storage.read_parquet(cfg.work_dir / "release" / "index.parquet")
     shards = sorted(set(index.column("shard").to_pylist()))
@@ -177,25 +213,43 @@ def publish(cfg, music_model: dict, takedowns: list[dict], now: datetime | None 
         work = Path(root) / f".tmp-{name}-{os.getpid()}"
         work.mkdir()
 
+    try:
+        return _publish_into(cfg, work, final, remote, name, parent, parent_sums, index, shards, content,
+                             music_model, takedowns, now)
+    except BaseException:
+        # nothing partial stays visible: a local version is only renamed into place when whole;
+        # on a store, a folder without SHA256SUMS is no version (removed by the next publish)
+        if not remote:
+            shutil.rmtree(work, ignore_errors=True)
+        raise
+
+
+def _publish_into(cfg, work, final, remote, name, parent, parent_sums, index, shards, content, music_model,
+                  takedowns, now) -> dict:
+    from .card import dataset_card
+
     sums: dict[str, str] = {}
     linked = 0
     for rel in ATTRIBUTION:
-        _link(storage.as_path(cfg.output_dir) / "release" / rel, work / rel)
+        _copy(storage.as_path(cfg.output_dir) / "release" / rel, work / rel, content[rel])
         sums[rel] = content[rel]
     shared = []
+    root = releases_dir(cfg.output_dir)
     for shard in shards:
         rel = f"shards/{shard}"
-        linked += _link(cfg.shard_dir / shard, work / rel)
-        sums[rel] = content[rel]
-        if parent_sums.get(rel) == content[rel]:
+        if parent is not None and parent_sums.get(rel) == content[rel]:
+            linked += _link(root / parent / rel, work / rel)  # the parent's very file
             shared.append(shard)
+        else:
+            _copy(cfg.shard_dir / shard, work / rel, content[rel])
+        sums[rel] = content[rel]
     with storage.writing(work / "records.parquet") as tmp:
         import pyarrow.parquet as pq
 
         pq.write_table(index, tmp)
         sums["records.parquet"] = file_sha256(tmp)
     manifest = storage.as_path(cfg.output_dir) / "manifests" / "records.parquet"
-    _link(manifest, work / "manifest.parquet")
+    _copy(manifest, work / "manifest.parquet")
     sums["manifest.parquet"] = file_sha256(work / "manifest.parquet")
 
     info = {

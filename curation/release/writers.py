@@ -105,23 +105,28 @@ def _shard_fingerprint(chunk: list[Record]) -> str:
     return h.hexdigest()
 
 
-def _previous_assignment(shard_dir: Path, state_dir: Path) -> dict[str, list[str]]:
-    """{shard name: record keys} of the shards the last release wrote and still holds."""
-    out: dict[str, list[str]] = {}
+def _previous_assignment(shard_dir: Path, state_dir: Path,
+                         published: dict[str, list[str]] | None = None) -> dict[str, list[str]]:
+    """{shard name: record keys} of the shards the last release wrote and still holds; where a
+    shard's state is missing or unreadable, the assignment the last published version
+    recorded (`published`), so a damaged state does not move records to new shards."""
+    out: dict[str, list[str]] = dict(published or {})
     if not state_dir.is_dir():
         return out
     for state in state_dir.glob("shard-*.tar.json"):
         name = state.name[: -len(".json")]
         try:
-            keys = json.loads(state.read_text()).get("keys")
-        except ValueError:
-            continue
+            st = json.loads(state.read_text())
+        except (ValueError, OSError):
+            continue  # a state that cannot be read: its shard is planned afresh
+        keys = st.get("keys") if isinstance(st, dict) else None
         if isinstance(keys, list) and (shard_dir / name).exists():
             out[name] = [str(k) for k in keys]
     return out
 
 
-def plan_shards(records: list[Record], max_records: int, shard_dir: Path, state_dir: Path) -> list[dict]:
+def plan_shards(records: list[Record], max_records: int, shard_dir: Path, state_dir: Path,
+                published: dict[str, list[str]] | None = None) -> list[dict]:
     """The shards the records make: name, keys, fingerprint, its records, and whether it must be
     written (`write`), which it need not when its records, audio and metadata are unchanged
     since it was written (its fingerprint in `state_dir`).
@@ -134,7 +139,7 @@ def plan_shards(records: list[Record], max_records: int, shard_dir: Path, state_
     by_key = {record_key(r.source, r.id): r for r in records}
     groups: list[tuple[str, list[Record]]] = []
     placed: set[str] = set()
-    prev = _previous_assignment(shard_dir, state_dir)
+    prev = _previous_assignment(shard_dir, state_dir, published)
     for name in sorted(prev):
         members = [by_key[k] for k in dict.fromkeys(prev[name]) if k in by_key and k not in placed]
         if members:
@@ -154,8 +159,10 @@ def plan_shards(records: list[Record], max_records: int, shard_dir: Path, state_
         if state.exists() and target.exists():
             try:
                 prev_state = json.loads(state.read_text())
-            except ValueError:
+            except (ValueError, OSError):
                 prev_state = {}
+            if not isinstance(prev_state, dict):
+                prev_state = {}  # garbage: the shard is written again
             write = not (prev_state.get("fingerprint") == fp and _unchanged(target, prev_state))
         plans.append({"name": name, "keys": [record_key(r.source, r.id) for r in chunk], "fingerprint": fp,
                       "records": chunk, "write": write})

@@ -334,10 +334,30 @@ class FreesoundClient:
             return False
 
     def download(self, url: str, dest: Path, oauth: bool = False) -> Path:
-        resp = self._get(url, oauth=oauth, stream=True)
-        data = b"".join(resp.iter_content(1 << 16))
-        atomic_write_bytes(dest, data)
-        return dest
+        """The file at `url` in `dest`, whole: a connection reset or timeout part way, or fewer
+        bytes than Content-Length says, is retried (bounded); nothing is written until the
+        whole file is here, so a half-downloaded file is never left to be scored."""
+        where = self._redact(urlsplit(url).path)
+        for attempt in range(1, self.max_retries + 2):
+            resp = self._get(url, oauth=oauth, stream=True)
+            try:
+                data = b"".join(resp.iter_content(1 << 16))
+                want = resp.headers.get("Content-Length")
+                if want is not None and resp.headers.get("Content-Encoding", "identity") == "identity" \
+                        and int(want) != len(data):
+                    raise requests.exceptions.ContentDecodingError(f"{len(data)} of {want} bytes")
+            except (requests.exceptions.RequestException, ValueError) as e:
+                if attempt > self.max_retries:
+                    raise FreesoundAPIError(f"GET {where}: download incomplete after {attempt} attempts "
+                                            f"({type(e).__name__})") from None
+                log.warning("download of %s broke off (%s); trying again", where, type(e).__name__)
+                self.sleep(self.backoff_s * 2 ** (attempt - 1))
+                continue
+            finally:
+                resp.close()
+            atomic_write_bytes(dest, data)
+            return dest
+        raise AssertionError("unreachable")
 
 
 class NotFound(FreesoundAPIError):
@@ -372,9 +392,9 @@ class RequestBudget:
         try:
             state = json.loads(storage.as_path(state_path).read_text())
             if state.get("day") == self.day:
-                self.used = int(state.get("used", 0))
-        except (OSError, ValueError, FileNotFoundError):
-            pass
+                self.used = max(0, int(state.get("used", 0)))
+        except (OSError, ValueError, FileNotFoundError, AttributeError, TypeError):
+            pass  # no state, or one that cannot be trusted: count from zero (the API's own limit still stops us)
 
     def _today(self) -> str:
         return time.strftime("%Y-%m-%d", time.gmtime(self.clock()))
@@ -505,8 +525,11 @@ def crawl(api: FreesoundAPIConfig, pages_dir: Path, client: FreesoundClient | No
     if cursor_path.exists():
         try:
             cursor = json.loads(cursor_path.read_text())
-        except ValueError:
+        except (ValueError, OSError):
             cursor = {}
+    if not (isinstance(cursor, dict) and isinstance(cursor.get("last_created"), (str, type(None)))
+            and isinstance(cursor.get("last_id"), (int, type(None))) and isinstance(cursor.get("pages", 0), int)):
+        cursor = {}  # garbage: the cursor is read again from the saved pages
     if "last_created" not in cursor:  # no cursor, or one from page-number crawls: read the saved pages
         last = _cursor_from_pages(pages_dir)
         cursor = {"last_created": last[0] if last else None, "last_id": last[1] if last else None,
