@@ -2,7 +2,7 @@
 disk or handed a damaged work area end, once resumed, with the release an uninterrupted run
 makes, and no record lost?
 
-    python benchmarks/faults.py [--trials 30] [--seed 1] [--kinds kill,enospc,damage] [--keep DIR]
+    python benchmarks/faults.py [--trials 30] [--seed 1] [--kinds kill,enospc,damage,api] [--keep DIR]
 
 - kill: `curate run` killed with SIGKILL (its whole process group) at each stage boundary
   (ingest, licenses, music, copyright, review, release plan, shards, manifest, version), then at
@@ -15,6 +15,10 @@ makes, and no record lost?
 - damage: after a finished run, work files truncated or replaced by garbage (stage partitions,
   their markers, the ingest state, music cache entries, shard states, the decided-partitions
   list, a shard); the next run must detect them and recompute.
+- api: a live crawl of the local server speaking Freesound's APIv2 (tests/fake_freesound.py) with
+  429 storms, 5xx, malformed JSON, timeouts, connections reset mid-download, and a server down
+  for a whole run (the crawl stops with its cursor saved; the next run finishes it); the release
+  must be the fault-free crawl's, and the token in no output file.
 
 After each trial: the release (attribution CSVs, shards, each version's shards, attribution
 and records.parquet) must be byte-identical to the reference run's, the manifest must hold
@@ -75,29 +79,46 @@ def sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def release_digest(out: Path) -> dict[str, str]:
+def release_digest(out: Path, latest_only: bool = False) -> dict[str, str]:
     """What must be identical after any fault: the working release, every version's shards,
-    attribution and records index, and the manifest's decisions."""
+    attribution and records index (or the latest version's only, named `latest/...`), and the
+    manifest's decisions."""
     d: dict[str, str] = {}
     for p in sorted((out / "release").rglob("*")):
         if p.is_file() and not p.name.startswith(".tmp"):
             d[str(p.relative_to(out))] = sha(p)
-    for v in sorted((out / "releases").glob("v*")):
+    versions = sorted((out / "releases").glob("v*"), key=lambda v: int(v.name[1:]))
+    for v in versions[-1:] if latest_only else versions:
         for p in sorted(v.rglob("*")):
             if p.is_file() and (p.suffix in (".tar", ".csv") or p.name == "records.parquet"):
-                d[str(p.relative_to(out))] = sha(p)
+                d[f"latest/{p.relative_to(v)}" if latest_only else str(p.relative_to(out))] = sha(p)
     m = pd.read_parquet(out / "manifests" / "records.parquet", columns=["source", "id", "status", "reason"])
     d["manifest decisions"] = hashlib.sha256(m.sort_values(["source", "id"]).to_csv(index=False).encode()).hexdigest()
     return d
 
 
-def check(out: Path, ref: dict, ref_records: int, env: dict) -> dict:
+def content_digest(out: Path) -> dict[str, str]:
+    """The latest release's content without its shard layout: attribution, each record's audio
+    and metadata digests, the manifest's decisions (for a run that published a version more
+    than the reference: its shards are cut differently, append-only, by design)."""
+    versions = sorted((out / "releases").glob("v*"), key=lambda v: int(v.name[1:]))
+    v = versions[-1]
+    d = {name: sha(v / name) for name in ("freesound_attribution.csv", "fma_attribution.csv")}
+    idx = pd.read_parquet(v / "records.parquet").drop(columns=["shard"]).sort_values("key")
+    d["records"] = hashlib.sha256(idx.to_csv(index=False).encode()).hexdigest()
+    m = pd.read_parquet(out / "manifests" / "records.parquet", columns=["source", "id", "status", "reason"])
+    d["manifest decisions"] = hashlib.sha256(m.sort_values(["source", "id"]).to_csv(index=False).encode()).hexdigest()
+    return d
+
+
+def check(out: Path, ref: dict, ref_records: int, env: dict, latest_only: bool = False,
+          content_only: bool = False) -> dict:
     """Records lost and release corrupted after a trial's last run."""
     res = {"lost": 0, "corrupt": 0, "detail": ""}
     try:
         m = pd.read_parquet(out / "manifests" / "records.parquet", columns=["source", "id"])
         res["lost"] = max(0, ref_records - len(m.drop_duplicates()))
-        got = release_digest(out)
+        got = content_digest(out) if content_only else release_digest(out, latest_only)
     except Exception as e:  # noqa: BLE001 - a trial that left no readable manifest is corrupt
         return {"lost": ref_records, "corrupt": 1, "detail": f"{type(e).__name__}: {e}"}
     bad = sorted(k for k in set(ref) | set(got) if ref.get(k) != got.get(k))
@@ -269,6 +290,76 @@ def damage(out: Path, kind: str, rng: random.Random) -> str:
     return str(p.relative_to(out))
 
 
+# API trouble during a live crawl (tests/fake_freesound.py faults, keyed "search:N" / "preview:ID").
+def _searches(first: int, n: int, fault) -> dict:
+    """`fault` on n consecutive search requests from the first-th (retries count as requests)."""
+    return {f"search:{i}": [fault] for i in range(first, first + n)}
+
+
+API_FAULTS = {
+    "429 storm": (_searches(1, 8, 429), 1),
+    "5xx": (_searches(2, 3, 500), 1),
+    "malformed JSON": (_searches(1, 2, "malformed"), 1),
+    "timeouts": (_searches(2, 2, "hang"), 1),
+    "reset mid-download": ({"preview:53": ["reset", "reset"], "preview:55": ["reset"]}, 1),
+    "server down for a run": (_searches(2, 4, 500), 2),  # the crawl stops, cursor saved; the next run ends it
+}
+
+
+def api_trials(cfg: Path, root: Path, env: dict, record) -> None:
+    """The live crawl over the fake APIv2 server: a reference run, then each fault in
+    API_FAULTS on a fresh server and output; the release must match the reference."""
+    from tests.fake_freesound import TOKEN, FakeFreesound, sounds_for
+    from tests.test_flow_live import CONFIG, ogg
+
+    audio = {i: ogg(1.5, i) for i in range(51, 57)}
+    models = (cfg.parent / "models").as_posix()
+
+    def live(out: Path, faults: dict, runs: int) -> tuple[int, str]:
+        with FakeFreesound([], {}) as srv:
+            srv.sounds = sounds_for(srv.url, range(51, 57))
+            srv.audio = dict(audio)
+            srv.faults = {k: list(v) for k, v in faults.items()}
+            srv.hang_s = 2.0
+            c = out.parent / f"{out.name}.toml"
+            c.write_text(CONFIG.format(runner="local", url=srv.url, models=models)
+                         .replace('output_dir = "out"', f'output_dir = "{out.as_posix()}"')
+                         .replace("max_retries = 3", "max_retries = 3\ntimeout_s = 1.0"))
+            e = dict(env, FREESOUND_API_TOKEN=TOKEN)
+            rc, err = 0, ""
+            for _ in range(runs):
+                p = run(c, e, check_ok=False)
+                rc, err = p.returncode, p.stderr
+                if rc:
+                    break
+            return rc, err
+
+    ref_out = root / "api-ref"
+    rc, err = live(ref_out, {}, 1)
+    if rc:
+        raise RuntimeError(f"the reference live run failed:\n{err[-2000:]}")
+    ref = release_digest(ref_out, latest_only=True)
+    ref_content = content_digest(ref_out)  # a crawl stopped for a run publishes a version more
+    ref_records = len(pd.read_parquet(ref_out / "manifests" / "records.parquet", columns=["id"]))
+    for name, (faults, runs) in API_FAULTS.items():
+        t = time.time()
+        out = root / f"api-{name.replace(' ', '-')}"
+        rc, err = live(out, faults, runs)
+        res = check(out, ref_content if runs > 1 else ref, ref_records, env, latest_only=True,
+                    content_only=runs > 1) if rc == 0 else \
+            {"lost": ref_records, "corrupt": 1, "detail": err.strip()[-300:]}
+        if token_leaked(out):
+            res["corrupt"], res["detail"] = 1, "the token reached an output file"
+        record("api", name + (f" ({runs} runs)" if runs > 1 else ""), True, res, time.time() - t)
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def token_leaked(out: Path) -> bool:
+    from tests.fake_freesound import TOKEN
+
+    return any(TOKEN.encode() in f.read_bytes() for f in out.rglob("*") if f.is_file())
+
+
 @contextlib.contextmanager
 def prefect_server(env: dict):
     """One Prefect server for every run of the benchmark (runs then skip the temporary one)."""
@@ -305,7 +396,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--trials", type=int, default=30, help="kill trials (boundaries first, then random points)")
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--kinds", default="kill,enospc,damage")
+    ap.add_argument("--kinds", default="kill,enospc,damage,api")
     ap.add_argument("--keep", type=Path, help="work here and keep it (default: a temporary folder)")
     args = ap.parse_args()
     kinds = set(args.kinds.split(","))
@@ -382,6 +473,8 @@ def main() -> None:
                 res = check(out, ref, ref_records, env) if p.returncode == 0 else \
                     {"lost": ref_records, "corrupt": 1, "detail": p.stderr.strip()[-300:]}
                 record("damage", f"{kind} ({Path(what).name})", True, res, time.time() - t)
+        if "api" in kinds:
+            api_trials(cfg, root, env, record)
     by_kind: dict[str, dict] = {}
     for r in rows:
         k = by_kind.setdefault(r["kind"], {"trials": 0, "survived": 0, "lost": 0, "corrupt": 0, "not_killed": 0})
