@@ -307,9 +307,20 @@ def _ev_field(table, column: str, key: str):
 def _exclude_unsafe_urls(table):
     """A record whose work URL is not an http(s) link (javascript:, data:, spaces, quotes) is
     excluded, `url_unsafe`: the URL is published in the attribution and shown as a link."""
-    from .safe_text import safe_href
+    from .safe_text import encode_url, safe_href
 
     url = table.column("url")
+    # an http(s) URL with raw spaces, tabs or quotes is the same URL percent-encoded
+    odd = pc.and_(pc.match_substring_regex(url, r"^[Hh][Tt][Tt][Pp][Ss]?://"),
+                  pc.match_substring_regex(url, r"[\s\"'<>\\`\x00-\x1f\x7f]"))
+    if pc.any(odd).as_py():
+        raw = url.to_pylist()
+        flags = odd.to_pylist()
+        table = rt.where(odd, pa.array([encode_url(u) if f else u for u, f in zip(raw, flags)], pa.string()),
+                         table, "url")
+        table = rt.where(odd, pa.array([rt.ev_json(u) if f else None for u, f in zip(raw, flags)], pa.string()),
+                         table, rt.EV + "url_raw")
+        url = table.column("url")
     unsafe = pc.and_(rt.pending(table), pc.and_(pc.not_equal(url, ""), pc.invert(
         pc.match_substring_regex(url, r"^[Hh][Tt][Tt][Pp][Ss]?://[^\s\"'<>\\`\x00-\x1f\x7f]+$"))))
     if not pc.any(unsafe).as_py():

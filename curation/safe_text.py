@@ -30,6 +30,14 @@ def safe_href(url: object) -> str | None:
     return s if _HREF.match(s) else None
 
 
+def encode_url(url: str) -> str:
+    """An http(s) URL with characters a URL may not hold raw (whitespace, quotes, angle brackets,
+    backslash, controls) percent-encoded; existing escapes are kept."""
+    from urllib.parse import quote
+
+    return quote(url, safe=":/?#[]@!$&()*+,;=%~")
+
+
 def cell(value: object) -> object:
     if not isinstance(value, str) or not value:
         return value

@@ -66,9 +66,12 @@ def test_unsafe_work_urls_are_a_reason(tmp_path):
     t = licenses_table(rt.from_records(recs), Config(path=tmp_path / "c.toml", output_dir=tmp_path / "out"))
     got = {r.id: (r.status, r.reason) for r in rt.to_records(t)}
     assert got == {"1": ("excluded", "url_unsafe"), "2": ("excluded", "url_unsafe"), "3": ("pending", ""),
-                   "4": ("excluded", "url_unsafe")}
+                   "4": ("pending", "")}
     ev = {r.id: r.evidence for r in rt.to_records(t)}
     assert "javascript:alert(1)" in ev["1"]["detail"]
+    # an http(s) URL with a raw space is the same URL percent-encoded (the raw one in the evidence)
+    rec4 = next(r for r in rt.to_records(t) if r.id == "4")
+    assert rec4.url == "https://x.org/a%20b" and ev["4"]["url_raw"] == "https://x.org/a b"
 
 
 def test_attribution_and_review_page_with_hostile_text(tmp_path):
