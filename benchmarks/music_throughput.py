@@ -1,6 +1,7 @@
 """Music detection throughput and memory, on this machine, in one run.
 
     .venv/bin/python benchmarks/music_throughput.py [--corpus-scale 1.0] [--long-minutes 60]
+    .venv/bin/python benchmarks/music_throughput.py --decide both   # deciding vs scoring everything
 
 Prints:
   1. model-only throughput (x real time) on fixed random input at the configured batch size;
@@ -107,6 +108,7 @@ def stage_config(work: Path, ckpt: Path, labels: Path, audio_dir: Path, args) ->
     m.checkpoint, m.labels_csv = ckpt, labels
     m.batch_size, m.workers, m.device = args.batch_size, args.workers, args.device
     m.chunk_seconds, m.context_seconds = args.chunk_seconds, args.context_seconds
+    m.measure = "full"  # throughput of scoring every second (--decide compares deciding with it)
     m.cache_dir = work / f"cache-{time.time_ns()}"  # empty: everything is scored
     return cfg
 
@@ -165,6 +167,11 @@ def main() -> None:
     ap.add_argument("--context-seconds", type=float, default=1.0)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--skip-baseline", action="store_true")
+    ap.add_argument("--decide", choices=["fma", "sao", "both"],
+                    help="instead: deciding vs scoring everything over FMA-like and/or SAO-like corpora "
+                         "(real files and two generators), decisions compared record by record")
+    ap.add_argument("--fma-tracks", type=int, default=8, help="tracks per FMA-like corpus (--decide)")
+    ap.add_argument("--sao-records", type=int, default=60, help="recordings per SAO-like corpus (--decide)")
     ap.add_argument("--long-child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--ckpt", help=argparse.SUPPRESS)
     ap.add_argument("--labels", help=argparse.SUPPRESS)
@@ -172,6 +179,13 @@ def main() -> None:
     args = ap.parse_args()
     if args.long_child:
         return long_file_child(args)
+    if args.decide:
+        from benchmarks import music_decide
+
+        labels = find_labels_csv()
+        if labels is None:
+            sys.exit("the AudioSet class list was not found (set AUDIOSET_LABELS_CSV)")
+        return music_decide.main(args, labels)
 
     import torch
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 import subprocess
-from typing import Iterator
+from typing import Callable, Iterator, Optional
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -238,7 +238,8 @@ def plan_mp3(path: Path, sample_rate: int, channels: int, header_frames: int) ->
                                         + (f"; {err1}" if err1 else ""))
 
 
-def _ffmpeg_cli_blocks(path: Path, info: StreamInfo, sr_out: int, channels_out: int) -> Iterator[np.ndarray]:
+def _ffmpeg_cli_blocks(path: Path, info: StreamInfo, sr_out: int, channels_out: int,
+                       skip: "Skip" = None) -> Iterator[np.ndarray]:
     """The file through the FFmpeg command line, as float32 blocks like _sndfile_blocks'."""
     proc = subprocess.Popen(_ffmpeg_cmd(path), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     ch, sr = max(1, info.channels), info.sample_rate
@@ -256,6 +257,11 @@ def _ffmpeg_cli_blocks(path: Path, info: StreamInfo, sr_out: int, channels_out: 
             x = np.frombuffer(data[:usable], dtype=np.float32).reshape(-1, ch)
             data = b""
             info.frames += len(x)
+            if skip is not None and skip():
+                _checked(x, channels_out)
+                if last:
+                    break
+                continue
             out = _convert(x, channels_out, rs, last)
             if len(out):
                 yield out
@@ -276,16 +282,25 @@ def _layout(data: np.ndarray, channels_out: int) -> np.ndarray:
     return data if data.shape[1] == 2 else np.repeat(data, 2, axis=1)
 
 
-def _convert(data: np.ndarray, channels_out: int, rs, last: bool) -> np.ndarray:
-    """One decoded block (frames, ch) to the output layout and rate."""
+def _checked(data: np.ndarray, channels_out: int) -> np.ndarray:
     x = _layout(data, channels_out)
     if not np.isfinite(x).all():
         raise AudioError("audio_unreadable", "decoded samples are not finite")
+    return x
+
+
+def _convert(data: np.ndarray, channels_out: int, rs, last: bool) -> np.ndarray:
+    """One decoded block (frames, ch) to the output layout and rate."""
+    x = _checked(data, channels_out)
     out = x if rs is None else rs.resample_chunk(np.ascontiguousarray(x), last=last)
     return out.astype(np.float32, copy=False)
 
 
-def _sndfile_blocks(path: Path, info_out: list, sr_out: int, channels_out: int) -> Iterator[np.ndarray]:
+Skip = Optional[Callable[[], bool]]
+
+
+def _sndfile_blocks(path: Path, info_out: list, sr_out: int, channels_out: int,
+                    skip: "Skip" = None) -> Iterator[np.ndarray]:
     try:
         f = sf.SoundFile(str(path))
     except Exception as e:
@@ -301,7 +316,7 @@ def _sndfile_blocks(path: Path, info_out: list, sr_out: int, channels_out: int) 
         if path.suffix.lower() == ".mp3":
             decoder, info.length_check = plan_mp3(path, info.sample_rate, info.channels, header_frames)
             if decoder == "ffmpeg":
-                yield from _ffmpeg_cli_blocks(path, info, sr_out, channels_out)
+                yield from _ffmpeg_cli_blocks(path, info, sr_out, channels_out, skip)
                 return
         rs = None if f.samplerate == sr_out else soxr.ResampleStream(
             f.samplerate, sr_out, channels_out, dtype="float32", quality="HQ")
@@ -314,6 +329,11 @@ def _sndfile_blocks(path: Path, info_out: list, sr_out: int, channels_out: int) 
                 raise AudioError("audio_truncated", f"decoding failed after {info.seconds:.1f} s: {e}"[:300]) from None
             last = len(data) < block
             info.frames += len(data)
+            if skip is not None and skip():
+                _checked(data, channels_out)
+                if last:
+                    break
+                continue
             out = _convert(data, channels_out, rs, last)
             if len(out):
                 yield out
@@ -324,7 +344,8 @@ def _sndfile_blocks(path: Path, info_out: list, sr_out: int, channels_out: int) 
             raise AudioError("audio_truncated", f"decoded {info.frames} of the {header_frames} frames the header gives")
 
 
-def _ffmpeg_blocks(path: Path, info_out: list, sr_out: int, channels_out: int) -> Iterator[np.ndarray]:
+def _ffmpeg_blocks(path: Path, info_out: list, sr_out: int, channels_out: int,
+                   skip: "Skip" = None) -> Iterator[np.ndarray]:
     from torchcodec.decoders import AudioDecoder
 
     try:
@@ -352,21 +373,31 @@ def _ffmpeg_blocks(path: Path, info_out: list, sr_out: int, channels_out: int) -
         data = _layout(s.data.numpy().T, channels_out).astype(np.float32, copy=False)
         got += len(data)
         info.frames = int(round(got / sr_out * info.sample_rate))
-        yield data
+        if skip is not None and skip():  # FFmpeg resamples as it decodes: only the handing over is saved
+            if not np.isfinite(data).all():
+                raise AudioError("audio_unreadable", "decoded samples are not finite")
+        else:
+            yield data
         start += BLOCK_SECONDS
     header = md.duration_seconds_from_header
     if header and info.seconds < header - 0.5:
         raise AudioError("audio_truncated", f"decoded {info.seconds:.1f} s of the {header:.1f} s the header gives")
 
 
-def audio_blocks(path: Path, info_out: list, sr_out: int, channels_out: int = 1) -> Iterator[np.ndarray]:
+def audio_blocks(path: Path, info_out: list, sr_out: int, channels_out: int = 1,
+                 skip: "Skip" = None) -> Iterator[np.ndarray]:
     """A file as float32 blocks at `sr_out`, mono (frames,) or stereo (frames, 2), decoded,
     converted and resampled as a stream, so memory does not grow with the file's length.
-    `info_out` receives its StreamInfo first. Raises AudioError with a reason code."""
+    `info_out` receives its StreamInfo first. Raises AudioError with a reason code.
+
+    `skip`, asked before each block: while it answers True the rest of the file is still
+    decoded and checked exactly as it would be (cut short, damaged, non-finite samples: the
+    same errors, and the same length in the StreamInfo) but no block is resampled or handed
+    over. For a recording whose decision is already made."""
     local = local_audio(path)
     if local is path or str(local) == str(path):
-        return _audio_blocks(local, info_out, sr_out, channels_out)
-    return _naming(path, local, _audio_blocks(local, info_out, sr_out, channels_out))
+        return _audio_blocks(local, info_out, sr_out, channels_out, skip)
+    return _naming(path, local, _audio_blocks(local, info_out, sr_out, channels_out, skip))
 
 
 def _naming(url, local: Path, blocks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
@@ -377,20 +408,21 @@ def _naming(url, local: Path, blocks: Iterator[np.ndarray]) -> Iterator[np.ndarr
         raise AudioError(e.reason, e.detail.replace(str(local), str(url))) from None
 
 
-def _audio_blocks(path: Path, info_out: list, sr_out: int, channels_out: int) -> Iterator[np.ndarray]:
+def _audio_blocks(path: Path, info_out: list, sr_out: int, channels_out: int,
+                  skip: "Skip" = None) -> Iterator[np.ndarray]:
     if not path.is_file():
         raise AudioError("audio_missing", f"file not found: {path.name}")
     if path.stat().st_size == 0:
         raise AudioError("audio_empty", "file is zero bytes")
     if path.suffix.lower() in _SNDFILE_EXTS:
         try:
-            yield from _sndfile_blocks(path, info_out, sr_out, channels_out)
+            yield from _sndfile_blocks(path, info_out, sr_out, channels_out, skip)
             return
         except AudioError as e:
             if e.reason != "audio_unreadable" or info_out:
                 raise
             info_out.clear()  # libsndfile could not open it: FFmpeg may
-    yield from _ffmpeg_blocks(path, info_out, sr_out, channels_out)
+    yield from _ffmpeg_blocks(path, info_out, sr_out, channels_out, skip)
 
 
 def load_mono(path: Path, sr: int) -> np.ndarray:

@@ -73,6 +73,20 @@ class MusicConfig:
     max_batch_seconds: float = 0.0
     workers: int = 2  # decode/resample processes beside the model; 0 decodes in the main process
     chunk_seconds: float = 60.0  # longer recordings are scored in chunks of this length
+    # ... after these first chunks (seconds): the first minute is cut finer so that scoring can
+    # stop at 30, 40, 50 or 60 s once a recording is music. Both `measure` modes cut the same.
+    first_chunks: list = field(default_factory=lambda: [30.0, 10.0, 10.0, 10.0])
+    # "decide": score a recording until the rule is settled (music once min_music_seconds of
+    # frames pass; a recording shorter than that, with min_music_fraction = 0, is never music
+    # and is not scored); music_seconds is then a lower bound. "full": score every second.
+    # Decisions are the same either way.
+    measure: str = "decide"
+    # What the model is for, per source: "score" runs it; "source" takes every recording of
+    # the source as music without it (the audio is still decoded and checked). The defaults
+    # are what the copyright stage needs: it checks every FMA track against the catalogue
+    # whatever the model says, and sends only Freesound music to audio identification.
+    fma: str = "source"
+    freesound: str = "score"
     context_seconds: float = 1.0  # audio either side of a chunk that the model sees but is not counted
     device: str = "auto"  # auto | cpu | cuda
     top_labels: int = 3
@@ -367,6 +381,15 @@ def load_config(path: str | Path) -> Config:
     if m.chunk_seconds < 2 or not 0 <= m.context_seconds <= m.chunk_seconds / 2:
         raise ConfigError("config keys 'music.chunk_seconds' (>= 2) and 'music.context_seconds' "
                           "(0 to chunk_seconds / 2) are out of range")
+    if not isinstance(m.first_chunks, list) or not all(
+            isinstance(x, (int, float)) and not isinstance(x, bool) and x >= 2 for x in m.first_chunks):
+        raise ConfigError("config key 'music.first_chunks' must be a list of chunk lengths in seconds, each >= 2")
+    m.first_chunks = [float(x) for x in m.first_chunks]
+    if m.measure not in ("decide", "full"):
+        raise ConfigError("config key 'music.measure' must be 'decide' or 'full'")
+    for src in ("fma", "freesound"):
+        if getattr(m, src) not in ("score", "source"):
+            raise ConfigError(f"config key 'music.{src}' must be 'score' or 'source'")
     if m.device not in ("auto", "cpu", "cuda"):
         raise ConfigError("config key 'music.device' must be 'auto', 'cpu' or 'cuda'")
     if cfg.fma.tracks_csv is not None and cfg.copyright.spotify_tracks_csv is None:

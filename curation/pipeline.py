@@ -542,10 +542,12 @@ def audio_and_music(
     locator: AudioLocator | None = None,
 ) -> StageReport:
     """Decode each record that passed the license stage, exclude what cannot be read, and
-    score the rest for music. Results are cached by audio content, checkpoint and rule, so
-    a resumed, repeated or grown run scores only what is new."""
+    decide the rest: music or not (scored until the rule is settled, or in full with
+    `music.measure = "full"`), or music by source (`music.fma`/`music.freesound` = "source",
+    decoded and checked only). Results are cached by audio content, checkpoint, rule and cut,
+    so a resumed, repeated or grown run scores only what is new."""
     from .music.detector import Rule
-    from .music.cache import MusicCache, cache_key
+    from .music.cache import MusicCache, cache_key, serves, source_key
     from .music.stream import score_files
 
     rep = rep if rep is not None else StageReport("music")
@@ -554,13 +556,16 @@ def audio_and_music(
     cache = MusicCache(m.cache_dir or cfg.work_dir / "music_cache")
     rule = Rule(m.threshold, m.min_music_seconds, m.min_music_fraction)
     by_key: dict[tuple[str, str], Record] = {}
-    jobs: list[tuple[tuple[str, str], str]] = []
+    jobs: list[tuple[tuple[str, str], str, str]] = []
     keys: dict[tuple[str, str], tuple[str, str]] = {}  # record -> (cache key, audio sha256)
 
     def settle(r: Record, entry: dict) -> None:
         r.evidence["audio"] = entry["audio"]
-        r.evidence["music"] = {**entry["music"], "checkpoint_random": checkpoint_random}
-        rep.add("music" if entry["music"]["is_music"] else "not_music")
+        music = dict(entry["music"])
+        music["checkpoint_random"] = checkpoint_random if music.get("decided", "full") in ("full", "early") else False
+        r.evidence["music"] = music
+        rep.add("music" if music["is_music"] else "not_music")
+        rep.add("decided_" + music.get("decided", "full"))
         progress(1)
 
     for r in records:
@@ -574,18 +579,24 @@ def audio_and_music(
             continue
         r.audio_path = str(path)
         sha = file_sha256(path)
-        key = cache_key(sha, checksum, rule, m.chunk_seconds, m.context_seconds, m.top_labels)
+        by_source = getattr(m, r.source, "score") == "source"
+        if by_source:
+            key, mode = source_key(sha), "check"
+        else:
+            key = cache_key(sha, checksum, rule, m.chunk_seconds, m.context_seconds, m.top_labels, m.first_chunks)
+            mode = m.measure
         entry = cache.get(key, sha)
-        if entry is not None:
+        if entry is not None and (by_source or serves(entry, m.measure)):
             rep.add("cached")
             settle(r, entry)
             continue
         rid = (r.source, r.id)
         by_key[rid], keys[rid] = r, (key, sha)
-        jobs.append((rid, str(path)))
+        jobs.append((rid, str(path), mode))
 
     if jobs:
-        detector = detector_factory()
+        scoring = any(mode != "check" for _, _, mode in jobs)
+        detector = detector_factory() if scoring else None
         stats: dict = {}
         for done in score_files(detector, jobs, batch_size=m.batch_size, workers=min(m.workers, len(jobs)),
                                 max_batch_seconds=m.max_batch_seconds, stats=stats):
@@ -596,12 +607,22 @@ def audio_and_music(
                 rep.add(done.error.reason)
                 progress(1)
                 continue
-            entry = {"audio": {"sha256": sha, **done.audio}, "music": done.result.to_dict()}
+            if done.result is None:  # decided by its source: decoded and checked, not scored
+                music = {"is_music": True, "decided": "source", "rule": "source", "source": r.source,
+                         "seconds": done.audio.get("seconds"), "music_seconds": None, "measured_seconds": 0.0,
+                         "checkpoint_sha256": None}
+                rep.add("checked")
+            else:
+                music = done.result.to_dict()
+                rep.add("scored" if music["decided"] in ("full", "early") else "unscored")
+            entry = {"audio": {"sha256": sha, **done.audio}, "music": music}
             cache.put(key, entry)
-            rep.add("scored")
             settle(r, entry)
         if "worker_peak_rss_mb" in stats:
             rep.notes.append(f"decode worker peak RSS {stats['worker_peak_rss_mb']:.0f} MB")
+        if stats.get("model_seconds"):
+            rep.notes.append(f"model ran on {stats['model_seconds']:.1f} s of (padded) audio, "
+                             f"{stats['scored_seconds']:.1f} s of frames scored")
     return rep
 
 
@@ -778,18 +799,19 @@ def load_detector(cfg: Config, info: ModelInfo):
 
     m = cfg.music
     key = (info.checkpoint, info.sha256, info.labels_csv, m.device, m.threshold, m.min_music_seconds, m.top_labels,
-           m.min_music_fraction, m.chunk_seconds, m.context_seconds)
+           m.min_music_fraction, m.chunk_seconds, m.context_seconds, tuple(m.first_chunks))
     if key not in _DETECTORS:
         model = PannsModel(Path(info.checkpoint), Path(info.labels_csv), m.device, checksum=info.sha256)
         _DETECTORS[key] = MusicDetector(model, Path(info.labels_csv), m.threshold, m.min_music_seconds,
-                                        m.top_labels, m.min_music_fraction, m.chunk_seconds, m.context_seconds)
+                                        m.top_labels, m.min_music_fraction, m.chunk_seconds, m.context_seconds,
+                                        m.first_chunks)
     return _DETECTORS[key]
 
 
 # --------------------------------------------------------------------------- the stages over partitions
 
 # Bumped when a stage's decisions change, so that completion markers of older runs no longer match.
-STAGE_VERSIONS = {"licenses": 3, "music": 1, "copyright": 1}
+STAGE_VERSIONS = {"licenses": 3, "music": 2, "copyright": 1}
 PER_PARTITION = ("licenses", "music", "copyright")
 
 

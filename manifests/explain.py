@@ -64,14 +64,23 @@ def explain_lines(row: dict) -> list[str]:
     if music:
         if "error" in music:
             out.append(f"  music: classifier failed: {music['error']}")
+        elif music.get("decided") == "source":
+            out.append(f"  music: taken as music because its source is {music.get('source')} "
+                       f"(music.{music.get('source')} = \"source\"); the model was not run")
+        elif music.get("decided") == "short":
+            out.append(f"  music: not music, decided without the model: {music.get('seconds')} s is shorter "
+                       f"than the {music.get('min_music_seconds')} s of music frames the rule needs")
         else:
             verdict = "music" if music.get("is_music") else "not music"
+            if music.get("decided") == "early":
+                out.append(f"  music: scoring stopped early at {music.get('measured_seconds')} s of "
+                           f"{music.get('seconds')} s, once the rule was settled; music_seconds is a lower bound")
             rules = f">= {music.get('min_music_seconds')} s"
             if music.get("min_music_fraction"):
                 rules += f", or >= {music['min_music_fraction']:.0%} of a shorter clip"
             fired = f"; rule fired: {music['rule']}" if music.get("is_music") and music.get("rule") else ""
             out.append(
-                f"  music: {verdict}: {music.get('music_seconds')} s ({music.get('music_fraction', 0):.0%} of "
+                f"  music: {verdict}: {music.get('music_seconds')} s ({music.get('music_fraction') or 0:.0%} of "
                 f"{music.get('seconds')} s) of frames >= {music.get('threshold')} (rule: {rules}{fired}), "
                 f"max prob {music.get('max_music_prob')}, top {', '.join(music.get('top_labels') or [])}"
             )

@@ -38,6 +38,9 @@ SCHEMA = pa.schema(
         ("music_seconds", pa.float64()),
         ("music_fraction", pa.float64()),
         ("music_rule", pa.string()),
+        ("music_rule_fired", pa.string()),
+        ("music_measured_seconds", pa.float64()),
+        ("music_seconds_lower_bound", pa.bool_()),
         ("music_max_prob", pa.float64()),
         ("music_top_labels", pa.list_(pa.string())),
         ("music_checkpoint_sha256", pa.string()),
@@ -68,7 +71,12 @@ _FROM_EVIDENCE = {
     "is_music": ("music", "is_music", None),
     "music_seconds": ("music", "music_seconds", None),
     "music_fraction": ("music", "music_fraction", None),
-    "music_rule": ("music", "rule", None),
+    # how the decision was reached: full (every frame scored), early (scoring stopped once the
+    # rule was settled), short (too short to be music: not scored), source (music by source)
+    "music_rule": ("music", "decided", None),
+    "music_rule_fired": ("music", "rule", None),  # seconds / fraction / none / source
+    "music_measured_seconds": ("music", "measured_seconds", None),
+    "music_seconds_lower_bound": ("music", "music_seconds_bound", lambda b: None if b is None else b != "exact"),
     "music_max_prob": ("music", "max_music_prob", None),
     "music_top_labels": ("music", "top_labels", None),
     "music_checkpoint_sha256": ("music", "checkpoint_sha256", None),

@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 
 from curation.audio import AudioError, audio_blocks
-from curation.music.stream import _decode_messages
+from curation.music.stream import UNLIMITED, Plan, _decode_messages
 from curation.realaudio import package_audio
 
 
@@ -30,7 +30,8 @@ def asc_music() -> list[Path]:
 
 def test_real_asc_music_mp3s_are_kept_with_the_shortfall_recorded(asc_music):
     # the audio stage's own decode, as the music stage runs it
-    msgs = list(_decode_messages([(p.name, str(p)) for p in asc_music], 60.0, 1.0))
+    jobs = [(i, p.name, str(p), "full") for i, p in enumerate(asc_music)]
+    msgs = list(_decode_messages(jobs, Plan(60.0, 1.0, (), 0), [UNLIMITED] * len(jobs)))
     ends = {m[1]: m[2] for m in msgs if m[0] == "end"}
     assert not [m for m in msgs if m[0] == "err"]
     assert set(ends) == {p.name for p in asc_music}

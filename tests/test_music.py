@@ -74,14 +74,16 @@ def test_threshold_is_inclusive(labels_csv):
     assert not det.score(stamped(31)).is_music
 
 
-@pytest.mark.parametrize("seconds,chunk,context,block", [
-    (150.37, 60, 1, 10**9), (150.37, 60, 1, 12345), (121.0, 30, 0, 32000), (0.2, 60, 1, 999), (59.999, 20, 2.5, 7)])
-def test_chunks_are_stitched_without_gaps_or_overlap(seconds, chunk, context, block):
+@pytest.mark.parametrize("seconds,chunk,context,block,first", [
+    (150.37, 60, 1, 10**9, ()), (150.37, 60, 1, 12345, ()), (121.0, 30, 0, 32000, ()), (0.2, 60, 1, 999, ()),
+    (59.999, 20, 2.5, 7, ()), (150.37, 60, 1, 12345, (30, 10, 10, 10)), (45.5, 60, 1, 32000, (30, 10, 10, 10)),
+    (31.0, 60, 1, 777, (30, 10)), (0.5, 60, 1, 999, (30, 10))])
+def test_chunks_are_stitched_without_gaps_or_overlap(seconds, chunk, context, block, first):
     """Frame i of the stitched output is the model's frame at sample i * HOP of the whole
     recording, whatever the chunking and however the stream arrives."""
     model = KnownModel(lambda t: t / 1000.0)
     audio = stamped(seconds)
-    seg = Segmenter("k", chunk, context)
+    seg = Segmenter("k", chunk, context, first)
     segments = []
     for i in range(0, len(audio), block):
         segments += seg.feed(audio[i : i + block])
@@ -99,7 +101,7 @@ def test_chunks_are_stitched_without_gaps_or_overlap(seconds, chunk, context, bl
 def test_music_seconds_across_a_chunk_border(labels_csv):
     """Music from 50 s to 80 s straddles the 60 s border: 30 s counted, once."""
     model = KnownModel(lambda t: np.where((t >= 50) & (t < 80), 0.9, 0.0))
-    det = MusicDetector(model, labels_csv, 0.15, 30, chunk_seconds=60, context_seconds=1)
+    det = MusicDetector(model, labels_csv, 0.15, 30, chunk_seconds=60, context_seconds=1, first_chunks=())
     res = det.score(stamped(125))
     assert res.music_seconds == pytest.approx(30.0, abs=0.011) and res.is_music and res.rule == "seconds"
     assert len(model.calls) == 3

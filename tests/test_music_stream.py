@@ -101,7 +101,7 @@ def test_results_do_not_depend_on_workers_or_batching(corpus, labels_csv):
 def test_long_files_are_batched_as_chunks(corpus, labels_csv):
     d, _ = corpus
     model = EnergyModel()
-    det = MusicDetector(model, labels_csv, 0.15, 30, chunk_seconds=20, context_seconds=1)
+    det = MusicDetector(model, labels_csv, 0.15, 30, chunk_seconds=20, context_seconds=1, first_chunks=())
     run(det, d, ["d.mp3"], workers=0, batch_size=2)
     # 75 s in chunks of 20 s: three segments padded to 22 s (chunk and context), batched two
     # at a time, and the last 15 s (with 1 s of context) in the 16 s bucket
@@ -113,6 +113,7 @@ def test_cache_scores_only_what_is_new(corpus, labels_csv, tmp_path):
     cfg = Config(path=tmp_path / "c.toml", output_dir=tmp_path / "out")
     cfg.freesound.pages_dir = d
     cfg.music.workers = 0
+    cfg.music.measure = "full"  # every frame scored: music_seconds exact
     made = []
 
     def factory():
@@ -135,7 +136,7 @@ def test_cache_scores_only_what_is_new(corpus, labels_csv, tmp_path):
     assert rep.counts["scored"] == 2 and made == [1]
     again = recs([1, 2])
     rep = audio_and_music(again, cfg, factory, "ck", False)
-    assert rep.counts == {"cached": 2, "music": 1, "not_music": 1} and made == [1]  # no model was even loaded
+    assert rep.counts == {"cached": 2, "music": 1, "not_music": 1, "decided_full": 2} and made == [1]  # no model loaded
     assert again[0].evidence["music"]["music_seconds"] == pytest.approx(35, abs=0.35)
     grown = recs([1, 2, 3])
     rep = audio_and_music(grown, cfg, factory, "ck", False)

@@ -13,10 +13,26 @@ from .detector import Rule
 
 
 def cache_key(audio_sha256: str, checkpoint_sha256: str, rule: Rule, chunk_seconds: float,
-              context_seconds: float, top_k: int) -> str:
+              context_seconds: float, top_k: int, first_chunks: tuple | list = ()) -> str:
+    """The key of a scored result. Whether scoring stopped early is not in it: an entry says
+    how it was decided, and a run that measures in full takes only entries scored in full
+    (an early-stopped or unscored-short entry is scored again and replaced)."""
     params = [audio_sha256, checkpoint_sha256, rule.threshold, rule.min_music_seconds, rule.min_music_fraction,
               chunk_seconds, context_seconds, top_k]
+    if first_chunks:
+        params.append([float(x) for x in first_chunks])
     return hashlib.sha256(json.dumps(params).encode()).hexdigest()
+
+
+def source_key(audio_sha256: str) -> str:
+    """The key of a file checked but not scored (its source decides): its decode and length."""
+    return hashlib.sha256(json.dumps([audio_sha256, "checked, not scored", 1]).encode()).hexdigest()
+
+
+def serves(entry: dict, measure: str) -> bool:
+    """Whether a (valid) cached entry answers a run that measures `measure`: a "full" run
+    takes only a result whose every frame was scored."""
+    return measure != "full" or entry["music"].get("decided", "full") == "full"
 
 
 def valid_entry(entry: object, audio_sha256: str | None) -> bool:
@@ -27,6 +43,10 @@ def valid_entry(entry: object, audio_sha256: str | None) -> bool:
         return False
     if audio_sha256 is not None and audio.get("sha256") != audio_sha256:
         return False
+    if music.get("decided", "full") not in ("full", "early", "short", "source"):
+        return False
+    if music.get("decided") == "source":
+        return music.get("is_music") is True
     return isinstance(music.get("is_music"), bool) and isinstance(music.get("music_seconds"), (int, float))
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import math
 import shutil
 import sys
 from dataclasses import asdict, dataclass, field
@@ -24,6 +25,9 @@ HOP = 320
 FPS = SAMPLE_RATE // HOP  # 100 frames per second
 CLASSES = 527
 CHUNK_SECONDS = 60.0  # long recordings are scored in chunks of this length
+# The first minute is cut finer, so that a recording that is music can be decided after 30,
+# 40, 50 or 60 s of model time rather than a whole chunk (see `Segmenter`).
+FIRST_CHUNKS = (30.0, 10.0, 10.0, 10.0)
 MIN_INPUT = SAMPLE_RATE  # the CNN needs about a second of input; shorter clips are zero-padded
 
 
@@ -218,9 +222,24 @@ class Rule:
     min_music_seconds: float = 30.0
     min_music_fraction: float = 0.0  # 0: off
 
+    @property
+    def needed_frames(self) -> int:
+        """Music frames that make a recording music under the seconds rule."""
+        return max(1, math.ceil(self.min_music_seconds * FPS - 1e-9))
+
+    def short_frames(self) -> int:
+        """A recording of fewer frames than this can never be music: decided without the model
+        (0 when the fraction rule is on, which scores short clips)."""
+        return 0 if self.min_music_fraction > 0 else self.needed_frames
+
     def decide(self, music_prob: np.ndarray, class_mean: np.ndarray, label_names: list[str], checksum: str,
-               top_k: int = 3) -> "MusicResult":
-        frames = len(music_prob)
+               top_k: int = 3, decided: str = "full", total_frames: int | None = None) -> "MusicResult":
+        """The rule over a recording's frame probabilities. `decided="early"`: only some frames
+        were scored (unscored ones are -inf in `music_prob`, which then spans the frames up to the
+        last scored one) and the recording has `total_frames`; music_seconds is a lower bound."""
+        scored = np.isfinite(music_prob)
+        measured = int(scored.sum())
+        frames = len(music_prob) if total_frames is None else max(total_frames, len(music_prob))
         music_frames = int((music_prob >= self.threshold).sum())
         music_seconds = round(music_frames / FPS, 2)
         fraction = round(music_frames / frames, 4) if frames else 0.0
@@ -231,12 +250,13 @@ class Rule:
         elif self.min_music_fraction > 0 and seconds < self.min_music_seconds and fraction >= self.min_music_fraction:
             rule = "fraction"
         top = np.argsort(-class_mean, kind="stable")[:top_k]
+        exact = decided == "full"
         return MusicResult(
             music_spans=music_spans(music_prob >= self.threshold),
             is_music=rule != "none",
             music_seconds=music_seconds,
             music_fraction=fraction,
-            max_music_prob=round(float(music_prob.max()), 4) if frames else 0.0,
+            max_music_prob=round(float(music_prob[scored].max()), 4) if measured else 0.0,
             top_labels=[f"{label_names[i]}:{class_mean[i]:.3f}" for i in top],
             seconds=seconds,
             rule=rule,
@@ -244,24 +264,46 @@ class Rule:
             threshold=self.threshold,
             min_music_seconds=self.min_music_seconds,
             min_music_fraction=self.min_music_fraction,
+            decided=decided,
+            measured_seconds=round(measured / FPS, 2),
+            music_seconds_bound="exact" if exact else "lower",
         )
+
+    def short(self, total_frames: int, checksum: str) -> "MusicResult":
+        """A recording too short for the rule to ever call it music, decided without the model."""
+        return MusicResult(
+            is_music=False, music_seconds=0.0, music_fraction=0.0, max_music_prob=None, top_labels=[],
+            seconds=round(total_frames / FPS, 2), rule="none", checkpoint_sha256=checksum,
+            threshold=self.threshold, min_music_seconds=self.min_music_seconds,
+            min_music_fraction=self.min_music_fraction, decided="short", measured_seconds=0.0,
+            music_seconds_bound="lower",
+        )
+
+
+DECIDED = ("full", "early", "short", "source")
 
 
 @dataclass
 class MusicResult:
     is_music: bool
-    music_seconds: float
-    music_fraction: float
-    max_music_prob: float
+    music_seconds: float | None
+    music_fraction: float | None
+    max_music_prob: float | None
     top_labels: list[str]
     seconds: float
     rule: str  # which rule made it music: "seconds", "fraction", or "none"
-    checkpoint_sha256: str
+    checkpoint_sha256: str | None
     threshold: float
     min_music_seconds: float
     min_music_fraction: float
     # where the music is: [start, end] seconds of the longest runs of music frames
     music_spans: list = field(default_factory=list)
+    # how the decision was reached: "full" (every frame scored), "early" (scoring stopped once
+    # the rule was settled), "short" (too short to ever be music: no model), "source" (taken as
+    # music because of its source: no model)
+    decided: str = "full"
+    measured_seconds: float = 0.0  # seconds of frames the model scored
+    music_seconds_bound: str = "exact"  # "lower" when not every frame was scored
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -285,16 +327,25 @@ class Segment:
     keep_from: int
     keep_n: int
     last: bool
+    frame0: int = 0  # the recording's frame index of this chunk's first kept frame
+
+
+def _chunk_samples(seconds: float) -> int:
+    return max(HOP, int(seconds * SAMPLE_RATE) // HOP * HOP)
 
 
 class Segmenter:
-    """Cuts a stream of mono 32 kHz blocks into chunks of `chunk` samples, each with up to
-    `context` samples either side. The chunks' frames tile the recording exactly: frame i
-    is the frame at sample i * HOP, for i in [0, max(1, n // HOP))."""
+    """Cuts a stream of mono 32 kHz blocks into chunks, each with up to `context` samples
+    either side: first the `first_chunks` (seconds), then chunks of `chunk_seconds`. The
+    chunks' frames tile the recording exactly: frame i is the frame at sample i * HOP, for i
+    in [0, max(1, n // HOP)). The cut is the same whether a recording is scored in full or
+    until its decision is made, so the frames scored are the same either way."""
 
-    def __init__(self, key: object, chunk_seconds: float = CHUNK_SECONDS, context_seconds: float = 1.0):
+    def __init__(self, key: object, chunk_seconds: float = CHUNK_SECONDS, context_seconds: float = 1.0,
+                 first_chunks: tuple[float, ...] | list[float] = ()):
         self.key = key
-        self.chunk = max(HOP, int(chunk_seconds * SAMPLE_RATE) // HOP * HOP)
+        self.chunk = _chunk_samples(chunk_seconds)
+        self.first = [_chunk_samples(x) for x in first_chunks]
         self.context = int(context_seconds * SAMPLE_RATE) // HOP * HOP
         self.buf = np.zeros(0, dtype=np.float32)
         self.buf_start = 0  # absolute sample index of buf[0]
@@ -304,18 +355,21 @@ class Segmenter:
 
     @property
     def max_len(self) -> int:
-        return self.chunk + 2 * self.context
+        return max([self.chunk, *self.first]) + 2 * self.context
+
+    def chunk_at(self, index: int) -> int:
+        return self.first[index] if index < len(self.first) else self.chunk
 
     def _emit(self, end_of_stream: bool) -> Segment:
-        s, c = self.start, self.context
+        s, c, chunk = self.start, self.context, self.chunk_at(self.index)
         lo = max(0, s - c)
-        hi = min(self.total, s + self.chunk + c)
+        hi = min(self.total, s + chunk + c)
         audio = self.buf[lo - self.buf_start : hi - self.buf_start]
-        last = end_of_stream and s + self.chunk >= self.total
-        keep_n = self.chunk // HOP if not last else max(1 if s == 0 else 0, (self.total - s) // HOP)
-        seg = Segment(self.key, self.index, audio.copy(), (s - lo) // HOP, keep_n, last)
+        last = end_of_stream and s + chunk >= self.total
+        keep_n = chunk // HOP if not last else max(1 if s == 0 else 0, (self.total - s) // HOP)
+        seg = Segment(self.key, self.index, audio.copy(), (s - lo) // HOP, keep_n, last, s // HOP)
         self.index += 1
-        self.start += self.chunk
+        self.start += chunk
         drop = max(0, self.start - c) - self.buf_start
         if drop > 0:
             self.buf = self.buf[drop:]
@@ -326,7 +380,7 @@ class Segmenter:
         self.buf = np.concatenate([self.buf, block.astype(np.float32, copy=False)])
         self.total += len(block)
         out = []
-        while self.total >= self.start + self.chunk + self.context + 1:
+        while self.total >= self.start + self.chunk_at(self.index) + self.context + 1:
             out.append(self._emit(False))
         return out
 
@@ -357,16 +411,18 @@ def run_segments(model: FramewiseModel, segments: list[Segment], max_len: int) -
 
 class Accumulator:
     """What the rule needs from a recording's frames, kept small: the music probability of
-    each frame and the per-class sum."""
+    each scored frame and the per-class sum."""
 
     def __init__(self, music_idx: np.ndarray):
         self.music_idx = music_idx
         self.parts: dict[int, np.ndarray] = {}
+        self.starts: dict[int, int] = {}
         self.class_sum = np.zeros(CLASSES, dtype=np.float64)
         self.last_index: int | None = None
 
     def add(self, seg: Segment, fw: np.ndarray) -> None:
         self.parts[seg.index] = fw[:, self.music_idx].max(axis=1) if len(fw) else np.zeros(0, np.float32)
+        self.starts[seg.index] = seg.frame0
         self.class_sum += fw.sum(axis=0, dtype=np.float64)
         if seg.last:
             self.last_index = seg.index
@@ -375,8 +431,24 @@ class Accumulator:
     def complete(self) -> bool:
         return self.last_index is not None and len(self.parts) == self.last_index + 1
 
+    @property
+    def scored_frames(self) -> int:
+        return sum(len(p) for p in self.parts.values())
+
+    def music_frames(self, threshold: float) -> int:
+        return sum(int((p >= threshold).sum()) for p in self.parts.values())
+
     def music_prob(self) -> np.ndarray:
+        """Every frame's probability, once every chunk is scored."""
         return np.concatenate([self.parts[i] for i in range(len(self.parts))])
+
+    def scored_prob(self) -> np.ndarray:
+        """The frames up to the last scored one, -inf where a chunk was not scored."""
+        end = max((self.starts[i] + len(p) for i, p in self.parts.items()), default=0)
+        out = np.full(end, -np.inf, dtype=np.float32)
+        for i, p in self.parts.items():
+            out[self.starts[i]: self.starts[i] + len(p)] = p
+        return out
 
 
 class MusicDetector:
@@ -385,7 +457,8 @@ class MusicDetector:
 
     def __init__(self, model: FramewiseModel, labels_csv: Path, threshold: float = 0.15,
                  min_music_seconds: float = 30.0, top_k: int = 3, min_music_fraction: float = 0.0,
-                 chunk_seconds: float = CHUNK_SECONDS, context_seconds: float = 1.0):
+                 chunk_seconds: float = CHUNK_SECONDS, context_seconds: float = 1.0,
+                 first_chunks: tuple[float, ...] | list[float] = FIRST_CHUNKS):
         labels = read_labels(labels_csv)
         self.model = model
         self.names = [n for _, _, n in labels]
@@ -394,14 +467,23 @@ class MusicDetector:
         self.top_k = top_k
         self.chunk_seconds = chunk_seconds
         self.context_seconds = context_seconds
+        self.first_chunks = tuple(first_chunks)
 
-    def result(self, acc: Accumulator) -> MusicResult:
-        prob = acc.music_prob()
-        mean = acc.class_sum / max(1, len(prob))
-        return self.rule.decide(prob, mean, self.names, self.model.checksum, self.top_k)
+    def segmenter(self, key: object) -> Segmenter:
+        return Segmenter(key, self.chunk_seconds, self.context_seconds, self.first_chunks)
+
+    def result(self, acc: Accumulator, decided: str = "full", total_frames: int | None = None) -> MusicResult:
+        prob = acc.music_prob() if decided == "full" else acc.scored_prob()
+        mean = acc.class_sum / max(1, acc.scored_frames)
+        return self.rule.decide(prob, mean, self.names, self.model.checksum, self.top_k, decided, total_frames)
+
+    def settled(self, acc: Accumulator) -> bool:
+        """Whether the frames scored so far settle the decision: music once enough of them
+        pass the threshold (more frames can only add music frames)."""
+        return acc.music_frames(self.rule.threshold) >= self.rule.needed_frames
 
     def score(self, mono32k: np.ndarray) -> MusicResult:
-        seg = Segmenter(None, self.chunk_seconds, self.context_seconds)
+        seg = self.segmenter(None)
         segments = seg.feed(mono32k) + seg.finish()
         acc = Accumulator(self.music_idx)
         for s in segments:
