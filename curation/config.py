@@ -74,8 +74,8 @@ class MusicConfig:
     workers: int = 2  # decode/resample processes beside the model; 0 decodes in the main process
     chunk_seconds: float = 60.0  # longer recordings are scored in chunks of this length
     # ... after these first chunks (seconds): the first minute is cut finer so that scoring can
-    # stop at 30, 40, 50 or 60 s once a recording is music. Both `measure` modes cut the same.
-    first_chunks: list = field(default_factory=lambda: [30.0, 10.0, 10.0, 10.0])
+    # stop at 31, 41, 51 or 61 s once a recording is music. Both `measure` modes cut the same.
+    first_chunks: list = field(default_factory=lambda: [31.0, 10.0, 10.0, 10.0])
     # "decide": score a recording until the rule is settled (music once min_music_seconds of
     # frames pass; a recording shorter than that, with min_music_fraction = 0, is never music
     # and is not scored); music_seconds is then a lower bound. "full": score every second.

@@ -139,10 +139,14 @@ CANNED: dict[str, tuple[str, str]] = {
     "included": ("license mix of the included records by source (the current manifest)", """
         SELECT source, coalesce(license, '') AS license, count(*) AS records FROM records
         WHERE status = 'included' GROUP BY ALL ORDER BY source, license"""),
-    "music": ("recordings scored by the music model, and how many are music", """
-        SELECT count(music_seconds) AS scored, count(*) FILTER (WHERE is_music) AS music,
-               round(coalesce(sum(music_seconds), 0) / 3600, 3) AS music_hours
-        FROM records"""),
+    "music": ("music decisions by how they were reached (music_rule: full, early, short, source), how many "
+              "are music, and the model time they took", """
+        SELECT source, coalesce(music_rule, 'full') AS music_rule, count(*) AS records,
+               count(*) FILTER (WHERE is_music) AS music,
+               round(coalesce(sum(music_measured_seconds), 0) / 3600, 3) AS model_hours,
+               round(coalesce(sum(music_seconds), 0) / 3600, 3) AS music_hours,
+               bool_or(coalesce(music_seconds_lower_bound, false)) AS lower_bound
+        FROM records WHERE is_music IS NOT NULL GROUP BY ALL ORDER BY source, music_rule"""),
     "releases": ("the published versions", "SELECT * FROM releases ORDER BY number"),
     "licenses": ("license mix of a release (--version, default the latest)", """
         SELECT source, license, license_url, count(*) AS records, round(sum(audio_seconds) / 3600, 3) AS hours

@@ -152,15 +152,18 @@ def build(cfg, now: datetime | None = None) -> Path:
         parts += [f"<p>Release {html.escape(versions[-1])}:</p>", _table("licenses", cols, rows)]
 
     # music seconds
-    ms = [r[0] for r in con.execute("SELECT music_seconds FROM records WHERE music_seconds IS NOT NULL").fetchall()]
+    ms = [r[0] for r in con.execute("SELECT music_seconds FROM records WHERE music_seconds IS NOT NULL "
+                                    "AND coalesce(music_rule, 'full') IN ('full', 'early')").fetchall()]
     threshold = float(cfg.music.min_music_seconds)
     mcols, mrows = audit.run_query(con, "music")
-    n_music = mrows[0][mcols.index("music")]
+    n_music = sum(r[mcols.index("music")] for r in mrows)
+    n_early = sum(r[mcols.index("records")] for r in mrows if r[mcols.index("music_rule")] == "early")
     parts.append("<h2>Music seconds <small class=muted>(query: music)</small></h2>")
     if ms:
         fig = _hist({"recordings": ms}, "seconds of frames with music probability >= threshold",
                     bins=min(40, max(5, len(ms))), line=(threshold, f"min_music_seconds = {threshold:g}"))
-        parts.append(_figure("music", fig, f"{len(ms):,} recordings scored, {n_music:,} music."))
+        parts.append(_figure("music", fig, f"{len(ms):,} recordings scored, {n_music:,} music"
+                             + (f"; {n_early:,} stopped early, their music seconds a lower bound." if n_early else ".")))
     else:
         parts.append(_figure("music", _empty_plot("no recording was scored"), "No recording was scored."))
     parts.append(_table("music", mcols, mrows))

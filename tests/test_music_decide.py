@@ -62,7 +62,7 @@ def corpus(tmp_path_factory):
         "quiet_long.flac": [(130, "quiet")],                       # never music: every frame is scored
         "almost.flac": [(29.5, "music"), (40, "quiet")],           # 29.5 s of music: scored in full
         "short_music.flac": [(25, "music")],                       # too short to be music: no model
-        "just_30.wav": [(30.2, "music")],                          # just long enough: its first chunk settles it
+        "just_30.wav": [(30.2, "music")],                          # just long enough: one chunk, scored
         "mp3_music.mp3": [(95, "music")],
         "ogg_mixed.ogg": [(20, "quiet"), (50, "music"), (20, "quiet")],
     }
@@ -107,7 +107,7 @@ def test_decisions_are_those_of_scoring_everything(corpus, labels_csv, workers):
     # its music is in its last chunks: settled early or by its last chunk, as the batches fall
     assert how.pop("late_music.flac") in ("early", "full")
     assert how == {"all_music.flac": "early", "quiet_long.flac": "full",
-                   "almost.flac": "full", "short_music.flac": "short", "just_30.wav": "early",
+                   "almost.flac": "full", "short_music.flac": "short", "just_30.wav": "full",
                    "mp3_music.mp3": "early", "ogg_mixed.ogg": "early"}
     for n, res in ((n, dec[n].result) for n in how):
         ref = full[n].result
@@ -119,8 +119,8 @@ def test_decisions_are_those_of_scoring_everything(corpus, labels_csv, workers):
         else:  # a lower bound, over fewer frames
             assert res.music_seconds_bound == "lower" and res.music_seconds <= ref.music_seconds
             assert res.measured_seconds < ref.measured_seconds
-    assert dec["all_music.flac"].result.measured_seconds == 30.0  # the first chunk settles it
-    assert dec["all_music.flac"].result.music_seconds == 30.0
+    assert dec["all_music.flac"].result.measured_seconds == 31.0  # the first chunk settles it
+    assert dec["all_music.flac"].result.music_seconds == 31.0
     assert dec["late_music.flac"].result.is_music
     assert dec["short_music.flac"].result.measured_seconds == 0.0
     assert dstats["model_seconds"] < 0.75 * fstats["model_seconds"]  # about 0.63 here
@@ -130,10 +130,10 @@ def test_stopping_early_stops_the_model_and_the_resampling(corpus, labels_csv):
     d, _ = corpus
     model = EnergyModel()
     out, stats = score(model, labels_csv, d, ["all_music.flac"], "decide", batch=1)
-    # one 31 s input (the first 30 s chunk and 1 s of context), padded to the 32 s bucket; the
+    # one 32 s input (the first 31 s chunk and 1 s of context): the 32 s bucket exactly; the
     # 10 s chunk decoded ahead of it is dropped unscored
     assert model.batches == [(1, 32 * SAMPLE_RATE)]
-    assert stats["model_seconds"] == 32.0 and stats["scored_seconds"] == 30.0
+    assert stats["model_seconds"] == 32.0 and stats["scored_seconds"] == 31.0
     assert out["all_music.flac"].audio["seconds"] == 200.0
 
 
@@ -277,7 +277,7 @@ def test_manifest_marks_an_early_decision(corpus, labels_csv, tmp_path):
     audio_and_music(recs, cfg, lambda: MusicDetector(EnergyModel(), labels_csv, 0.15, 30), "ck", False)
     row = manifest_table(rt.from_records(recs)).to_pylist()[0]
     assert row["music_rule"] == "early" and row["music_rule_fired"] == "seconds" and row["is_music"]
-    assert row["music_seconds_lower_bound"] is True and row["music_measured_seconds"] == 30.0
-    assert row["music_seconds"] == 30.0 and row["audio_seconds"] == 200.0
+    assert row["music_seconds_lower_bound"] is True and row["music_measured_seconds"] == 31.0
+    assert row["music_seconds"] == 31.0 and row["audio_seconds"] == 200.0
     lines = explain_lines(row)
-    assert any("scoring stopped early at 30.0 s of 200.0 s" in ln for ln in lines), lines
+    assert any("scoring stopped early at 31.0 s of 200.0 s" in ln for ln in lines), lines
