@@ -171,7 +171,7 @@ def main() -> None:
                     help="instead: deciding vs scoring everything over FMA-like and/or SAO-like corpora "
                          "(real files and two generators), decisions compared record by record")
     ap.add_argument("--fma-tracks", type=int, default=10, help="tracks per FMA-like corpus (--decide)")
-    ap.add_argument("--sao-records", type=int, default=60, help="recordings per SAO-like corpus (--decide)")
+    ap.add_argument("--sao-records", type=int, default=120, help="recordings per SAO-like corpus (--decide)")
     ap.add_argument("--long-child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--ckpt", help=argparse.SUPPRESS)
     ap.add_argument("--labels", help=argparse.SUPPRESS)
