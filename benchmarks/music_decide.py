@@ -300,6 +300,9 @@ def compare(name: str, rows: list[dict], ckpt: Path, labels: Path, work: Path, w
     reach = [r["music"] and r["seconds"] >= MIN_MUSIC_SECONDS for r in rows]
     agree = sum(1 for r, want in zip(rows, reach) if bool(full[r["id"]]["is_music"]) == want)
     how = {k: sum(1 for r in rows if dec[r["id"]]["decided"] == k) for k in ("early", "short", "full")}
+    # an early decision either way: music once 30 s of music frames are in, not music once the
+    # frames left cannot make them up
+    how["early_not_music"] = sum(1 for r in rows if dec[r["id"]]["decided"] == "early" and not dec[r["id"]]["is_music"])
     res = {"corpus": name, "records": n, "audio_hours": sum(r["seconds"] for r in rows) / 3600,
            "music_by_design": sum(r["music"] for r in rows), "music_by_design_in_reach": sum(reach), "music_by_model": by_model, "model_agrees": agree,
            "model_s_full": model_f, "model_s_decide": model_d, "model_ratio": model_d / model_f if model_f else 0.0,
@@ -308,7 +311,8 @@ def compare(name: str, rows: list[dict], ckpt: Path, labels: Path, work: Path, w
     print(f"  {name:10s} {n:4d} rec {res['audio_hours']:5.2f} h | music: design {res['music_by_design']:3d}, "
           f"{sum(reach):3d} of them >= {MIN_MUSIC_SECONDS:.0f} s; stand-in {by_model:3d} (agrees on {agree}/{n}) | model-s full {model_f:8.1f} decide {model_d:7.1f} "
           f"= {res['model_ratio']:.3f} | wall full {wall_f:6.1f} s decide {wall_d:6.1f} s = {res['wall_ratio']:.3f} | "
-          f"decided early {how['early']}, short {how['short']}, in full {how['full']} | identical {same}/{n}",
+          f"decided early {how['early']} ({how['early_not_music']} not music), short {how['short']}, "
+          f"in full {how['full']} | identical {same}/{n}",
           flush=True)
     if src:
         differ = sum(1 for r in rows if src[r["id"]]["is_music"] != full[r["id"]]["is_music"])

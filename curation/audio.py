@@ -115,6 +115,10 @@ class StreamInfo:
     channels: int
     format: str
     frames: int = 0  # native frames decoded so far
+    # native frames the header gives, where that count is exact (WAV/AIFF chunk sizes, FLAC's
+    # STREAMINFO, Ogg's last granule position, an mp3's Xing/Info/VBRI frame count); 0 where
+    # it is unknown or only an estimate. A promise, not a fact: the decoded length is checked.
+    header_frames: int = 0
     # when the decoded length falls short of what the file's header gives, the shortfall
     # is kept (how long, against which length, what a second decoder found)
     length_check: dict | None = None
@@ -139,6 +143,10 @@ class StreamInfo:
 # more than a few damaged ones, far less than what an interrupted download loses (a cut
 # half-way through, or at any network buffer of tens of kB: several seconds).
 MP3_SHORTFALL_S = 1.0
+
+# containers (by content, as libsndfile names them) whose header gives the exact length: chunk
+# sizes, FLAC's STREAMINFO, Ogg's last granule position (mp3: see mp3_length)
+_EXACT_HEADER_FORMATS = ("WAV", "WAVEX", "AIFF", "FLAC", "OGG")
 
 
 def mp3_length(path: Path) -> tuple[float, bool]:
@@ -313,8 +321,13 @@ def _sndfile_blocks(path: Path, info_out: list, sr_out: int, channels_out: int,
         info = StreamInfo(int(f.samplerate), int(f.channels), path.suffix.lower().lstrip("."))
         info_out.append(info)
         header_frames = int(f.frames)
+        if f.format in _EXACT_HEADER_FORMATS and 0 < header_frames < 2**31:
+            info.header_frames = header_frames
         if path.suffix.lower() == ".mp3":
             decoder, info.length_check = plan_mp3(path, info.sample_rate, info.channels, header_frames)
+            seconds, exact = mp3_length(path)
+            if exact:
+                info.header_frames = int(round(seconds * info.sample_rate))
             if decoder == "ffmpeg":
                 yield from _ffmpeg_cli_blocks(path, info, sr_out, channels_out, skip)
                 return

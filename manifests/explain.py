@@ -73,8 +73,11 @@ def explain_lines(row: dict) -> list[str]:
         else:
             verdict = "music" if music.get("is_music") else "not music"
             if music.get("decided") == "early":
+                why = ("enough music frames were found" if music.get("is_music") else
+                       "the frames left could not make up the music frames it lacks")
                 out.append(f"  music: scoring stopped early at {music.get('measured_seconds')} s of "
-                           f"{music.get('seconds')} s, once the rule was settled; music_seconds is a lower bound")
+                           f"{music.get('seconds')} s, once the rule was settled ({why}); "
+                           "music_seconds is a lower bound")
             rules = f">= {music.get('min_music_seconds')} s"
             if music.get("min_music_fraction"):
                 rules += f", or >= {music['min_music_fraction']:.0%} of a shorter clip"

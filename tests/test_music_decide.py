@@ -59,7 +59,8 @@ def corpus(tmp_path_factory):
     spec = {
         "all_music.flac": [(200, "music")],                       # music from the start: stops at 30 s
         "late_music.flac": [(45, "quiet"), (40, "music")],         # stops once 30 s of music are in
-        "quiet_long.flac": [(130, "quiet")],                       # never music: every frame is scored
+        "quiet_long.flac": [(130, "quiet")],                       # never music: stops once 30 s cannot be had
+        "some_music.wav": [(60, "quiet"), (20, "music")],         # too little music: stops at 51 s of 80
         "almost.flac": [(29.5, "music"), (40, "quiet")],           # 29.5 s of music: scored in full
         "short_music.flac": [(25, "music")],                       # too short to be music: no model
         "just_30.wav": [(30.2, "music")],                          # just long enough: one chunk, scored
@@ -106,7 +107,7 @@ def test_decisions_are_those_of_scoring_everything(corpus, labels_csv, workers):
     how = {n: dec[n].result.decided for n in names if dec[n].result}
     # its music is in its last chunks: settled early or by its last chunk, as the batches fall
     assert how.pop("late_music.flac") in ("early", "full")
-    assert how == {"all_music.flac": "early", "quiet_long.flac": "full",
+    assert how == {"all_music.flac": "early", "quiet_long.flac": "early", "some_music.wav": "early",
                    "almost.flac": "full", "short_music.flac": "short", "just_30.wav": "full",
                    "mp3_music.mp3": "early", "ogg_mixed.ogg": "early"}
     for n, res in ((n, dec[n].result) for n in how):
@@ -122,6 +123,11 @@ def test_decisions_are_those_of_scoring_everything(corpus, labels_csv, workers):
     assert dec["all_music.flac"].result.measured_seconds == 31.0  # the first chunk settles it
     assert dec["all_music.flac"].result.music_seconds == 31.0
     assert dec["late_music.flac"].result.is_music
+    # not music once the frames left (by the header's exact length) cannot make 30 s: quiet_long
+    # after 31+10+10+10+60 s (9 s left), some_music after 31+10+10 s (29 s left)
+    assert (dec["quiet_long.flac"].result.measured_seconds, dec["quiet_long.flac"].result.is_music) == (121.0, False)
+    assert (dec["some_music.wav"].result.measured_seconds, dec["some_music.wav"].result.is_music) == (51.0, False)
+    assert dec["some_music.wav"].result.rule == "none" and "rescored" not in dstats
     assert dec["short_music.flac"].result.measured_seconds == 0.0
     assert dstats["model_seconds"] < 0.75 * fstats["model_seconds"]  # about 0.63 here
 
@@ -146,6 +152,32 @@ def test_identity_with_frame_values_near_the_threshold(corpus, labels_csv, thres
     for n in names:
         if dec[n].result and dec[n].result.decided == "full":
             assert dec[n].result.to_dict() == full[n].result.to_dict()
+
+
+def test_a_file_longer_than_its_header_promised_is_scored_again_in_full(corpus, labels_csv, monkeypatch):
+    """The not-music stop rests on the header's length. A header promising a third of the file
+    settles late_music (45 s quiet, then 40 s music) as not music after its first chunk; its
+    decoder, told to stop, still decodes the rest and finds 85 s: the frames past the promise
+    could make it music, so it is scored again in full, and is music."""
+    from curation.music import stream
+
+    real = stream.audio_blocks
+
+    def lying(path, info, *a, **k):
+        for block in real(path, info, *a, **k):
+            if path.endswith("late_music.flac"):
+                info[0].header_frames = min(info[0].header_frames, 33 * info[0].sample_rate)
+            yield block
+
+    monkeypatch.setattr(stream, "audio_blocks", lying)
+    names = ["late_music.flac", "quiet_long.flac"]
+    full, _ = score(EnergyModel(), labels_csv, d := corpus[0], names, "full")
+    dec, stats = score(EnergyModel(), labels_csv, d, names, "decide")
+    assert stats["rescored"] == 1
+    assert dec["late_music.flac"].result.to_dict() == full["late_music.flac"].result.to_dict()
+    assert dec["late_music.flac"].result.is_music and dec["late_music.flac"].result.decided == "full"
+    assert dec["late_music.flac"].audio == full["late_music.flac"].audio
+    assert dec["quiet_long.flac"].result.decided == "early"  # its header told the truth
 
 
 def test_fraction_rule_scores_short_clips(corpus, labels_csv):
@@ -195,7 +227,7 @@ def records(cfg, d, names, source="freesound"):
 
 def test_cache_never_serves_an_early_result_as_a_full_one(corpus, labels_csv, tmp_path):
     d, _ = corpus
-    names = ["all_music.flac", "short_music.flac", "quiet_long.flac"]
+    names = ["all_music.flac", "short_music.flac", "almost.flac", "quiet_long.flac"]
     made = []
 
     def factory():
@@ -205,15 +237,15 @@ def test_cache_never_serves_an_early_result_as_a_full_one(corpus, labels_csv, tm
     cfg = make_cfg(tmp_path, d, "decide")
     recs = records(cfg, d, names)
     rep = audio_and_music(recs, cfg, factory, "ck", False)
-    assert rep.counts["decided_early"] == 1 and rep.counts["decided_short"] == 1 and rep.counts["decided_full"] == 1
-    assert [r.evidence["music"]["decided"] for r in recs] == ["early", "short", "full"]
+    assert rep.counts["decided_early"] == 2 and rep.counts["decided_short"] == 1 and rep.counts["decided_full"] == 1
+    assert [r.evidence["music"]["decided"] for r in recs] == ["early", "short", "full", "early"]
     # a rerun that measures everything: the early and the short results are scored again, the
     # full one is taken from the cache
     cfg.music.measure = "full"
     again = records(cfg, d, names)
     rep = audio_and_music(again, cfg, factory, "ck", False)
-    assert rep.counts["cached"] == 1 and rep.counts["scored"] == 2
-    assert [r.evidence["music"]["decided"] for r in again] == ["full"] * 3
+    assert rep.counts["cached"] == 1 and rep.counts["scored"] == 3
+    assert [r.evidence["music"]["decided"] for r in again] == ["full"] * 4
     assert again[0].evidence["music"]["music_seconds"] == pytest.approx(200, abs=0.5)
     assert [r.evidence["music"]["is_music"] for r in again] == [r.evidence["music"]["is_music"] for r in recs]
     # ... and those full results now serve a deciding run too
@@ -221,8 +253,8 @@ def test_cache_never_serves_an_early_result_as_a_full_one(corpus, labels_csv, tm
     third = records(cfg, d, names)
     n_made = len(made)
     rep = audio_and_music(third, cfg, factory, "ck", False)
-    assert rep.counts["cached"] == 3 and len(made) == n_made
-    assert [r.evidence["music"]["decided"] for r in third] == ["full"] * 3
+    assert rep.counts["cached"] == 4 and len(made) == n_made
+    assert [r.evidence["music"]["decided"] for r in third] == ["full"] * 4
     # an entry claiming an unknown way of deciding is not trusted
     cache = MusicCache(cfg.work_dir / "music_cache")
     for p in cache.root.glob("*/*.json"):
@@ -264,20 +296,25 @@ def test_a_source_taken_as_music_is_checked_not_scored(corpus, labels_csv, tmp_p
     cfg.music.fma = "score"
     again = records(cfg, d, ["quiet_long.flac", "short_music.flac"], source="fma")
     audio_and_music(again, cfg, factory, "ck", False)
-    assert [r.evidence["music"]["decided"] for r in again] == ["full", "short"]
+    assert [r.evidence["music"]["decided"] for r in again] == ["early", "short"]
     man = manifest_table(rt.from_records(again)).to_pylist()
     assert [(r["music_rule"], r["music_seconds_lower_bound"], r["music_measured_seconds"]) for r in man] == [
-        ("full", False, 130.0), ("short", True, 0.0)]
+        ("early", True, 121.0), ("short", True, 0.0)]
 
 
 def test_manifest_marks_an_early_decision(corpus, labels_csv, tmp_path):
     d, _ = corpus
     cfg = make_cfg(tmp_path, d, "decide")
-    recs = records(cfg, d, ["all_music.flac"])
+    recs = records(cfg, d, ["all_music.flac", "some_music.wav"])
     audio_and_music(recs, cfg, lambda: MusicDetector(EnergyModel(), labels_csv, 0.15, 30), "ck", False)
-    row = manifest_table(rt.from_records(recs)).to_pylist()[0]
+    row, nm = manifest_table(rt.from_records(recs)).to_pylist()
     assert row["music_rule"] == "early" and row["music_rule_fired"] == "seconds" and row["is_music"]
     assert row["music_seconds_lower_bound"] is True and row["music_measured_seconds"] == 31.0
     assert row["music_seconds"] == 31.0 and row["audio_seconds"] == 200.0
     lines = explain_lines(row)
     assert any("scoring stopped early at 31.0 s of 200.0 s" in ln for ln in lines), lines
+    assert any("(enough music frames were found)" in ln for ln in lines), lines
+    assert nm["music_rule"] == "early" and nm["is_music"] is False and nm["music_rule_fired"] == "none"
+    assert nm["music_measured_seconds"] == 51.0 and nm["audio_seconds"] == 80.0
+    lines = explain_lines(nm)
+    assert any("scoring stopped early at 51.0 s of 80.0 s" in ln and "could not make up" in ln for ln in lines), lines

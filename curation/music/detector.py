@@ -483,6 +483,15 @@ class MusicDetector:
         pass the threshold (more frames can only add music frames)."""
         return acc.music_frames(self.rule.threshold) >= self.rule.needed_frames
 
+    def hopeless(self, acc: Accumulator, total_frames: int) -> bool:
+        """Whether the frames scored so far settle the decision as not music for a recording of
+        at most `total_frames` frames: too few music frames even if every frame left were one.
+        Seconds rule only: with the fraction rule on, a clip is scored in full."""
+        if self.rule.min_music_fraction > 0:
+            return False
+        left = max(0, total_frames - acc.scored_frames)
+        return acc.music_frames(self.rule.threshold) + left < self.rule.needed_frames
+
     def score(self, mono32k: np.ndarray) -> MusicResult:
         seg = self.segmenter(None)
         segments = seg.feed(mono32k) + seg.finish()

@@ -11,8 +11,12 @@ Each job has a mode:
 - "decide": segments are scored until the rule is settled. A decoder may hand over only the
   segments the main process allows (`AHEAD` beyond those scored); once a recording is music
   it is told to stop, and decodes the rest of the file without resampling it, so that a file
-  cut short or damaged later on fails exactly as it would in "full" mode. A recording too
-  short to ever be music is decided without the model.
+  cut short or damaged later on fails exactly as it would in "full" mode. Where the header
+  gives the exact length, a recording is also settled as not music once the frames left
+  could not make up the music frames it lacks; that rests on the header, so when the file
+  turns out longer than it promised and the frames past the promise could change the
+  decision, the recording is scored again in full. A recording too short to ever be music
+  is decided without the model.
 - "check": the file is decoded and checked, never scored (a decision taken by source).
 """
 from __future__ import annotations
@@ -54,10 +58,13 @@ class Plan:
 # ----------------------------------------------------------------------------- messages
 
 def _decode_messages(jobs: Iterable[tuple], plan: Plan, allow):
-    """For each (slot, key, path, mode): ("seg", Segment)..., then ("end", key, info, how,
-    frames) or ("err", key, reason, detail); ("wait", key) while the allowance `allow[slot]`
-    holds the next segment back. `how` is "short" (not scored: too short to be music),
-    "check" (not scored: a check-mode job) or "" (its segments were handed over)."""
+    """For each (slot, key, path, mode): ("len", key, frames) when the header promises an
+    exact length (at most `frames` frames), before any segment; ("seg", Segment)..., then
+    ("end", key, info, how, frames, frames_max) or ("err", key, reason, detail); ("wait", key)
+    while the allowance `allow[slot]` holds the next segment back. `how` is "short" (not
+    scored: too short to be music), "check" (not scored: a check-mode job) or "" (its segments
+    were handed over). `frames` is the recording's frame count, `frames_max` the most it can be
+    (the same, unless the decoder stopped resampling and counted native frames instead)."""
     for slot, key, path, mode in jobs:
         seg = plan.segmenter(key)
         info: list[StreamInfo] = []
@@ -83,21 +90,32 @@ def _decode_messages(jobs: Iterable[tuple], plan: Plan, allow):
         try:
             n = 0
             for block in audio_blocks(path, info, SAMPLE_RATE, 1, skip=skip):
+                if n == 0 and mode == "decide" and info[0].header_frames:
+                    yield ("len", key, _frames_at_most(info[0].header_frames, info[0].sample_rate))
                 n += len(block)
                 yield from hand_over(seg.feed(block))
             if (n == 0 and not stopped[0]) or (info and info[0].frames == 0):
                 raise AudioError("audio_empty", "decodes to zero samples")
-            frames = max(1, n // HOP)
+            frames = frames_max = max(1, n // HOP)
+            if stopped[0] and info:  # resampling stopped part way: count the native frames
+                frames = max(1, round(info[0].frames * SAMPLE_RATE / max(1, info[0].sample_rate)) // HOP)
+                frames_max = _frames_at_most(info[0].frames, info[0].sample_rate)
             how = "check" if mode == "check" else ""
             if not stopped[0] and mode == "decide" and seg.index == 0 and frames < plan.short_frames:
                 how = "short"  # nothing handed over yet, and it can never be music
             elif not stopped[0]:
                 yield from hand_over(seg.finish())
-            yield ("end", key, info[0].to_dict(), how, frames)
+            yield ("end", key, info[0].to_dict(), how, frames, frames_max)
         except AudioError as e:
             yield ("err", key, e.reason, e.detail)
         except Exception as e:  # a decoder bug on one file must not stop the corpus
             yield ("err", key, "audio_unreadable", f"{type(e).__name__}: {e}"[:300])
+
+
+def _frames_at_most(native: int, sample_rate: int) -> int:
+    """The most frames `native` samples at `sample_rate` can make once resampled to 32 kHz
+    (a streaming resampler's output may run a sample over the exact ratio)."""
+    return max(1, (-(-native * SAMPLE_RATE // max(1, sample_rate)) + 1) // HOP)
 
 
 def peak_rss_kb() -> int:
@@ -196,6 +214,9 @@ def score_files(
     accs: dict[object, Accumulator] = {}
     ended: dict[object, tuple] = {}
     decided: dict[object, Accumulator] = {}  # settled before every segment was scored
+    bounds: dict[object, int] = {}  # the most frames a recording has, by its header
+    not_music: set = set()  # of `decided`: settled as not music on its header's promise
+    redo: list = []  # settled as not music, but longer than promised: scored again in full
     failed: set = set()
     buckets: dict[int, list[Segment]] = {}
     # "decide" recordings are scored in order, one segment at a time: a later segment the
@@ -238,8 +259,10 @@ def score_files(
             if acc.complete:
                 held.pop(key, None)
                 continue  # every frame is in: decided in full below
-            if detector.settled(acc):
+            if detector.settled(acc) or (key in bounds and detector.hopeless(acc, bounds[key])):
                 allow[slots[key]] = STOP
+                if not detector.settled(acc):
+                    not_music.add(key)
                 decided[key] = accs.pop(key)
                 held.pop(key, None)
             else:
@@ -249,12 +272,15 @@ def score_files(
 
     def finished() -> Iterator[Scored]:
         for key in list(ended):
-            info, how, frames = ended[key]
+            info, how, frames, frames_max = ended[key]
             if key in decided:
                 # the decoder stopped resampling: the file's own length gives the frame count
-                total = max(1, int(float(info.get("seconds") or 0.0) * 100))
                 del ended[key]
-                yield Scored(key, detector.result(decided.pop(key), "early", total), info)
+                acc = decided.pop(key)
+                if key in not_music and not detector.hopeless(acc, frames_max):
+                    redo.append(key)  # the frames past the header's promise could make it music
+                    continue
+                yield Scored(key, detector.result(acc, "early", frames), info)
             elif how == "check":
                 del ended[key]
                 yield Scored(key, None, info)
@@ -280,8 +306,10 @@ def score_files(
             length = place(s)
             if len(buckets[length]) >= batch_limit(length, batch_size, max_batch_seconds):
                 yield from run_bucket(length)
+        elif kind == "len":
+            bounds[msg[1]] = msg[2]
         elif kind == "end":
-            ended[msg[1]] = (msg[2], msg[3], msg[4])
+            ended[msg[1]] = (msg[2], msg[3], msg[4], msg[5])
             yield from finished()
         elif kind == "err":
             key = msg[1]
@@ -289,6 +317,7 @@ def score_files(
             accs.pop(key, None)
             held.pop(key, None)
             decided.pop(key, None)  # an error later in the file wins, as it would in full
+            not_music.discard(key)
             allow[slots[key]] = STOP
             yield Scored(key, error=AudioError(msg[2], msg[3]))
         elif kind == "wait":
@@ -300,6 +329,11 @@ def score_files(
     def flush() -> Iterator[Scored]:
         while buckets:
             yield from run_bucket(max(buckets, key=lambda k: len(buckets[k])))
+        if redo:
+            stats["rescored"] = stats.get("rescored", 0) + len(redo)
+            again = [(k, p, "full") for k, p, _ in jobs if k in set(redo)]
+            redo.clear()
+            yield from score_files(detector, again, batch_size, 0, keep_frames, max_batch_seconds, stats, plan=plan)
 
     work = [(slots[k], k, p, m) for k, p, m in jobs]
     if workers <= 0:
