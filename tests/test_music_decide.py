@@ -60,7 +60,7 @@ def corpus(tmp_path_factory):
         "all_music.flac": [(200, "music")],                       # music from the start: stops at 30 s
         "late_music.flac": [(45, "quiet"), (40, "music")],         # stops once 30 s of music are in
         "quiet_long.flac": [(130, "quiet")],                       # never music: stops once 30 s cannot be had
-        "some_music.wav": [(60, "quiet"), (20, "music")],         # too little music: stops at 51 s of 80
+        "some_music.wav": [(60, "quiet"), (20, "music")],         # too little music: stops at 50.01 s of 80
         "almost.flac": [(29.5, "music"), (40, "quiet")],           # 29.5 s of music: scored in full
         "short_music.flac": [(25, "music")],                       # too short to be music: no model
         "just_30.wav": [(30.2, "music")],                          # just long enough: one chunk, scored
@@ -123,10 +123,11 @@ def test_decisions_are_those_of_scoring_everything(corpus, labels_csv, workers):
     assert dec["all_music.flac"].result.measured_seconds == 31.0  # the first chunk settles it
     assert dec["all_music.flac"].result.music_seconds == 31.0
     assert dec["late_music.flac"].result.is_music
-    # not music once the frames left (by the header's exact length) cannot make 30 s: quiet_long
-    # after 31+10+10+10+60 s (9 s left), some_music after 31+10+10 s (29 s left)
-    assert (dec["quiet_long.flac"].result.measured_seconds, dec["quiet_long.flac"].result.is_music) == (121.0, False)
-    assert (dec["some_music.wav"].result.measured_seconds, dec["some_music.wav"].result.is_music) == (51.0, False)
+    # not music once the frames left (by the header's exact length) cannot make 30 s: the cut has
+    # a chunk end 29.99 s before the end (quiet_long: 31+10+10+10 s, then 39.01 s instead of 60;
+    # some_music: 31+10 s, then 9.01 s instead of 10)
+    assert (dec["quiet_long.flac"].result.measured_seconds, dec["quiet_long.flac"].result.is_music) == (100.01, False)
+    assert (dec["some_music.wav"].result.measured_seconds, dec["some_music.wav"].result.is_music) == (50.01, False)
     assert dec["some_music.wav"].result.rule == "none" and "rescored" not in dstats
     assert dec["short_music.flac"].result.measured_seconds == 0.0
     assert dstats["model_seconds"] < 0.75 * fstats["model_seconds"]  # about 0.63 here
@@ -299,7 +300,7 @@ def test_a_source_taken_as_music_is_checked_not_scored(corpus, labels_csv, tmp_p
     assert [r.evidence["music"]["decided"] for r in again] == ["early", "short"]
     man = manifest_table(rt.from_records(again)).to_pylist()
     assert [(r["music_rule"], r["music_seconds_lower_bound"], r["music_measured_seconds"]) for r in man] == [
-        ("early", True, 121.0), ("short", True, 0.0)]
+        ("early", True, 100.01), ("short", True, 0.0)]
 
 
 def test_manifest_marks_an_early_decision(corpus, labels_csv, tmp_path):
@@ -315,6 +316,6 @@ def test_manifest_marks_an_early_decision(corpus, labels_csv, tmp_path):
     assert any("scoring stopped early at 31.0 s of 200.0 s" in ln for ln in lines), lines
     assert any("(enough music frames were found)" in ln for ln in lines), lines
     assert nm["music_rule"] == "early" and nm["is_music"] is False and nm["music_rule_fired"] == "none"
-    assert nm["music_measured_seconds"] == 51.0 and nm["audio_seconds"] == 80.0
+    assert nm["music_measured_seconds"] == 50.01 and nm["audio_seconds"] == 80.0
     lines = explain_lines(nm)
-    assert any("scoring stopped early at 51.0 s of 80.0 s" in ln and "could not make up" in ln for ln in lines), lines
+    assert any("scoring stopped early at 50.01 s of 80.0 s" in ln and "could not make up" in ln for ln in lines), lines

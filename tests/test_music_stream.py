@@ -103,9 +103,11 @@ def test_long_files_are_batched_as_chunks(corpus, labels_csv):
     model = EnergyModel()
     det = MusicDetector(model, labels_csv, 0.15, 30, chunk_seconds=20, context_seconds=1, first_chunks=())
     run(det, d, ["d.mp3"], workers=0, batch_size=2)
-    # 75 s in chunks of 20 s: three segments padded to 22 s (chunk and context), batched two
-    # at a time, and the last 15 s (with 1 s of context) in the 16 s bucket
-    assert model.batches == [(2, 22 * 32000), (1, 22 * 32000), (1, 16 * 32000)]
+    # 75 s in chunks of 20 s, one of them ending 29.99 s before the end (45.01 s: the frames
+    # left after it cannot make the rule's 30 s): 0-20 and 20-40 padded to 22 s (chunk and
+    # context) and batched together, 40-45.01 in the 8 s bucket, 45.01-65.01 in 22 s, and the
+    # last 9.99 s (with 1 s of context) in the 12 s bucket
+    assert model.batches == [(2, 22 * 32000), (1, 8 * 32000), (1, 22 * 32000), (1, 12 * 32000)]
 
 
 def test_cache_scores_only_what_is_new(corpus, labels_csv, tmp_path):

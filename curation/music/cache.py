@@ -21,6 +21,8 @@ def cache_key(audio_sha256: str, checkpoint_sha256: str, rule: Rule, chunk_secon
               chunk_seconds, context_seconds, top_k]
     if first_chunks:
         params.append([float(x) for x in first_chunks])
+    if rule.short_frames():  # the cut has a chunk end min_music_seconds before a header's end
+        params.append("cut: end - min_music_seconds")
     return hashlib.sha256(json.dumps(params).encode()).hexdigest()
 
 

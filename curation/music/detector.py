@@ -340,7 +340,11 @@ class Segmenter:
     either side: first the `first_chunks` (seconds), then chunks of `chunk_seconds`. The
     chunks' frames tile the recording exactly: frame i is the frame at sample i * HOP, for i
     in [0, max(1, n // HOP)). The cut is the same whether a recording is scored in full or
-    until its decision is made, so the frames scored are the same either way."""
+    until its decision is made, so the frames scored are the same either way.
+
+    `stop_frame` (set before the first block, from a header's exact length): a chunk that
+    would run across that frame ends there instead, so that a recording whose frames left
+    after it cannot make the rule is settled right there rather than a chunk later."""
 
     def __init__(self, key: object, chunk_seconds: float = CHUNK_SECONDS, context_seconds: float = 1.0,
                  first_chunks: tuple[float, ...] | list[float] = ()):
@@ -353,6 +357,7 @@ class Segmenter:
         self.start = 0  # absolute sample index of the next chunk
         self.total = 0
         self.index = 0
+        self.stop_frame = 0
 
     @property
     def max_len(self) -> int:
@@ -361,8 +366,14 @@ class Segmenter:
     def chunk_at(self, index: int) -> int:
         return self.first[index] if index < len(self.first) else self.chunk
 
+    def _next_chunk(self) -> int:
+        chunk = self.chunk_at(self.index)
+        stop = self.stop_frame * HOP
+        # never the first chunk: one 32 s call settles most recordings either way
+        return stop - self.start if self.index and self.start < stop < self.start + chunk else chunk
+
     def _emit(self, end_of_stream: bool) -> Segment:
-        s, c, chunk = self.start, self.context, self.chunk_at(self.index)
+        s, c, chunk = self.start, self.context, self._next_chunk()
         lo = max(0, s - c)
         hi = min(self.total, s + chunk + c)
         audio = self.buf[lo - self.buf_start : hi - self.buf_start]
@@ -381,7 +392,7 @@ class Segmenter:
         self.buf = np.concatenate([self.buf, block.astype(np.float32, copy=False)])
         self.total += len(block)
         out = []
-        while self.total >= self.start + self.chunk_at(self.index) + self.context + 1:
+        while self.total >= self.start + self._next_chunk() + self.context + 1:
             out.append(self._emit(False))
         return out
 

@@ -90,8 +90,13 @@ def _decode_messages(jobs: Iterable[tuple], plan: Plan, allow):
         try:
             n = 0
             for block in audio_blocks(path, info, SAMPLE_RATE, 1, skip=skip):
-                if n == 0 and mode == "decide" and info[0].header_frames:
-                    yield ("len", key, _frames_at_most(info[0].header_frames, info[0].sample_rate))
+                if n == 0 and info[0].header_frames and plan.short_frames:
+                    # the same cut in every mode: a chunk ends where the frames left, by the
+                    # header, are one short of what the rule needs
+                    bound = _frames_at_most(info[0].header_frames, info[0].sample_rate)
+                    seg.stop_frame = max(0, bound - plan.short_frames + 1)
+                    if mode == "decide":
+                        yield ("len", key, bound)
                 n += len(block)
                 yield from hand_over(seg.feed(block))
             if (n == 0 and not stopped[0]) or (info and info[0].frames == 0):
