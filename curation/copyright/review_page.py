@@ -97,7 +97,7 @@ save the decisions file and name it in the config (<code>[copyright] review_deci
 <p><button onclick="save()">Save decisions file</button></p>
 <script>
 function csv(v) {{ v = String(v);
-  if (/^[=+\-@\t\r]/.test(v) || /^'[=+\-@\t\r']/.test(v)) v = "'" + v;  // spreadsheet-safe (README)
+  if (/^[=+\\-@\t\r]/.test(v) || /^'[=+\\-@\t\r']/.test(v)) v = "'" + v;  // spreadsheet-safe (README)
   return /[",\\n\\r]/.test(v) ? '"' + v.replace(/"/g, '""') + '"' : v; }}
 function save() {{
   const who = document.getElementById('reviewer').value, now = new Date().toISOString();
