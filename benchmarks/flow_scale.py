@@ -28,7 +28,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 REAL = REPO.parent / "shared" / "real" / "freesound"
-LABELS = REPO.parent / "shared" / "audioset" / "class_labels_indices.csv"
+LABELS = REPO / "curation" / "data" / "class_labels_indices.csv"  # the shipped AudioSet class list
 
 # What a real crawl returns (weights roughly those of Freesound's catalogue: CC0 and CC BY
 # lead, then BY-NC, Sampling+; a few strings Freesound never issued, to fail closed on).

@@ -25,6 +25,7 @@ import pandas as pd
 import soundfile as sf
 
 from . import synth
+from .data import audioset_labels_csv
 from .music.detector import read_labels
 
 FMA_COLUMNS = {
@@ -49,21 +50,16 @@ DEMO_BANNER = (
 )
 
 
-def find_labels_csv() -> Path | None:
-    """The AudioSet class list: $AUDIOSET_LABELS_CSV, panns-inference's copy, or the repository's shared/ folder."""
-    here = Path(__file__).resolve().parent.parent
-    cands = [os.environ.get("AUDIOSET_LABELS_CSV", ""),
-             str(Path.home() / "panns_data" / "class_labels_indices.csv"),
-             str(here.parent / "shared" / "audioset" / "class_labels_indices.csv")]
-    for c in cands:
-        if not c or not Path(c).is_file():
-            continue
+def find_labels_csv() -> Path:
+    """The AudioSet class list: $AUDIOSET_LABELS_CSV when it names a readable list, else the shipped one."""
+    env = os.environ.get("AUDIOSET_LABELS_CSV", "")
+    if env and Path(env).is_file():
         try:
-            read_labels(Path(c))
-            return Path(c)
+            read_labels(Path(env))
+            return Path(env)
         except Exception:
-            continue
-    return None
+            pass
+    return audioset_labels_csv()
 
 
 def _fs_result(rid: int, name: str, license_url: str, username: str, tags: list[str], description: str,
@@ -289,11 +285,6 @@ def write_demo(root: Path, labels_csv: Path | None = None) -> Path:
     from training.t5cache import build_random_t5_cache
 
     labels_csv = labels_csv or find_labels_csv()
-    if labels_csv is None:
-        raise FileNotFoundError(
-            "the AudioSet class list (class_labels_indices.csv) was not found: pass --labels-csv, set "
-            "AUDIOSET_LABELS_CSV, or run `curate models fetch`"
-        )
     read_labels(labels_csv)
     root.mkdir(parents=True, exist_ok=True)
     write_freesound(root)

@@ -18,6 +18,8 @@ def test_music_mids_match_the_ontology(labels_csv):
 
     from tests.conftest import SHARED
 
+    if not (SHARED / "ontology.json").is_file():
+        pytest.skip(f"the AudioSet ontology is expected at {SHARED} (../shared, present in CI)")
     onto = {n["id"]: n for n in json.loads((SHARED / "ontology.json").read_text())}
     sub, todo = set(), ["/m/04rlf"]
     while todo:
