@@ -45,6 +45,9 @@ err = Console(stderr=True, soft_wrap=True)
 # Prefect's temporary server sends usage telemetry from a background job that races the
 # run for its SQLite database; a curation run has no use for it.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# Prefect waits 20 s for its temporary server by default; a loaded 2-core machine can take
+# longer (measured: over 20 s while other jobs ran), and a run must not fail for that.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
 
 def _fail(msg: str, code: int = 2) -> None:
@@ -62,8 +65,8 @@ def demo_data(
 
     try:
         cfg = write_demo(directory, labels_csv)
-    except (FileNotFoundError, ValueError) as e:
-        _fail(str(e))
+    except (OSError, ValueError) as e:
+        _fail(f"cannot write the demo into {directory}: {e.strerror or e}" if isinstance(e, OSError) else str(e))
     err.print(DEMO_BANNER, style="bold yellow", markup=False)
     typer.echo(str(cfg))
 
@@ -92,6 +95,8 @@ def run(config: Path = typer.Argument(..., help="The run's TOML config.")) -> No
     from flows.curate import run as run_flow
 
     from .copyright.catalogue import CatalogueFormatError
+    from .copyright.review import DecisionsError
+    from .inputs import InputError
     from .sources.fma import FMAFormatError
 
     from .release.takedowns import TakedownError
@@ -100,7 +105,7 @@ def run(config: Path = typer.Argument(..., help="The run's TOML config.")) -> No
     try:
         with _progress_factory() as make:
             summary = run_flow(config, progress=make)
-    except (CatalogueFormatError, FMAFormatError, TakedownError, RunLocked) as e:
+    except (InputError, CatalogueFormatError, FMAFormatError, TakedownError, DecisionsError, RunLocked) as e:
         _fail(str(e), 1)
     except OSError as e:
         _fail_on_full_disk(e)
@@ -159,7 +164,7 @@ def audit(
     from .config import ConfigError, load_config
 
     try:
-        cfg = load_config(config)
+        cfg = load_config(config, check_inputs=False)  # reads the output folder only
         con = connect(cfg.output_dir)
     except (ConfigError, AuditError) as e:
         _fail(str(e), 1)
@@ -204,10 +209,15 @@ def audit(
 
 
 @release_app.command("stage", hidden=True)
-def release_stage(config: Path = typer.Argument(..., help="The run's TOML config.")) -> None:
+def release_stage(config: Path = typer.Argument(..., help="The run's TOML config."),
+                  train: bool = typer.Option(False, "--train", help="Also fine-tune on the version "
+                                             "([training] enabled); `curate run` trains by itself.")) -> None:
     """The release stage alone over the last run's decided records (takedowns and review
-    decisions applied again), published as the next version if it changed."""
+    decisions applied again), published as the next version if it changed. No training
+    unless --train."""
     from .config import ConfigError
+    from .copyright.review import DecisionsError
+    from .inputs import InputError
     from .pipeline import NoRunYet
     from .release.takedowns import TakedownError
     from .run_lock import RunLocked
@@ -216,8 +226,8 @@ def release_stage(config: Path = typer.Argument(..., help="The run's TOML config
         from flows.curate import run as run_flow
 
         with _progress_factory() as make:
-            summary = run_flow(config, progress=make, release_only=True)
-    except (ConfigError, NoRunYet, TakedownError, RunLocked) as e:
+            summary = run_flow(config, progress=make, release_only=True, train=train)
+    except (ConfigError, InputError, NoRunYet, TakedownError, DecisionsError, RunLocked) as e:
         _fail(str(e), 1)
     except OSError as e:
         _fail_on_full_disk(e)
@@ -231,7 +241,7 @@ def _version_dir(value: str, config: Path | None) -> Path:
         from .release.versions import releases_dir
 
         try:
-            p = Path(releases_dir(load_config(config).output_dir)) / value
+            p = Path(releases_dir(load_config(config, check_inputs=False).output_dir)) / value
         except ConfigError as e:
             _fail(str(e))
     if not p.is_dir():
@@ -333,7 +343,7 @@ def explain(
     from .config import ConfigError, load_config
 
     try:
-        cfg = load_config(config)
+        cfg = load_config(config, check_inputs=False)  # reads the output folder only
         row = find_row(cfg.output_dir / "manifests" / "records.parquet", source, record_id)
     except (ConfigError, FileNotFoundError, NotInManifest) as e:
         _fail(str(e), 1)
@@ -362,6 +372,8 @@ def models_fetch(
     """Download the published PANNs checkpoint and class list, checked against their checksums."""
     from .music.models import LABELS_URL, ZENODO_API, FetchError, fetch_models
 
+    if dest.exists() and not dest.is_dir():
+        _fail(f"{dest} is a file: give a folder for the model files", 1)
     with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=err) as prog:
         tid = prog.add_task("download", total=None)
         try:
@@ -369,6 +381,8 @@ def models_fetch(
                                 progress=lambda done, total: prog.update(tid, completed=done, total=total or None))
         except FetchError as e:
             _fail(str(e), 1)
+        except OSError as e:
+            _fail(f"cannot write into {dest}: {e.strerror or e}", 1)
     typer.echo(f"{dest / info['checkpoint']['file']}  sha256 {info['checkpoint']['sha256']}")
     typer.echo(f"{dest / info['labels']['file']}  sha256 {info['labels']['sha256']}")
 

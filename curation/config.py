@@ -223,6 +223,42 @@ class Config:
     def work_dir(self) -> Path:
         return self.output_dir / "work"
 
+    # Paths the work area keeps (partitions, audio files, settings in completion markers) are
+    # written relative to the output folder ($OUT) or the config's folder ($CONFIG) where they
+    # lie under one, so a copied or moved folder resumes instead of starting over.
+    def portable(self, p) -> str:
+        from .storage import is_remote, url
+
+        if p is None or p == "":
+            return ""
+        if is_remote(p) or "://" in str(p):
+            return url(p)
+        s = str(p)
+        if s.startswith(("$OUT/", "$CONFIG/")) or s in ("$OUT", "$CONFIG"):
+            return s
+        path = Path(s)
+        for token, root in (("$OUT", self.output_dir), ("$CONFIG", self.path.parent)):
+            if isinstance(root, Path):
+                try:
+                    rel = path.relative_to(root)
+                except ValueError:
+                    continue
+                return token if str(rel) == "." else f"{token}/{rel.as_posix()}"
+        return s
+
+    def resolve(self, s):
+        """A path `portable` wrote, back to a path (a store URL as a UPath)."""
+        from .storage import as_path
+
+        s = str(s or "")
+        for token, root in (("$OUT", self.output_dir), ("$CONFIG", self.path.parent)):
+            if s == token:
+                return root
+            if s.startswith(token + "/"):
+                return as_path(f"{root}/{s[len(token) + 1:]}") if not isinstance(root, Path) \
+                    else root / s[len(token) + 1:]
+        return as_path(s) if s else None
+
     @property
     def shard_dir(self) -> Path:
         return self.release.shard_dir if self.release.shard_dir is not None else self.output_dir / "release" / "shards"
@@ -262,10 +298,17 @@ def _check_exists(name: str, p, want_dir: bool) -> None:
     except Exception as e:  # a store that cannot be reached or refuses the credentials
         raise ConfigError(f"config key '{name}': cannot read {p}: {type(e).__name__}: {e}") from None
     if not ok:
+        try:
+            other = p.is_file() if want_dir else p.is_dir()
+        except Exception:
+            other = False
+        if other:
+            raise ConfigError(f"config key '{name}': {p} is a {'file' if want_dir else 'folder'}, "
+                              f"expected a {'folder' if want_dir else 'file'}")
         raise ConfigError(f"config key '{name}': {'folder' if want_dir else 'file'} not found: {p}")
 
 
-def _fill(obj: Any, table: dict, section: str, base: Path, *, required_dirs=(), required_files=()):
+def _fill(obj: Any, table: dict, section: str, base: Path, *, required_dirs=(), required_files=(), check=True):
     known = obj.__dataclass_fields__
     for key, value in table.items():
         name = f"{section}.{key}" if section else key
@@ -284,10 +327,10 @@ def _fill(obj: Any, table: dict, section: str, base: Path, *, required_dirs=(), 
                 f"config key '{name}' must be {expected.__name__}, got {type(value).__name__} {value!r}"
             )
         setattr(obj, key, value)
-    for key in required_dirs:
+    for key in required_dirs if check else ():
         if getattr(obj, key) is not None:
             _check_exists(f"{section}.{key}", getattr(obj, key), True)
-    for key in required_files:
+    for key in required_files if check else ():
         if getattr(obj, key) is not None:
             _check_exists(f"{section}.{key}", getattr(obj, key), False)
 
@@ -301,7 +344,9 @@ _SUBTABLES = {"freesound": {"api": FreesoundAPIConfig},
 _COUNTS = {"partition_records": 1, "ingest_workers": 0}
 
 
-def load_config(path: str | Path) -> Config:
+def load_config(path: str | Path, check_inputs: bool = True) -> Config:
+    """The config at `path`, validated. `check_inputs=False` (for verbs that read only the
+    output folder: explain, audit) does not require the input files and folders to exist."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
@@ -347,7 +392,7 @@ def load_config(path: str | Path) -> Config:
                     raise ConfigError(f"config key '{key}.{sub}' must be a table")
                 setattr(obj, sub, factory())
                 _fill(getattr(obj, sub), inner, f"{key}.{sub}", base)
-        _fill(obj, table, key, base, required_dirs=dirs, required_files=files)
+        _fill(obj, table, key, base, required_dirs=dirs, required_files=files, check=check_inputs)
 
     if cfg.task_runner not in ("local", "dask"):
         raise ConfigError("config key 'task_runner' must be 'local' or 'dask'")
@@ -368,8 +413,10 @@ def load_config(path: str | Path) -> Config:
     m = cfg.music
     if m.checkpoint is None:
         raise ConfigError("config key 'music.checkpoint' is required (run `curate models fetch`)")
-    if m.labels_csv is None:
-        raise ConfigError("config key 'music.labels_csv' is required (the AudioSet class list)")
+    if m.labels_csv is None:  # the AudioSet class list the package ships
+        from .data import audioset_labels_csv
+
+        m.labels_csv = audioset_labels_csv()
     if not 0.0 < m.threshold <= 1.0:
         raise ConfigError("config key 'music.threshold' must be in (0, 1]")
     if m.min_music_seconds <= 0:

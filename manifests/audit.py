@@ -184,6 +184,14 @@ CANNED: dict[str, tuple[str, str]] = {
 def run_query(con, name_or_sql: str, version: str | None = None, record: str | None = None):
     """(column names, rows) of a canned query by name, or of any SQL over the views."""
     if name_or_sql not in CANNED:
+        if re.fullmatch(r"[A-Za-z_][\w-]*", name_or_sql.strip()):  # one word: a query's name, not SQL
+            from rapidfuzz import process as rf_process
+
+            near = [n for n, score, _ in rf_process.extract(name_or_sql.strip(), list(CANNED), limit=3)
+                    if score >= 60]
+            raise AuditError(f"{name_or_sql!r} is not a known query"
+                             + (f"; did you mean {', '.join(near)}?" if near else "")
+                             + f" (canned queries: {', '.join(CANNED)}; or give SQL over the views)")
         cur = con.execute(name_or_sql)
         return [d[0] for d in cur.description], cur.fetchall()
     sql = CANNED[name_or_sql][1]

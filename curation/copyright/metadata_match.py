@@ -143,6 +143,8 @@ class CatalogueMatcher:
             raise ValueError(f"the catalogue lacks column(s): {', '.join(missing)} (expected the Spotify schema)")
         self.settings = settings or MatchSettings()
         self.cat = catalogue.reset_index(drop=True)[list(CATALOGUE_COLUMNS)].fillna("").astype(str)
+        if self.cat.empty:  # a well-formed table with no rows: it matches nothing
+            return
         self.prep = _prepare(self.cat["track_name"], self.cat["artists"], featured=False)
         f = self.prep.frame
         # how many catalogue artists (credits) use each title
@@ -262,10 +264,12 @@ class CatalogueMatcher:
         out = pd.DataFrame({"flagged": np.zeros(n, bool), "score": np.zeros(n), "title_score": np.zeros(n),
                             "artist_score": np.zeros(n), "crow": np.full(n, -1), "candidates": [[] for _ in range(n)],
                             "candidates_considered": np.zeros(n, int)})
-        qkeys = pd.Series(q.keys["key"].drop_duplicates().to_numpy())
-        kp = self._artist_pairs(qkeys)
         out["normalizations"] = [sorted(set(ap) | ({"multiple_artists"} if len(split_artists(a)) > 1 else set()))
                                  for ap, a in zip(q.frame["applied"], artists)]
+        if self.cat.empty:
+            return out
+        qkeys = pd.Series(q.keys["key"].drop_duplicates().to_numpy())
+        kp = self._artist_pairs(qkeys)
         kp = kp[kp["sim"] >= s.artist_floor]
         if kp.empty:
             return out

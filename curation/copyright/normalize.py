@@ -23,6 +23,19 @@ _FEAT = re.compile(r"\s+(?:feat\.?|ft\.?|featuring)\s+(.*)$", re.I)
 _ARTIST_SPLIT = re.compile(r"\s*(?:;|,|/|\s&\s|\sand\s|\sx\s|\sfeat\.?\s|\sft\.?\s|\sfeaturing\s|\swith\s|\svs\.?\s)\s*", re.I)
 
 
+def close_brackets(text: str) -> str:
+    """The text with any bracket that never closes closed at the end ("Jofe Collective (feat.
+    Lomal Corfe" reads as "... (feat. Lomal Corfe)"), so it splits as the closed one does."""
+    t = str(text or "")
+    depth = []
+    for c in t:
+        if c in "([":
+            depth.append(")" if c == "(" else "]")
+        elif c in ")]" and depth and depth[-1] == c:
+            depth.pop()
+    return t + "".join(reversed(depth)) if depth else t
+
+
 @lru_cache(maxsize=1 << 18)
 def fold(text: str) -> str:
     """Lower case, accents stripped, `&` spelled `and`, punctuation to spaces."""
@@ -41,7 +54,7 @@ class NormalTitle:
 
 
 def normalize_title(title: str) -> NormalTitle:
-    t = str(title or "")
+    t = close_brackets(title)
     applied: list[str] = []
     featured: list[str] = []
     version_re = re.compile(rf"\b(?:{_VERSION_WORDS})\b|\b(?:19|20)\d\d\b", re.I)
@@ -78,8 +91,13 @@ def normalize_title(title: str) -> NormalTitle:
     return NormalTitle(folded, sorted(set(applied)), featured)
 
 
+_FEAT_BRACKET = re.compile(r"\s*[\(\[]\s*((?:feat\.?|ft\.?|featuring|with)\s+[^\)\]]*)[\)\]]", re.I)
+
+
 def split_artists(artists: str) -> list[str]:
-    parts = _ARTIST_SPLIT.split(str(artists or ""))
+    # "A (feat. B)" and "A [ft. B" (a bracket never closed) credit A and B
+    credit = _FEAT_BRACKET.sub(r" \1 ", close_brackets(artists))
+    parts = _ARTIST_SPLIT.split(credit)
     out = []
     for p in parts:
         f = fold(p)
