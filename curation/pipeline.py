@@ -94,20 +94,21 @@ def ingest_parts(cfg: Config, out_dir: Path, partition_records: int, workers: in
         rep.counts["api_requests"] = summary["requests"]
         if summary["error"]:
             rep.notes.append(f"Freesound crawl stopped: {summary['error']}; the next run continues")
-    key = settings_key("ingest", 3, files_key(_ingest_inputs(cfg)), partition_records, cfg.fma,
-                       cfg.freesound.api is not None)
+    key = settings_key("ingest", 4, files_key(_ingest_inputs(cfg), cfg.portable), partition_records, cfg.fma,
+                       cfg.freesound.api is not None, paths=cfg.portable)
     state = out_dir / "ingest.json"
     if state.is_file():
         try:
             prev = json.loads(state.read_text())
-            same = (prev.get("key") == key and len(prev["parts"]) == len(prev["digests"])
+            prev_parts = [storage.url(cfg.resolve(p)) for p in prev["parts"]]
+            same = (prev.get("key") == key and len(prev_parts) == len(prev["digests"])
                     and all(storage.as_path(p).is_file() and part_digest(storage.as_path(p)) == d
-                            for p, d in zip(prev["parts"], prev["digests"])))
+                            for p, d in zip(prev_parts, prev["digests"])))
         except (ValueError, KeyError, TypeError, AttributeError, OSError):
             same = False  # a state or part that cannot be trusted: ingest again
         if same:
             rep.merge(prev["counts"], prev["notes"])
-            return prev["parts"], rep
+            return prev_parts, rep
     storage.mkdirs(out_dir)
     if out_dir.is_dir():
         for old in out_dir.glob("part-*.parquet"):
@@ -151,8 +152,8 @@ def ingest_parts(cfg: Config, out_dir: Path, partition_records: int, workers: in
     latest = frozenset({"freesound"}) if cfg.freesound.api is not None else frozenset()
     rep.counts["distinct"] = _dedupe_parts([storage.as_path(p) for p in parts], latest)
     digests = [part_digest(storage.as_path(p)) for p in parts]
-    atomic_write_text(state, json.dumps({"key": key, "parts": parts, "digests": digests, "counts": rep.counts,
-                                         "notes": rep.notes}))
+    atomic_write_text(state, json.dumps({"key": key, "parts": [cfg.portable(storage.as_path(p)) for p in parts],
+                                         "digests": digests, "counts": rep.counts, "notes": rep.notes}))
     return parts, rep
 
 
@@ -530,6 +531,25 @@ def music_table(table, cfg: Config, detector_factory: Callable[[], "object"], ch
     return table
 
 
+# A decoded length this far short of the one the metadata declares is a truncated file. FMA
+# writes whole seconds (up to 1 s off either way) and an mp3 decoder trims the encoder's delay
+# and padding (tens of ms); a download cut off part way loses far more (README: Truncated audio).
+TRUNCATED_MIN_SECONDS = 2.0
+TRUNCATED_MIN_SHARE = 0.02
+
+
+def declared_shortfall(r: Record, decoded_seconds) -> tuple[float, str] | None:
+    """(declared seconds, field) when the decoded audio is well short of the declared length."""
+    declared = r.evidence.get("declared") or {}
+    try:
+        want, got = float(declared.get("seconds")), float(decoded_seconds)
+    except (TypeError, ValueError):
+        return None
+    if want - got > max(TRUNCATED_MIN_SECONDS, TRUNCATED_MIN_SHARE * want):
+        return want, str(declared.get("field", ""))
+    return None
+
+
 def audio_and_music(
     records: list[Record],
     cfg: Config,
@@ -561,6 +581,15 @@ def audio_and_music(
 
     def settle(r: Record, entry: dict) -> None:
         r.evidence["audio"] = entry["audio"]
+        short = declared_shortfall(r, entry["audio"].get("seconds"))
+        if short is not None:  # a download cut short that decodes cleanly: not scored on a part
+            r.exclude("audio_truncated", audio={**entry["audio"], "declared_seconds": short[0],
+                                                 "declared_field": short[1],
+                                                 "error": f"decoded {entry['audio'].get('seconds')} s of the "
+                                                          f"{short[0]} s the metadata ({short[1]}) declares"})
+            rep.add("audio_truncated")
+            progress(1)
+            return
         music = dict(entry["music"])
         music["checkpoint_random"] = checkpoint_random if music.get("decided", "full") in ("full", "early") else False
         r.evidence["music"] = music
@@ -577,7 +606,7 @@ def audio_and_music(
             rep.add("audio_missing")
             progress(1)
             continue
-        r.audio_path = str(path)
+        r.audio_path = cfg.portable(path)  # $CONFIG/... or $OUT/...: see Config.portable
         sha = file_sha256(path)
         by_source = getattr(m, r.source, "score") == "source"
         if by_source:
@@ -644,7 +673,12 @@ def copyright_table(table, cfg: Config, rep: "StageReport | None" = None):
     need = pc.and_(pend, pc.or_(pc.equal(src, "fma"), pc.and_(pc.equal(src, "freesound"), is_music)))
     recs = rt.to_records(table.filter(need))
     if recs:
+        kept = [r.audio_path for r in recs]
+        for r in recs:  # the backends read the file where it is now
+            r.audio_path = str(cfg.resolve(r.audio_path) or "")
         check_copyright(recs, cfg, rep)
+        for r, p in zip(recs, kept):
+            r.audio_path = p
         table = rt.replace_rows(table, need, rt.from_records(recs))
     return table
 
@@ -666,6 +700,9 @@ def check_copyright(records: list[Record], cfg: Config, rep: "StageReport | None
     fma = [r for r in records if r.pending and r.source == "fma"]
     if fma:
         matcher = CatalogueMatcher.from_csv(cfg.copyright.spotify_tracks_csv, match_settings(cfg))
+        if matcher.cat.empty:
+            rep.notes.append(f"the copyright catalogue {cfg.copyright.spotify_tracks_csv} has no rows: "
+                             f"no FMA track matched it")
         res = matcher.match([r.title for r in fma], [r.author for r in fma])
         for r, m in zip(fma, res.itertuples(index=False)):
             r.evidence["copyright"] = {
@@ -811,7 +848,7 @@ def load_detector(cfg: Config, info: ModelInfo):
 # --------------------------------------------------------------------------- the stages over partitions
 
 # Bumped when a stage's decisions change, so that completion markers of older runs no longer match.
-STAGE_VERSIONS = {"licenses": 3, "music": 3, "copyright": 1}
+STAGE_VERSIONS = {"licenses": 3, "music": 4, "copyright": 1}
 PER_PARTITION = ("licenses", "music", "copyright")
 
 
@@ -821,7 +858,7 @@ def stage_settings(name: str, cfg: Config, info: ModelInfo) -> str:
 
     if name == "licenses":
         return settings_key(name, STAGE_VERSIONS[name], cfg.release, cfg.freesound.require_genai_preference,
-                            cfg.fma.derived_urls)
+                            cfg.fma.derived_urls, paths=cfg.portable)
     if name == "music":
         _, audio_dir = freesound_dirs(cfg)
         listing = []
@@ -829,12 +866,12 @@ def stage_settings(name: str, cfg: Config, info: ModelInfo) -> str:
             if d is not None and d.is_dir():
                 listing.append(folder_key(d))
         return settings_key(name, STAGE_VERSIONS[name], cfg.music, info.sha256, listing,
-                            cfg.freesound.api is not None)
+                            cfg.freesound.api is not None, paths=cfg.portable)
     if name == "copyright":
         c = cfg.copyright
         return settings_key(name, STAGE_VERSIONS[name], c, files_key([p for p in (c.spotify_tracks_csv,)
-                                                                      if p is not None]),
-                            folder_key(c.fingerprint_index) if c.fingerprint_index else "")
+                                                                      if p is not None], cfg.portable),
+                            folder_key(c.fingerprint_index) if c.fingerprint_index else "", paths=cfg.portable)
     raise ValueError(name)
 
 
@@ -949,7 +986,7 @@ def _decided_path(cfg: Config) -> Path:
 
 def save_decided_parts(cfg: Config, parts: list[str]) -> None:
     """The partitions the per-partition stages ended with, for `curate release` to start from."""
-    atomic_write_text(_decided_path(cfg), json.dumps([storage.url(p) for p in parts]))
+    atomic_write_text(_decided_path(cfg), json.dumps([cfg.portable(storage.as_path(p)) for p in parts]))
 
 
 class NoRunYet(RuntimeError):
@@ -964,6 +1001,7 @@ def load_decided_parts(cfg: Config) -> list[str]:
             raise ValueError("not a list of partitions")
     except (OSError, ValueError):
         raise NoRunYet(f"no decided records under {cfg.work_dir}: run `curate run` first") from None
+    parts = [storage.url(cfg.resolve(p)) for p in parts]
     missing = [p for p in parts if not storage.as_path(p).exists()]
     if missing:
         raise NoRunYet(f"the last run's partition {missing[0]} is gone: run `curate run` again")
@@ -996,6 +1034,8 @@ def write_shard_job(name: str, job: str, fingerprint: str, cfg: Config, progress
     from .release.writers import write_shard
 
     recs = rt.to_records(storage.read_parquet(job))
+    for r in recs:
+        r.audio_path = str(cfg.resolve(r.audio_path) or "")
     write_shard(cfg.shard_dir, cfg.work_dir / "shards", name, recs, fingerprint, progress)
     storage.as_path(job).unlink(missing_ok=True)
     return len(recs)

@@ -13,7 +13,7 @@ import hashlib
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field, is_dataclass
+from dataclasses import dataclass, field, is_dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -24,17 +24,19 @@ from . import storage
 from .atomic import atomic_write_text
 
 
-def settings_key(*parts: Any) -> str:
-    """A short stable hash of settings (dataclasses, paths, plain values)."""
+def settings_key(*parts: Any, paths: Callable[[Any], str] | None = None) -> str:
+    """A short stable hash of settings (dataclasses, paths, plain values). `paths` writes each
+    path (e.g. `Config.portable`: relative to the output or config folder, so a moved folder
+    keeps its keys)."""
     def plain(v):
         if is_dataclass(v):
-            return plain(asdict(v))
+            return {f: plain(getattr(v, f)) for f in v.__dataclass_fields__}
         if isinstance(v, dict):
             return {str(k): plain(x) for k, x in v.items()}
         if isinstance(v, (list, tuple)):
             return [plain(x) for x in v]
-        if isinstance(v, Path):
-            return str(v)
+        if isinstance(v, Path) or type(v).__name__.endswith("Path"):
+            return paths(v) if paths else str(v)
         return v
     text = json.dumps([plain(p) for p in parts], sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
@@ -48,20 +50,26 @@ def _entries_key(entries: Iterable[tuple[str, int, str] | tuple[str, None, None]
     return h.hexdigest()[:32]
 
 
-def files_key(paths: Iterable[Path]) -> str:
-    """What a rerun compares to tell whether input files changed: names, sizes, versions
-    (mtimes; ETags on an object store), hashed as they come."""
+def files_key(paths: Iterable[Path], name: Callable[[Any], str] = str) -> str:
+    """What a rerun compares to tell whether input files changed: names (as `name` writes
+    them), sizes, versions (mtimes; ETags on an object store), hashed as they come."""
     def entries():
         for p in paths:
             v = storage.file_version(p)
-            yield (str(p), *v) if v else (str(p), None, None)
+            yield (name(p), *v) if v else (name(p), None, None)
     return _entries_key(entries())
 
 
 def folder_key(folder: Path) -> str:
-    """`files_key` of everything under `folder`, in a fixed order, from one listing (so a
-    folder of half a million files is never held as a list, nor stat'ed one by one on a store)."""
-    return _entries_key(storage.listing(folder))
+    """`files_key` of everything under `folder` (names relative to it, so the key follows the
+    folder when it moves), in a fixed order, from one listing (so a folder of half a million
+    files is never held as a list, nor stat'ed one by one on a store)."""
+    root = str(storage.url(folder)).rstrip("/") if storage.is_remote(folder) else str(folder).rstrip("/")
+
+    def rel():
+        for p, size, version in storage.listing(folder):
+            yield (p[len(root):] if p.startswith(root) else p), size, version
+    return _entries_key(rel())
 
 
 @dataclass
@@ -155,7 +163,7 @@ def run_on_partition(name: str, fn: Callable[[pa.Table, StageReport], pa.Table],
     if prev is not None and prev.get("key") == key and not (rerun_if and rerun_if(prev)):
         counts = {k: v for k, v in prev.get("counts", {}).items() if k not in WORK_DONE}
         counts["unchanged"] = prev.get("rows", 0)
-        return {**prev, "counts": counts, "skipped": True}
+        return {**prev, "path": str(dst_p), "counts": counts, "skipped": True}  # where it is now
     t0 = time.perf_counter()
     before = read_part(src_p)
     rep = StageReport(name)

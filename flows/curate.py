@@ -59,7 +59,7 @@ def review_task(parts: list[str], cfg: Config) -> tuple[list[str], int, StageRep
     from curation.copyright.review_page import write_review_page
 
     parts, queue, rep = pipeline.review_parts(parts, cfg, cfg.work_dir / "stages" / "review")
-    paths = {(q["source"], q["id"]): q.pop("audio_path") for q in queue}
+    paths = {(q["source"], q["id"]): str(cfg.resolve(q.pop("audio_path")) or "") for q in queue}
     write_queue(cfg.output_dir / "review" / "queue.csv", queue)
     write_review_page(cfg.output_dir / "review" / "index.html", queue, paths)
     return parts, len(queue), rep
@@ -120,10 +120,13 @@ def report_task(cfg: Config) -> str | None:
 
 
 @task(name="train-and-generate", **TASK)
-def training_task(cfg: Config) -> dict:
+def training_task(cfg: Config, version: str) -> dict:
+    """Fine-tune on the release version just published (or the last one, if unchanged)."""
+    from curation.release.versions import DATASET_CONFIG, releases_dir
     from training.bridge import train_and_generate
 
-    return train_and_generate(cfg.shard_dir, cfg.training, cfg.output_dir / "training")
+    ds_config = storage.as_path(releases_dir(cfg.output_dir)) / version / DATASET_CONFIG
+    return train_and_generate(ds_config, cfg.training, cfg.output_dir / "training")
 
 
 # The progress display of the process that started the flow (see `run`).
@@ -198,7 +201,7 @@ def run_stages(cfg: Config, progress: Progress | None = None) -> dict:
 
 
 def finish(cfg: Config, info: pipeline.ModelInfo, decided: list[str], n: int, reports: list[StageReport],
-           crawl: dict | None, progress: Progress) -> dict:
+           crawl: dict | None, progress: Progress, train: bool = True) -> dict:
     """Review, release, manifest and the release version, from the decided partitions (what
     `curate release` runs alone)."""
     t0 = time.perf_counter()
@@ -221,8 +224,8 @@ def finish(cfg: Config, info: pipeline.ModelInfo, decided: list[str], n: int, re
     report = report_task(cfg)
 
     training = None
-    if cfg.training.enabled:
-        training = training_task(cfg)
+    if cfg.training.enabled and train:
+        training = training_task(cfg, version["version"])
 
     summary = {
         "release_version": version,
@@ -256,22 +259,22 @@ def publish_artifacts(summary: dict) -> None:
         get_run_logger().warning("could not publish the run's artifacts: %s: %s", type(e).__name__, e)
 
 
-def release_stages(cfg: Config, progress: Progress | None = None) -> dict:
+def release_stages(cfg: Config, progress: Progress | None = None, train: bool = False) -> dict:
     """The release stage alone over the last run's decided partitions: takedowns and review
-    decisions applied again, the release, manifest and version."""
+    decisions applied again, the release, manifest and version (training only when asked)."""
     progress = progress or _progress[0]
     decided = pipeline.load_decided_parts(cfg)
     n = sum(storage.parquet_rows(p) for p in decided)
     info = model_info_task(cfg)
-    return finish(cfg, info, decided, n, [], None, progress)
+    return finish(cfg, info, decided, n, [], None, progress, train=train)
 
 
 @flow(name="curate-release", log_prints=True)
-def release_flow(config_path: str) -> dict:
-    """`curate release CONFIG`: the release stage of the last run, published as a version."""
+def release_flow(config_path: str, train: bool = False) -> dict:
+    """`curate release CONFIG [--train]`: the release stage of the last run, published as a version."""
     cfg = load_config(config_path)
     with run_lock(cfg.output_dir, "curate release"):
-        return release_stages(cfg)
+        return release_stages(cfg, train=train)
 
 
 @flow(name="curate", log_prints=True)
@@ -294,21 +297,23 @@ def task_runner_for(cfg: Config):
     return ThreadPoolTaskRunner(max_workers=1)
 
 
-def run(config_path: str | Path, progress: Progress = _no_progress, release_only: bool = False) -> dict:
+def run(config_path: str | Path, progress: Progress = _no_progress, release_only: bool = False,
+        train: bool = False) -> dict:
     """Load and validate the config (a bad one stops here with a ConfigError), then run the
     flow (`release_only`: the release stage of the last run alone)."""
-    cfg = load_config(config_path)
-    if cfg.release.takedowns is not None:
-        from curation.release.takedowns import read
+    from curation.inputs import check_inputs
 
-        read(cfg.release.takedowns)  # a list that cannot be read stops the run before it starts
+    cfg = load_config(config_path)
+    check_inputs(cfg)  # a damaged input table stops the run before it starts (InputError)
     if release_only:
         pipeline.load_decided_parts(cfg)  # no earlier run: say so before starting Prefect
     with run_lock(cfg.output_dir):  # another run at work: say so before starting Prefect (the flow locks)
         pass
     _progress[0] = progress
-    chosen = release_flow if release_only else curate_flow
+    runner = task_runner_for(cfg)
     try:
-        return chosen.with_options(task_runner=task_runner_for(cfg))(str(Path(config_path).resolve()))
+        if release_only:
+            return release_flow.with_options(task_runner=runner)(str(Path(config_path).resolve()), train=train)
+        return curate_flow.with_options(task_runner=runner)(str(Path(config_path).resolve()))
     finally:
         _progress[0] = _no_progress

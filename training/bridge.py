@@ -25,7 +25,7 @@ class TrainingError(RuntimeError):
 
 def fingerprint(shard_dir: Path, tc: TrainingConfig) -> str:
     h = hashlib.sha256()
-    for tar in sorted(shard_dir.glob("*.tar")):
+    for tar in sorted(Path(shard_dir).glob("*.tar")):
         h.update(tar.name.encode())
         h.update(hashlib.sha256(tar.read_bytes()).digest())
     h.update(Path(tc.model_config).read_bytes())
@@ -50,9 +50,18 @@ def _outputs(out_dir: Path) -> dict[str, str]:
     return out
 
 
-def train_and_generate(shard_dir: Path, tc: TrainingConfig, out_dir: Path, log_path: Path | None = None) -> dict:
-    """Fine-tune and generate; skipped when the same shards and settings were done before."""
+def train_and_generate(dataset_config: Path, tc: TrainingConfig, out_dir: Path, log_path: Path | None = None) -> dict:
+    """Fine-tune on a release version (its stable-audio-tools `dataset_config.json`, the file a
+    user trains on it with) and generate; skipped when the same shards and settings were done
+    before."""
+    from curation.release.versions import resolve_dataset_config
+
     out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        ds_config = resolve_dataset_config(dataset_config)
+        shard_dir = Path(ds_config["datasets"][0]["path"])
+    except (OSError, ValueError, KeyError, IndexError, TypeError) as e:
+        raise TrainingError(f"{dataset_config}: not a readable stable-audio-tools dataset config ({e})") from None
     if not any(shard_dir.glob("*.tar")):
         raise TrainingError(f"no shards in {shard_dir}: nothing to train on")
     fp = fingerprint(shard_dir, tc)
@@ -66,7 +75,7 @@ def train_and_generate(shard_dir: Path, tc: TrainingConfig, out_dir: Path, log_p
         except (ValueError, AttributeError, OSError):
             pass  # a record that cannot be trusted: train again
     job = {
-        "shard_dir": str(shard_dir), "model_config": str(tc.model_config), "out_dir": str(out_dir),
+        "shard_dir": str(shard_dir), "dataset_config": ds_config, "model_config": str(tc.model_config), "out_dir": str(out_dir),
         "steps": tc.steps, "batch_size": tc.batch_size, "prompt": tc.prompt, "seconds": tc.seconds,
         "generation_steps": tc.generation_steps, "seed": tc.seed,
         "pretrained_ckpt_path": str(tc.pretrained_ckpt_path) if tc.pretrained_ckpt_path else None,

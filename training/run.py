@@ -37,12 +37,10 @@ def main(job_path: str) -> int:
     if pretrained:
         copy_state_dict(model, load_ckpt_state_dict(pretrained))
     sr, size = model_config["sample_rate"], model_config["sample_size"]
-    dataset_config = {
-        "dataset_type": "wds",
-        "datasets": [{"id": "release", "path": job["shard_dir"]}],
-        "random_crop": True,
-        "epoch_steps": job["steps"],
-    }
+    # the version's own dataset_config.json (its paths made absolute), as a user trains on it
+    dataset_config = dict(job.get("dataset_config") or {
+        "dataset_type": "wds", "datasets": [{"id": "release", "path": job["shard_dir"]}], "random_crop": True})
+    dataset_config["epoch_steps"] = job["steps"]
     loader = create_dataloader_from_config(
         dataset_config, batch_size=job["batch_size"], sample_size=size, sample_rate=sr,
         audio_channels=model_config.get("audio_channels", 2), num_workers=1,

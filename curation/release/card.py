@@ -6,6 +6,8 @@ import re
 
 import yaml
 
+from .writers import sample_features_yaml
+
 # Our license classes as the Hub's license identifiers (CC BY by deed version).
 _HUB_BY = {"1.0": "cc-by-1.0", "2.0": "cc-by-2.0", "2.5": "cc-by-2.5", "3.0": "cc-by-3.0", "4.0": "cc-by-4.0"}
 SAMPLING_PLUS = ("cc-sampling-plus-1.0", "https://creativecommons.org/licenses/sampling+/1.0/")
@@ -46,6 +48,9 @@ def dataset_card(info: dict) -> str:
         "task_categories": ["text-to-audio"],
         "tags": ["audio", "webdataset", "creative-commons", "freesound", "free-music-archive"],
         "configs": [{"config_name": "default", "data_files": [{"split": "train", "path": "shards/*.tar"}]}],
+        # declared, so that a loader infers nothing from the first shard (whose records may all
+        # have empty tags, say)
+        "dataset_info": {"features": sample_features_yaml()},
     }
     if "sampling+" in _classes(info):
         header["license_name"], header["license_link"] = SAMPLING_PLUS
@@ -99,9 +104,15 @@ def dataset_card(info: dict) -> str:
         "with anything trained on this data.",
         "",
         "## Loading",
+        "With Hugging Face datasets, from this folder (the features come from this card's header):",
         "```python",
         "import datasets",
-        'ds = datasets.load_dataset("webdataset", data_files={"train": "shards/*.tar"}, split="train")',
+        'ds = datasets.load_dataset("path/to/this/folder", split="train")   # streaming=True works too',
+        "```",
+        "With stable-audio-tools: `dataset_config.json` (type `wds`, the shards beside it; the prompt is "
+        "each sample's `text`), from this folder:",
+        "```sh",
+        "python train.py --dataset-config dataset_config.json --model-config model_config.json ...",
         "```",
         "",
         "## Integrity",

@@ -41,6 +41,26 @@ INDEX_SCHEMA = pa.schema([
 ])
 
 
+DATASET_CONFIG = "dataset_config.json"  # stable-audio-tools' dataset config of the version
+
+
+def sat_dataset_config(name: str) -> dict:
+    """The stable-audio-tools dataset config that trains on a version: its shards, as WebDataset
+    (each sample's `text` is the prompt, so no custom metadata module is needed). The path is
+    relative to the version's folder: run from there, or see `resolve_dataset_config`."""
+    return {"dataset_type": "wds", "datasets": [{"id": f"release-{name}", "path": "shards"}], "random_crop": True}
+
+
+def resolve_dataset_config(path) -> dict:
+    """A version's dataset config with its shard paths made absolute (relative to the file)."""
+    cfg = json.loads(Path(path).read_text(encoding="utf-8"))
+    base = Path(path).resolve().parent
+    for d in cfg.get("datasets", []):
+        if "path" in d and not str(d["path"]).startswith(("s3://", "/")):
+            d["path"] = str(base / d["path"])
+    return cfg
+
+
 def index_row(r: Record, shard: str) -> dict:
     from .writers import sample_metadata
 
@@ -270,6 +290,8 @@ def _publish_into(cfg, work, final, remote, name, parent, parent_sums, index, sh
     sums["release.json"] = _write(work / "release.json",
                                   (json.dumps(info, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode())
     sums["README.md"] = _write(work / "README.md", dataset_card(info).encode("utf-8"))
+    sums[DATASET_CONFIG] = _write(work / DATASET_CONFIG,
+                                  (json.dumps(sat_dataset_config(name), indent=2) + "\n").encode("utf-8"))
     atomic_write_bytes(work / SUMS, sums_text(sums).encode("utf-8"))
     if not remote:
         os.replace(work, final)

@@ -52,20 +52,29 @@ def prompt_for(r: Record) -> str:
     return ". ".join(p.rstrip(".") for p in parts) or f"{r.source} recording {r.id}"
 
 
+# Every sample's JSON has these keys, these types, whatever the record or the shard holds
+# (the release's card declares them as its features, so a loader infers nothing).
+SAMPLE_TEXT_FIELDS = ("text", "source", "id", "license", "license_raw", "license_url", "author", "title", "url")
+SAMPLE_LIST_FIELDS = ("tags", "genres")
+
+
 def sample_metadata(r: Record) -> dict:
-    return {
-        "text": prompt_for(r),
-        "source": r.source,
-        "id": r.id,
-        "license": r.license,
-        "license_raw": r.license_raw,
-        "license_url": r.license_url,
-        "author": r.author,
-        "title": r.title,
-        "url": r.url,
-        "tags": r.tags,
-        "genres": r.genres,
-    }
+    meta = {"text": prompt_for(r)}
+    for k in SAMPLE_TEXT_FIELDS[1:]:
+        v = getattr(r, k)
+        meta[k] = "" if v is None else str(v)
+    for k in SAMPLE_LIST_FIELDS:
+        meta[k] = [str(v) for v in (getattr(r, k) or []) if v is not None]
+    return meta
+
+
+def sample_features_yaml() -> list[dict]:
+    """The features of a release's samples as a dataset card's `dataset_info.features`
+    (what `datasets` reads instead of inferring them from the first shard)."""
+    json_fields = [{"name": k, "dtype": "string"} for k in SAMPLE_TEXT_FIELDS]
+    json_fields += [{"name": k, "list": "string"} for k in SAMPLE_LIST_FIELDS]
+    return [{"name": "__key__", "dtype": "string"}, {"name": "__url__", "dtype": "string"},
+            {"name": "flac", "dtype": "audio"}, {"name": "json", "struct": sorted(json_fields, key=lambda f: f["name"])}]
 
 
 def sort_key(r: Record) -> tuple:

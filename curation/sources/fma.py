@@ -115,9 +115,28 @@ def read_tracks(tracks_csv: Path) -> Iterator[Record]:
                 )
                 if cleaned:
                     r.evidence["text_cleaned"] = cleaned
+                declared = _declared_seconds(get(("track", "duration")))
+                if declared is not None:
+                    r.evidence["declared"] = {"seconds": declared, "field": "fma:track.duration"}
                 yield r
     except (csv.Error, UnicodeDecodeError) as e:
         raise FMAFormatError(f"{tracks_csv}: not a readable CSV ({e})") from None
+
+
+def _declared_seconds(text: str) -> float | None:
+    """track.duration: whole seconds in tracks.csv ("168"); "MM:SS" as raw_tracks.csv writes it."""
+    t = (text or "").strip()
+    try:
+        if ":" in t:
+            parts = [float(p) for p in t.split(":")]
+            secs = 0.0
+            for p in parts:
+                secs = secs * 60 + p
+        else:
+            secs = float(t)
+    except ValueError:
+        return None
+    return secs if 0 < secs < 1e7 else None
 
 
 # --------------------------------------------------------------------------- raw_tracks.csv

@@ -52,7 +52,7 @@ def page_files(pages_dir: Path) -> list[Path]:
 # The columns a search result fills, beside the ones every record starts with.
 _RESULT_COLUMNS = ("source", "id", "title", "author", "url", "license_raw", "gen_ai_preference", "genai_present",
                    "tags", "description", "status", "reason", "ev_attribution", "ev_previews", "ev_original_type",
-                   "ev_detail", "ev_text_cleaned")
+                   "ev_detail", "ev_text_cleaned", "ev_declared")
 
 
 _URL_SOURCE_JSON = {v: ev_json({"url_source": v}) for v in ("api", "built:freesound.org/people/USER/sounds/ID/", "")}
@@ -61,14 +61,14 @@ _URL_SOURCE_JSON = {v: ev_json({"url_source": v}) for v in ("api", "built:freeso
 def _malformed_values(where: str, detail: str) -> tuple:
     """The values of `_RESULT_COLUMNS` for input that is no record: kept, excluded, with why."""
     return ("freesound", f"malformed:{where}", "", "", "", "", "", None, [], "", "excluded", "malformed_record",
-            None, None, None, ev_json(detail), None)
+            None, None, None, ev_json(detail), None, None)
 
 
 def _deleted_values(rid: str, checked_at: str) -> tuple:
     """A sound the API answered 404 for when it was checked again: excluded, `source_deleted`
     (ingest keeps the metadata of its last fetched version beside this decision)."""
     return ("freesound", rid, "", "", "", "", "", False, [], "", "excluded", "source_deleted",
-            None, None, None, ev_json(f"the API answered 404 for this sound on {checked_at}"), None)
+            None, None, None, ev_json(f"the API answered 404 for this sound on {checked_at}"), None, None)
 
 
 def _result_values(res: object, where: str) -> tuple:
@@ -98,7 +98,19 @@ def _result_values(res: object, where: str) -> tuple:
         ev_json(clean(str(res["type"]), 50)[0]) if res.get("type") else None,
         None,
         ev_json(cleaned) if cleaned else None,
+        _declared(res.get("duration"), "freesound:duration"),
     )
+
+
+def _declared(value: object, field: str) -> str | None:
+    """The length the metadata declares, as evidence (`audio_truncated` is judged against it)."""
+    try:
+        seconds = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    if not seconds > 0 or seconds != seconds or seconds == float("inf") or isinstance(value, bool):
+        return None
+    return ev_json({"seconds": round(seconds, 3), "field": field})
 
 
 def _results_table(rows: list[tuple]) -> pa.Table:
