@@ -46,10 +46,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import pandas as pd
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+from curation.storage import read_pandas  # noqa: E402
 CURATE = str(Path(sys.executable).parent / "curate")
 
 BOUNDARIES = ["ingest", "licenses", "music", "copyright", "review", "release-plan", "shards", "manifest", "version"]
@@ -92,7 +92,7 @@ def release_digest(out: Path, latest_only: bool = False) -> dict[str, str]:
         for p in sorted(v.rglob("*")):
             if p.is_file() and (p.suffix in (".tar", ".csv") or p.name == "records.parquet"):
                 d[f"latest/{p.relative_to(v)}" if latest_only else str(p.relative_to(out))] = sha(p)
-    m = pd.read_parquet(out / "manifests" / "records.parquet", columns=["source", "id", "status", "reason"])
+    m = read_pandas(out / "manifests" / "records.parquet", columns=["source", "id", "status", "reason"])
     d["manifest decisions"] = hashlib.sha256(m.sort_values(["source", "id"]).to_csv(index=False).encode()).hexdigest()
     return d
 
@@ -104,9 +104,9 @@ def content_digest(out: Path) -> dict[str, str]:
     versions = sorted((out / "releases").glob("v*"), key=lambda v: int(v.name[1:]))
     v = versions[-1]
     d = {name: sha(v / name) for name in ("freesound_attribution.csv", "fma_attribution.csv")}
-    idx = pd.read_parquet(v / "records.parquet").drop(columns=["shard"]).sort_values("key")
+    idx = read_pandas(v / "records.parquet").drop(columns=["shard"]).sort_values("key")
     d["records"] = hashlib.sha256(idx.to_csv(index=False).encode()).hexdigest()
-    m = pd.read_parquet(out / "manifests" / "records.parquet", columns=["source", "id", "status", "reason"])
+    m = read_pandas(out / "manifests" / "records.parquet", columns=["source", "id", "status", "reason"])
     d["manifest decisions"] = hashlib.sha256(m.sort_values(["source", "id"]).to_csv(index=False).encode()).hexdigest()
     return d
 
@@ -116,7 +116,7 @@ def check(out: Path, ref: dict, ref_records: int, env: dict, latest_only: bool =
     """Records lost and release corrupted after a trial's last run."""
     res = {"lost": 0, "corrupt": 0, "detail": ""}
     try:
-        m = pd.read_parquet(out / "manifests" / "records.parquet", columns=["source", "id"])
+        m = read_pandas(out / "manifests" / "records.parquet", columns=["source", "id"])
         res["lost"] = max(0, ref_records - len(m.drop_duplicates()))
         got = content_digest(out) if content_only else release_digest(out, latest_only)
     except Exception as e:  # noqa: BLE001 - a trial that left no readable manifest is corrupt
@@ -340,7 +340,7 @@ def api_trials(cfg: Path, root: Path, env: dict, record) -> None:
         raise RuntimeError(f"the reference live run failed:\n{err[-2000:]}")
     ref = release_digest(ref_out, latest_only=True)
     ref_content = content_digest(ref_out)  # a crawl stopped for a run publishes a version more
-    ref_records = len(pd.read_parquet(ref_out / "manifests" / "records.parquet", columns=["id"]))
+    ref_records = len(read_pandas(ref_out / "manifests" / "records.parquet", columns=["id"]))
     for name, (faults, runs) in API_FAULTS.items():
         t = time.time()
         out = root / f"api-{name.replace(' ', '-')}"
@@ -417,7 +417,7 @@ def main() -> None:
         run(with_output(cfg, ref_out), env)
         ref_s = time.time() - t0
         ref = release_digest(ref_out)
-        ref_records = len(pd.read_parquet(ref_out / "manifests" / "records.parquet", columns=["id"]))
+        ref_records = len(read_pandas(ref_out / "manifests" / "records.parquet", columns=["id"]))
         parts = len(list((ref_out / "work" / "stages" / "licenses").glob("*.done.json")))
         shards = len(list((ref_out / "work" / "shards").glob("*.json")))
         print(f"reference run: {ref_s:.1f} s, {ref_records} records, {parts} partition(s), {shards} shard(s)", flush=True)

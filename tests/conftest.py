@@ -8,20 +8,16 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED = REPO.parent / "shared" / "audioset"
-LABELS = SHARED / "class_labels_indices.csv"
+SHARED_ROOT = REPO.parent / "shared"  # real files for some tests; absent on a user's clone
+SHARED = SHARED_ROOT / "audioset"
 
 
 @pytest.fixture(scope="session")
 def labels_csv() -> Path:
-    if LABELS.is_file():
-        return LABELS
-    from curation.demo import find_labels_csv
+    """The AudioSet class list the package ships (what the demo and the music stage use)."""
+    from curation.data import audioset_labels_csv
 
-    found = find_labels_csv()
-    if found is None:
-        pytest.fail(f"the AudioSet class list is expected at {LABELS} (or set AUDIOSET_LABELS_CSV)")
-    return found
+    return audioset_labels_csv()
 
 
 @pytest.fixture(scope="session")
@@ -42,6 +38,47 @@ def demo_dir(tmp_path_factory, labels_csv) -> Path:
     root = tmp_path_factory.mktemp("demo")
     write_demo(root, labels_csv)
     return root
+
+
+@pytest.fixture(scope="session", autouse=True)
+def prefect_api(tmp_path_factory):
+    """One Prefect server for the whole test run: every `curate` call and flow reports to it
+    (PREFECT_API_URL) instead of starting a temporary server of its own (15-20 s each here).
+    CURATION_TEST_EPHEMERAL=1 runs each call on its own temporary server, as a user's
+    `curate run` does."""
+    if os.environ.get("CURATION_TEST_EPHEMERAL") == "1":
+        yield None
+        return
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flows.server import local_server
+
+    home = tmp_path_factory.mktemp("prefect_server")
+    os.environ["CURATION_TEST_PREFECT_HOME"] = str(home)
+    with local_server(home) as url, temporary_settings(updates={PREFECT_API_URL: url}):
+        yield url
+
+
+def prefect_homes(tmp: Path) -> list[Path]:
+    """Where a test's Prefect runs keep their state: its own home and the shared server's."""
+    homes = [tmp / "prefect_home"]
+    if os.environ.get("CURATION_TEST_PREFECT_HOME"):
+        homes.append(Path(os.environ["CURATION_TEST_PREFECT_HOME"]))
+    return homes
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory, demo_dir) -> dict:
+    """The demo as `make demo` runs it, once for the tests that only read its outputs (tests
+    that change it copy it first)."""
+    import shutil
+    import time
+
+    root = tmp_path_factory.mktemp("demo_run")
+    shutil.copytree(demo_dir, root, dirs_exist_ok=True, ignore=shutil.ignore_patterns("out", "out*"))
+    t0 = time.time()
+    proc = curate("run", str(root / "curate.toml"), env=cli_env(root))
+    return {"root": root, "out": root / "out", "proc": proc, "seconds": time.time() - t0}
 
 
 def cli_env(tmp: Path) -> dict:

@@ -11,6 +11,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
+from curation.storage import read_pandas
 from manifests.run_report import history_rows
 from tests.conftest import cli_env, curate
 
@@ -46,7 +47,7 @@ def audited(tmp_path_factory, demo_dir):
     (root / "takedowns.csv").write_text("source,id,reason,requested_at\n")
     env = cli_env(root)
     curate("run", str(cfg), env=env)
-    first = pd.read_parquet(root / "out" / "releases" / "v1" / "records.parquet")
+    first = read_pandas(root / "out" / "releases" / "v1" / "records.parquet")
     gone = first.sort_values("key").iloc[0]
     (root / "takedowns.csv").write_text(f"source,id,reason,requested_at\n{gone.source},{gone.id},rights holder,2026-11-01\n")
     curate("release", str(cfg), env=env)
@@ -62,7 +63,7 @@ def audit_csv(audited, *args) -> list[dict]:
 
 
 def manifest(audited) -> pd.DataFrame:
-    return pd.read_parquet(audited["out"] / "manifests" / "records.parquet")
+    return read_pandas(audited["out"] / "manifests" / "records.parquet")
 
 
 @pytest.mark.slow
@@ -77,7 +78,7 @@ def test_canned_queries_answer_from_the_files(audited):
     assert sum(int(f["taken_out"]) for f in funnel) == len(m) - (m["status"] == "included").sum()
     assert funnel[-1]["taken_out"] == "1"  # the takedown
 
-    v2 = pd.read_parquet(audited["out"] / "releases" / "v2" / "records.parquet")
+    v2 = read_pandas(audited["out"] / "releases" / "v2" / "records.parquet")
     lic = audit_csv(audited, "licenses")  # the latest version by default
     assert {(r["source"], r["license_url"]): int(r["records"]) for r in lic} == \
         v2.groupby(["source", "license_url"]).size().to_dict()
@@ -107,7 +108,7 @@ def test_canned_queries_answer_from_the_files(audited):
 @pytest.mark.slow
 def test_any_sql_and_clear_errors(audited):
     p = audit(audited, "SELECT count(*) AS n FROM release_records WHERE version = 'v2'", "--json")
-    assert json.loads(p.stdout) == {"n": len(pd.read_parquet(audited["out"] / "releases" / "v2" / "records.parquet"))}
+    assert json.loads(p.stdout) == {"n": len(read_pandas(audited["out"] / "releases" / "v2" / "records.parquet"))}
     bad = audit(audited, "SELECT nope FROM records", check=False)
     assert bad.returncode == 1 and "nope" in bad.stderr
     bad = audit(audited, "licenses", "--version", "v9", check=False)

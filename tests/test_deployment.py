@@ -8,9 +8,9 @@ import sys
 import time
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
+from curation.storage import read_pandas
 from tests.conftest import cli_env, curate
 from tests.fake_freesound import TOKEN, FakeFreesound, sounds_for
 from tests.test_flow_live import CONFIG, ogg
@@ -130,7 +130,7 @@ def test_a_deployment_runs_on_its_schedule_and_on_demand(tmp_path, demo_dir, mon
 
         assert scheduled.parameters == {"config_path": str(cfg.resolve())}
         out = tmp_path / "out"
-        df = pd.read_parquet(out / "manifests" / "records.parquet").set_index("id")
+        df = read_pandas(out / "manifests" / "records.parquet").set_index("id")
         assert set(df.index) == {"21", "22", "23"}
         assert df.loc["22", "status"] in ("included", "review") and df.loc["23", "reason"] == "license_not_allowed"
 

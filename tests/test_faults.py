@@ -19,7 +19,7 @@ def ref(tmp_path_factory, labels_csv):
     out = root / "ref"
     faults.run(faults.with_output(cfg, out), env)
     digest = faults.release_digest(out)
-    records = len(faults.pd.read_parquet(out / "manifests" / "records.parquet", columns=["id"]))
+    records = len(faults.read_pandas(out / "manifests" / "records.parquet", columns=["id"]))
     return {"root": root, "cfg": cfg, "env": env, "out": out, "digest": digest, "records": records}
 
 

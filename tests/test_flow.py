@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
+from curation.storage import read_pandas
 from tests.conftest import cli_env, curate
 
 pytestmark = pytest.mark.slow
@@ -33,21 +34,17 @@ def tree_digest(root: Path, parts=("release", "manifests/records.parquet", "revi
 
 
 @pytest.fixture(scope="module")
-def work(tmp_path_factory, demo_dir):
-    root = tmp_path_factory.mktemp("flow")
-    shutil.copytree(demo_dir, root, dirs_exist_ok=True, ignore=shutil.ignore_patterns("out", "out*"))
-    return root
+def work(demo_run):
+    return demo_run["root"]  # the demo's inputs and its run (conftest: one for the session)
 
 
 @pytest.fixture(scope="module")
-def first_run(work):
-    t0 = time.time()
-    proc = curate("run", str(work / "curate.toml"), env=cli_env(work))
-    return {"out": work / "out", "proc": proc, "seconds": time.time() - t0}
+def first_run(demo_run):
+    return demo_run
 
 
 def manifest(out: Path) -> pd.DataFrame:
-    return pd.read_parquet(out / "manifests" / "records.parquet")
+    return read_pandas(out / "manifests" / "records.parquet")
 
 
 def test_every_input_record_ends_in_the_manifest_once(first_run):

@@ -2,12 +2,12 @@
 import io
 import json
 
-import pandas as pd
 import pytest
 import soundfile as sf
 
+from curation.storage import read_pandas
 from curation import synth
-from tests.conftest import cli_env, curate
+from tests.conftest import prefect_homes, cli_env, curate
 from tests.fake_freesound import TOKEN, FakeFreesound, created, sounds_for
 
 pytestmark = pytest.mark.slow
@@ -50,7 +50,7 @@ def test_live_crawl_through_the_flow_keeps_the_token_secret(tmp_path, demo_dir, 
         proc = curate("run", str(cfg), env=env)
 
     out = tmp_path / "out"
-    df = pd.read_parquet(out / "manifests" / "records.parquet").set_index("id")
+    df = read_pandas(out / "manifests" / "records.parquet").set_index("id")
     assert set(df.index) == {"11", "12", "13", "14"}
     assert df.loc["11", "status"] == "included"
     assert df.loc["12", "reason"] == "license_not_allowed"
@@ -62,7 +62,7 @@ def test_live_crawl_through_the_flow_keeps_the_token_secret(tmp_path, demo_dir, 
     # the token appears in no output, log or artifact
     secret = TOKEN.encode()
     assert TOKEN not in proc.stdout and TOKEN not in proc.stderr
-    for root in (out, tmp_path / "prefect_home"):
+    for root in (out, *prefect_homes(tmp_path)):
         for f in root.rglob("*"):
             if f.is_file():
                 assert secret not in f.read_bytes(), f
@@ -75,7 +75,7 @@ def test_three_runs_over_a_changing_catalogue(tmp_path, demo_dir):
     import tarfile
 
     def included(out):
-        df = pd.read_parquet(out / "manifests" / "records.parquet").set_index("id")
+        df = read_pandas(out / "manifests" / "records.parquet").set_index("id")
         return df, sorted(df.index[df["status"] == "included"])
 
     def released(out):

@@ -9,9 +9,9 @@ import sys
 import tarfile
 
 
-import pandas as pd
 import pytest
 
+from curation.storage import read_pandas
 from curation import record_table as rt
 from curation import safe_text
 from curation.config import Config
@@ -141,7 +141,7 @@ def test_hostile_metadata_through_the_whole_flow(tmp_path, demo_dir):
         env["FREESOUND_API_TOKEN"] = TOKEN
         curate("run", str(cfg), env=env)
     out = tmp_path / "out"
-    df = pd.read_parquet(out / "manifests" / "records.parquet").set_index("id")
+    df = read_pandas(out / "manifests" / "records.parquet").set_index("id")
     assert sorted(df.index) == [str(i) for i in range(41, 48)]
     assert df.loc["45", "reason"] == df.loc["46", "reason"] == "url_unsafe"
     assert set(df.loc[["41", "42", "43", "44", "47"], "status"]) == {"included"}

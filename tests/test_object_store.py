@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
+from curation.storage import read_pandas
 from tests.conftest import cli_env, curate
 
 BUCKET = "curation-test"
@@ -180,8 +181,6 @@ def test_the_demo_on_the_store_with_dask_workers_matches_the_local_run(s3, tmp_p
     no credential appears in anything written."""
     import shutil
 
-    import pandas as pd
-
     fs = s3["fs"]
     work = tmp_path / "demo"
     shutil.copytree(demo_dir, work, ignore=shutil.ignore_patterns("out", "out*"))
@@ -213,8 +212,10 @@ def test_the_demo_on_the_store_with_dask_workers_matches_the_local_run(s3, tmp_p
     assert not fs.exists(f"{out}/release/shards")  # the shards went to the configured folder
 
     with fs.open(f"{out}/manifests/records.parquet", "rb") as f:
-        remote = pd.read_parquet(f)
-    local = pd.read_parquet(work / "out" / "manifests" / "records.parquet")
+        import pyarrow.parquet as pq
+
+        remote = pq.read_table(f, use_threads=False).to_pandas()
+    local = read_pandas(work / "out" / "manifests" / "records.parquet")
     assert len(remote) == len(local) == 23
     for col in local.columns:
         if col == "evidence":  # a decoder's error names the file: the object, not a local path

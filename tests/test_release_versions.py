@@ -10,10 +10,10 @@ import shutil
 import tarfile
 
 import numpy as np
-import pandas as pd
 import pytest
 import yaml
 
+from curation.storage import read_pandas
 from tests.conftest import cli_env, curate
 from tests.fake_freesound import TOKEN, FakeFreesound, sounds_for
 from tests.test_flow_live import CONFIG, ogg
@@ -129,7 +129,7 @@ def test_three_releases_diff_verify_and_takedown(tmp_path, demo_dir):
         cfg.write_text(cfg.read_text().replace('takedowns = "takedowns.csv"\n', ""))
         p = curate("run", str(cfg), env=env)
         assert "release unchanged: still v3" in p.stderr
-        df = pd.read_parquet(out / "manifests" / "records.parquet").set_index("id")
+        df = read_pandas(out / "manifests" / "records.parquet").set_index("id")
         assert df.loc["34", "status"] == "excluded" and df.loc["34", "reason"] == "takedown"
         assert sorted(os.listdir(rel)) == ["takedowns.csv", "v1", "v2", "v3"]
 
