@@ -307,9 +307,11 @@ def deploy(
     pool: str = typer.Option(None, help="Process work pool, created if missing (default [deployment] work_pool)."),
     cron: str = typer.Option(None, help="Cron schedule (default [deployment] cron, '0 3 * * *')."),
     timezone: str = typer.Option(None, help="The schedule's time zone (default [deployment] timezone, 'UTC')."),
+    interval: int = typer.Option(None, help="Every this many seconds instead of the cron schedule "
+                                 "(default [deployment] interval_seconds, 0: cron)."),
     paused: bool = typer.Option(False, help="Create the schedule paused."),
 ) -> None:
-    """Deploy the flow to the Prefect server in PREFECT_API_URL on a cron schedule."""
+    """Deploy the flow to the Prefect server in PREFECT_API_URL on a cron (or interval) schedule."""
     from .config import ConfigError, load_config
 
     try:
@@ -320,11 +322,13 @@ def deploy(
 
     d = cfg.deployment
     try:
+        if interval is not None and interval < 0:
+            _fail("--interval must be >= 0 (0: the cron schedule)")
         got = deploy_flow(config, name or d.name, pool or d.work_pool, cron or d.cron, timezone or d.timezone,
-                          paused=paused)
+                          paused=paused, interval_seconds=d.interval_seconds if interval is None else interval)
     except Exception as e:  # the server unreachable, a pool of another type, a bad schedule
         _fail(f"could not deploy: {type(e).__name__}: {e}", 1)
-    err.print(f"deployment {got.name} ({got.id}): '{got.cron}' {got.timezone}, work pool {got.work_pool}, "
+    err.print(f"deployment {got.name} ({got.id}): {got.schedule}, work pool {got.work_pool}, "
               f"config {got.config_path}")
     err.print(f"start a worker: prefect worker start --pool {got.work_pool}")
     err.print(f"run it now:     prefect deployment run '{got.name}'")

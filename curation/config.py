@@ -199,6 +199,7 @@ class DeploymentConfig:
     work_pool: str = "curation"
     cron: str = "0 3 * * *"  # every day at 03:00
     timezone: str = "UTC"
+    interval_seconds: int = 0  # > 0: every this many seconds instead of the cron schedule
 
 
 @dataclass
@@ -466,6 +467,8 @@ def load_config(path: str | Path, check_inputs: bool = True) -> Config:
         except ValidationError as e:
             raise ConfigError(f"config keys 'deployment.cron' / 'deployment.timezone': "
                               f"{e.errors()[0]['msg']}") from None
+        if d.interval_seconds < 0:
+            raise ConfigError("config key 'deployment.interval_seconds' must be >= 0 (0: the cron schedule)")
     if cfg.release.shard_max_records < 1:
         raise ConfigError("config key 'release.shard_max_records' must be >= 1")
     if cfg.training.enabled and cfg.training.model_config is None:

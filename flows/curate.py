@@ -282,7 +282,10 @@ def curate_flow(config_path: str) -> dict:
     """The whole curation run for one config file."""
     # Prefect ships this function, by value, to Dask workers with each task: it must name
     # nothing that does not pickle (such as the progress display, which run_stages looks up).
+    from curation.inputs import check_inputs
+
     cfg = load_config(config_path)
+    check_inputs(cfg)  # a scheduled run checks its tables too (curate run already did, before Prefect)
     with run_lock(cfg.output_dir, "curate run"):
         return run_stages(cfg)
 

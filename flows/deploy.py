@@ -18,6 +18,11 @@ class Deployed:
     cron: str
     timezone: str
     config_path: str
+    interval_seconds: int = 0
+
+    @property
+    def schedule(self) -> str:
+        return f"every {self.interval_seconds} s" if self.interval_seconds else f"'{self.cron}' {self.timezone}"
 
 
 def ensure_process_pool(name: str) -> bool:
@@ -38,18 +43,20 @@ def ensure_process_pool(name: str) -> bool:
 
 
 def deploy(config_path: str | Path, name: str, work_pool: str, cron: str, timezone: str = "UTC",
-           paused: bool = False) -> Deployed:
+           paused: bool = False, interval_seconds: int = 0) -> Deployed:
     """Create or update the deployment `curate/<name>`: `curate_flow(config_path)` from this
-    checkout's code, run by a worker of `work_pool` at each `cron` time in `timezone`."""
+    checkout's code, run by a worker of `work_pool` at each `cron` time in `timezone` (or every
+    `interval_seconds`, when that is > 0)."""
     from prefect import flow
-    from prefect.schedules import Cron
+    from prefect.schedules import Cron, Interval
 
     config_path = str(Path(config_path).resolve())
     ensure_process_pool(work_pool)
     remote = flow.from_source(source=str(REPO), entrypoint=ENTRYPOINT)
-    dep_id = remote.deploy(name=name, work_pool_name=work_pool, schedule=Cron(cron, timezone=timezone),
+    schedule = Interval(interval_seconds, timezone=timezone) if interval_seconds > 0 else Cron(cron, timezone=timezone)
+    dep_id = remote.deploy(name=name, work_pool_name=work_pool, schedule=schedule,
                            parameters={"config_path": config_path}, paused=paused, build=False, push=False,
                            concurrency_limit=1,  # one run at a time over one output
                            print_next_steps=False, ignore_warnings=True,
                            description="Audio dataset curation: ingest, licenses, music, copyright, release")
-    return Deployed(str(dep_id), f"curate/{name}", work_pool, cron, timezone, config_path)
+    return Deployed(str(dep_id), f"curate/{name}", work_pool, cron, timezone, config_path, interval_seconds)

@@ -55,8 +55,22 @@ def prefect_api(tmp_path_factory):
 
     home = tmp_path_factory.mktemp("prefect_server")
     os.environ["CURATION_TEST_PREFECT_HOME"] = str(home)
-    with local_server(home) as url, temporary_settings(updates={PREFECT_API_URL: url}):
-        yield url
+    # the scheduler loops every 5 s (the deployment test's interval schedule), not every 60 s
+    loop = os.environ.get("PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS")
+    os.environ["PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS"] = "5"
+    try:
+        server = local_server(home)
+        url = server.__enter__()
+    finally:
+        if loop is None:
+            os.environ.pop("PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS", None)
+        else:
+            os.environ["PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS"] = loop
+    try:
+        with temporary_settings(updates={PREFECT_API_URL: url}):
+            yield url
+    finally:
+        server.__exit__(None, None, None)
 
 
 def prefect_homes(tmp: Path) -> list[Path]:

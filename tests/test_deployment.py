@@ -23,6 +23,7 @@ name = "every-minute"
 work_pool = "curation-test"
 cron = "* * * * *"
 timezone = "UTC"
+interval_seconds = 10
 """
 
 
@@ -56,7 +57,8 @@ async def _pause(deployment_id: str) -> None:
     async with get_client() as c:
         await c.pause_deployment(deployment_id)
         for r in await c.read_flow_runs():
-            if str(r.deployment_id) == deployment_id and r.auto_scheduled and r.state_type.value == "SCHEDULED":
+            if str(r.deployment_id) == deployment_id and r.auto_scheduled and \
+                    r.state_type.value in ("SCHEDULED", "PENDING"):
                 await c.delete_flow_run(r.id)
 
 
@@ -73,7 +75,7 @@ def _wait(pred, timeout: float, what: str, worker: subprocess.Popen, log: Path):
     raise AssertionError(f"timed out waiting for {what}; runs {runs}: {log.read_text()[-3000:]}")
 
 
-def test_a_deployment_runs_on_its_schedule_and_on_demand(tmp_path, demo_dir, monkeypatch):
+def test_a_deployment_runs_on_its_schedule_and_on_demand(tmp_path, demo_dir, monkeypatch, prefect_api):
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, LogFilter, LogFilterFlowRunId
 
@@ -84,8 +86,11 @@ def test_a_deployment_runs_on_its_schedule_and_on_demand(tmp_path, demo_dir, mon
     monkeypatch.delenv("FREESOUND_API_TOKEN", raising=False)
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    with FakeFreesound([], {}) as srv, local_server(tmp_path / "server_home") as api_url, \
-            temporary_settings(updates={PREFECT_API_URL: api_url}):
+    import contextlib
+
+    # the session's server (its scheduler loops every 5 s: conftest), or one of the test's own
+    server = contextlib.nullcontext(prefect_api) if prefect_api else local_server(tmp_path / "server_home")
+    with FakeFreesound([], {}) as srv, server as api_url, temporary_settings(updates={PREFECT_API_URL: api_url}):
         srv.sounds = sounds_for(srv.url, [21, 22, 23])
         srv.sounds[2]["license"] = "http://creativecommons.org/licenses/by-nc/4.0/"
         srv.audio = {i: ogg(2.0, i) for i in (21, 22, 23)}
@@ -98,7 +103,7 @@ def test_a_deployment_runs_on_its_schedule_and_on_demand(tmp_path, demo_dir, mon
         deployed = curate("deploy", str(cfg), env=env)
         dep_id = str(asyncio.run(_deployment_id("curate/every-minute")))
         assert dep_id in deployed.stdout
-        assert "curate/every-minute" in deployed.stderr and "* * * * *" in deployed.stderr
+        assert "curate/every-minute" in deployed.stderr and "every 10 s" in deployed.stderr
 
         # the worker has the token; nothing else does
         wenv = dict(env, FREESOUND_API_TOKEN=TOKEN, PREFECT_WORKER_QUERY_SECONDS="2",
@@ -112,11 +117,17 @@ def test_a_deployment_runs_on_its_schedule_and_on_demand(tmp_path, demo_dir, mon
                 return [r for r in _runs(dep_id) if r.auto_scheduled == auto and r.state_type.value == "COMPLETED"]
             done.runs = lambda: _runs(dep_id)
 
+            def started(_):
+                return [r for r in _runs(dep_id) if r.auto_scheduled and r.state_type.value in ("RUNNING", "COMPLETED")]
+            started.runs = lambda: _runs(dep_id)
+
+            _wait(_bind(started, None), 240, "a scheduled run to start", worker, log)
+            # the first scheduled run is under way (10 s after the deployment): pause the schedule
+            # and drop its runs not yet started, so the run on demand waits for no other
+            asyncio.run(_pause(dep_id))
             scheduled = _wait(_bind(done, True), 240, "a scheduled run", worker, log)[0]
             failed = [r for r in _runs(dep_id) if r.state_type.value in ("FAILED", "CRASHED")]
             assert not failed, failed
-            # pause the schedule and drop its runs not yet started, then run it on demand
-            asyncio.run(_pause(dep_id))
             subprocess.run([prefect, "deployment", "run", "curate/every-minute"], env=env, check=True,
                            capture_output=True)
             triggered = _wait(_bind(done, False), 240, "the triggered run", worker, log)[0]

@@ -128,6 +128,23 @@ def test_a_copied_output_folder_resumes_with_nothing_to_do(demo_run, tmp_path):
     assert paths and all(a.startswith("$CONFIG/") for a in paths), paths
 
 
+def test_a_run_on_a_loaded_machine_starts_its_own_server(demo_run, tmp_path):
+    """`curate run` as a user runs it (a temporary Prefect server of its own, the CLI's own
+    start-up margin) while three busy processes share the 2 cores."""
+    work = copy_run(demo_run, tmp_path / "demo_loaded")
+    env = cli_env(work)
+    for k in ("PREFECT_API_URL", "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"):
+        env.pop(k, None)
+    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(3)]
+    try:
+        p = curate("run", str(work / "curate.toml"), env=env)
+    finally:
+        for b in burners:
+            b.kill()
+            b.wait()
+    assert "release unchanged: still v1" in p.stderr
+
+
 def test_release_alone_does_not_train(demo_run, tmp_path):
     work = copy_run(demo_run, tmp_path / "demo3")
     before = (work / "out" / "training" / "done.json").stat().st_mtime_ns
@@ -189,6 +206,7 @@ def test_every_version_loads_after_takedowns(demo_run, tmp_path):
         assert ds.features["json"]["tags"] == datasets.List(datasets.Value("string"))
         first = ds[0]
         assert first["flac"].get_all_samples().sample_rate == 44100
+        assert ds.features["json"]["seconds"] == datasets.Value("float64") and first["json"]["seconds"] > 0
         streamed = datasets.load_dataset(str(v), split="train", streaming=True)
         assert sorted(r["__key__"] for r in streamed) == keys
         # the shards alone, with the card's features
@@ -424,3 +442,17 @@ def test_a_cut_real_mp3_and_ogg_are_truncated(real_files, tmp_path, labels_csv):
         assert ev["declared_seconds"] > 100 and "declares" in ev["error"]
     cut = got["2"].evidence["audio"]
     assert cut.get("seconds") is None or cut["seconds"] < 0.5 * cut["declared_seconds"]
+
+
+def test_the_declared_length_is_kept_at_ingest(demo_dir):
+    from curation.sources import fma, freesound
+
+    r = freesound.result_to_record({"id": 7, "name": "x", "license": "cc0", "username": "u", "duration": 12.5}, "p")
+    assert r.evidence["declared"] == {"seconds": 12.5, "field": "freesound:duration"}
+    for bad in ("", None, "n/a", -1, True):
+        r = freesound.result_to_record({"id": 7, "name": "x", "license": "cc0", "username": "u", "duration": bad}, "p")
+        assert "declared" not in r.evidence, bad
+    tracks = {r.id: r for r in fma.read_tracks(demo_dir / "fma_metadata" / "tracks.csv")}
+    declared = [r.evidence["declared"] for r in tracks.values() if "declared" in r.evidence]
+    assert declared and all(d["field"] == "fma:track.duration" and d["seconds"] > 0 for d in declared)
+    assert fma._declared_seconds("3:05") == 185.0 and fma._declared_seconds("168") == 168.0

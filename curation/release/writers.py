@@ -73,6 +73,7 @@ def sample_features_yaml() -> list[dict]:
     (what `datasets` reads instead of inferring them from the first shard)."""
     json_fields = [{"name": k, "dtype": "string"} for k in SAMPLE_TEXT_FIELDS]
     json_fields += [{"name": k, "list": "string"} for k in SAMPLE_LIST_FIELDS]
+    json_fields.append({"name": "seconds", "dtype": "float64"})  # written beside the audio (write_shard)
     return [{"name": "__key__", "dtype": "string"}, {"name": "__url__", "dtype": "string"},
             {"name": "flac", "dtype": "audio"}, {"name": "json", "struct": sorted(json_fields, key=lambda f: f["name"])}]
 
