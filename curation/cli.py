@@ -89,27 +89,50 @@ def run(config: Path = typer.Argument(..., help="The run's TOML config.")) -> No
     from .config import ConfigError, load_config
 
     try:
-        load_config(config)
+        cfg = load_config(config)
     except ConfigError as e:
         _fail(str(e))
+    server = _start_server()  # comes up while the pipeline is imported and the inputs checked
     from flows.curate import run as run_flow
 
     from .copyright.catalogue import CatalogueFormatError
     from .copyright.review import DecisionsError
-    from .inputs import InputError
+    from .inputs import InputError, check_inputs
     from .sources.fma import FMAFormatError
 
     from .release.takedowns import TakedownError
     from .run_lock import RunLocked
 
     try:
+        check_inputs(cfg)
+        _wait_server(server)
         with _progress_factory() as make:
-            summary = run_flow(config, progress=make)
+            summary = run_flow(config, progress=make, inputs_checked=True)
     except (InputError, CatalogueFormatError, FMAFormatError, TakedownError, DecisionsError, RunLocked) as e:
         _fail(str(e), 1)
     except OSError as e:
         _fail_on_full_disk(e)
     _report_run(summary)
+
+
+def _start_server():
+    """The run's temporary Prefect server, started now (flows/server.py: RunServer); None when
+    PREFECT_API_URL names a server already."""
+    if os.environ.get("PREFECT_API_URL"):
+        return None
+    from flows.server import RunServer
+
+    return RunServer()
+
+
+def _wait_server(server) -> None:
+    if server is None:
+        return
+    timeout = float(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS") or 180)
+    try:
+        server.wait(timeout)
+    except RuntimeError as e:
+        _fail(str(e), 1)
 
 
 def _fail_on_full_disk(e: OSError) -> None:
@@ -223,8 +246,10 @@ def release_stage(config: Path = typer.Argument(..., help="The run's TOML config
     from .run_lock import RunLocked
 
     try:
+        server = _start_server()
         from flows.curate import run as run_flow
 
+        _wait_server(server)
         with _progress_factory() as make:
             summary = run_flow(config, progress=make, release_only=True, train=train)
     except (ConfigError, InputError, NoRunYet, TakedownError, DecisionsError, RunLocked) as e:

@@ -301,13 +301,14 @@ def task_runner_for(cfg: Config):
 
 
 def run(config_path: str | Path, progress: Progress = _no_progress, release_only: bool = False,
-        train: bool = False) -> dict:
+        train: bool = False, inputs_checked: bool = False) -> dict:
     """Load and validate the config (a bad one stops here with a ConfigError), then run the
     flow (`release_only`: the release stage of the last run alone)."""
     from curation.inputs import check_inputs
 
     cfg = load_config(config_path)
-    check_inputs(cfg)  # a damaged input table stops the run before it starts (InputError)
+    if not inputs_checked:
+        check_inputs(cfg)  # a damaged input table stops the run before it starts (InputError)
     if release_only:
         pipeline.load_decided_parts(cfg)  # no earlier run: say so before starting Prefect
     with run_lock(cfg.output_dir):  # another run at work: say so before starting Prefect (the flow locks)
