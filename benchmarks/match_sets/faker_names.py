@@ -99,7 +99,7 @@ def make(n_queries: int, n_catalogue: int, seed: int):
             j = g.r.randrange(len(cat))
             t, names = base_title(cat.at[j, "track_name"]), cat.at[j, "artists"].split(";")
             kind = g.r.choice(["as_is", "suffix", "feat", "accents", "case", "title_typo", "artist_typo", "joined",
-                               "order", "drop_the"])
+                               "order", "drop_the", "credit_feat", "credit_feat_unclosed"])
             a = " & ".join(names)
             if kind == "as_is":
                 t = cat.at[j, "track_name"]
@@ -121,6 +121,11 @@ def make(n_queries: int, n_catalogue: int, seed: int):
                 a = ", ".join(reversed(names))
             elif kind == "drop_the" and a.startswith("The "):
                 a = a[4:]
+            elif kind in ("credit_feat", "credit_feat_unclosed"):
+                # a guest in the credit, as FMA writes it: "Artist (feat. Guest)", and the same
+                # with its bracket never closed (FMA's field cut short)
+                guest = cat.at[g.r.randrange(len(cat)), "artists"].split(";")[0]
+                a = f"{names[0]} (feat. {guest}" + (")" if kind == "credit_feat" else "")
             qs.append((str(i + 1), t, a, True, str(kind)))
             continue
         r = g.r.random()
