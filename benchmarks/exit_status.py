@@ -7,7 +7,7 @@ exit after its work is done ("terminate called without an active exception", sta
 The code under test reads Parquet with Arrow's own file reader (`storage.read_parquet`,
 DuckDB); the baselines show the abort is real on this stack.
 
-    .venv/bin/python benchmarks/exit_status.py [--runs 200] [--only explain,audit] [--work DIR]
+    .venv/bin/python benchmarks/exit_status.py [--runs 200] [--flow-runs 50] [--only explain,audit] [--work DIR]
 
 Each case prints its runs, the exit statuses other than 0 with their last line of stderr,
 and the seconds a run took.
@@ -42,6 +42,8 @@ def cases(cfg: Path) -> dict[str, list[str]]:
     manifest = str(out / "manifests" / "records.parquet")
     py = sys.executable
     return {
+        "run (nothing to do)": [CURATE, "run", str(cfg)],
+        "release (unchanged)": [CURATE, "release", str(cfg)],
         "explain": [CURATE, "explain", str(cfg), "fma", "10"],
         "audit": [CURATE, "audit", str(cfg), "reasons", "--csv"],
         "release-diff": [CURATE, "release", "diff", "v1", "v1", "--config", str(cfg)],
@@ -56,6 +58,7 @@ def cases(cfg: Path) -> dict[str, list[str]]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=200)
+    ap.add_argument("--flow-runs", type=int, default=50, help="runs of `curate run` and `curate release` (10 s each)")
     ap.add_argument("--only", default="", help="comma-separated case names (default: all)")
     ap.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "curation-bench-exit"))
     args = ap.parse_args()
@@ -71,14 +74,15 @@ def main() -> None:
         statuses: collections.Counter = collections.Counter()
         lines = []
         t0 = time.time()
-        for _ in range(args.runs):
+        runs = args.flow_runs if cmd[1:2] in (["run"], ["release"]) else args.runs
+        for _ in range(runs):
             p = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=work)
             statuses[p.returncode] += 1
             if p.returncode != 0:
                 lines.append(p.stderr.strip().splitlines()[-1][:100] if p.stderr.strip() else "")
-        per = (time.time() - t0) / args.runs
+        per = (time.time() - t0) / runs
         bad = sum(n for rc, n in statuses.items() if rc != 0)
-        print(f"{name:38} {args.runs:5d} {statuses[0]:7d} {bad:6d} {per:6.2f}  {dict(statuses)}", flush=True)
+        print(f"{name:38} {runs:5d} {statuses[0]:7d} {bad:6d} {per:6.2f}  {dict(statuses)}", flush=True)
         for ln in sorted(set(lines)):
             print(f"{'':38}   {ln}")
 

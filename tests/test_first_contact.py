@@ -321,9 +321,8 @@ def test_an_output_dir_that_is_a_file(inputs):
     assert len(out.strip().splitlines()) <= 2, out
 
 
-def test_an_empty_catalogue_matches_nothing_and_says_so(tmp_path, demo_dir):
-    work = tmp_path / "w"
-    shutil.copytree(demo_dir, work, ignore=shutil.ignore_patterns("out*"))
+def test_an_empty_catalogue_matches_nothing_and_says_so(tmp_path, demo_run):
+    work = copy_run(demo_run, tmp_path / "w")  # the demo's run: the copyright stage runs again
     spotify = work / "spotify" / "dataset.csv"
     spotify.write_text(spotify.read_text().splitlines()[0] + "\n")
     cfg = work / "curate.toml"
