@@ -90,7 +90,7 @@ class MusicConfig:
     context_seconds: float = 1.0  # audio either side of a chunk that the model sees but is not counted
     device: str = "auto"  # auto | cpu | cuda
     top_labels: int = 3
-    cache_dir: Path | None = None  # default OUT/work/music_cache; may be shared between runs
+    cache_dir: Path | None = None  # default $CURATION_MUSIC_CACHE_DIR or OUT/work/music_cache; may be shared between runs
 
 
 @dataclass

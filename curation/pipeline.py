@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -531,6 +532,14 @@ def music_table(table, cfg: Config, detector_factory: Callable[[], "object"], ch
     return table
 
 
+def music_cache_dir(cfg: Config) -> Path:
+    """[music] cache_dir, else $CURATION_MUSIC_CACHE_DIR (one cache for every output on a
+    machine), else OUT/work/music_cache. Entries are keyed by audio, checkpoint, rule and cut,
+    so any runs may share one."""
+    env = os.environ.get("CURATION_MUSIC_CACHE_DIR")
+    return cfg.music.cache_dir or (Path(env) if env else cfg.work_dir / "music_cache")
+
+
 # A decoded length this far short of the one the metadata declares is a truncated file. FMA
 # writes whole seconds (up to 1 s off either way) and an mp3 decoder trims the encoder's delay
 # and padding (tens of ms); a download cut off part way loses far more (README: Truncated audio).
@@ -573,7 +582,7 @@ def audio_and_music(
     rep = rep if rep is not None else StageReport("music")
     locator = locator or AudioLocator(cfg)
     m = cfg.music
-    cache = MusicCache(m.cache_dir or cfg.work_dir / "music_cache")
+    cache = MusicCache(music_cache_dir(cfg))
     rule = Rule(m.threshold, m.min_music_seconds, m.min_music_fraction)
     by_key: dict[tuple[str, str], Record] = {}
     jobs: list[tuple[tuple[str, str], str, str]] = []

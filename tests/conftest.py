@@ -53,6 +53,7 @@ def prefect_api(tmp_path_factory):
 
     from flows.server import local_server
 
+    os.environ["CURATION_TEST_MUSIC_CACHE"] = str(tmp_path_factory.mktemp("music_cache"))
     home = tmp_path_factory.mktemp("prefect_server")
     os.environ["CURATION_TEST_PREFECT_HOME"] = str(home)
     # the scheduler loops every 5 s (the deployment test's interval schedule), not every 60 s
@@ -70,7 +71,23 @@ def prefect_api(tmp_path_factory):
         with temporary_settings(updates={PREFECT_API_URL: url}):
             yield url
     finally:
+        _flush_prefect()  # the last logs and events of in-process flows, while the server is up
         server.__exit__(None, None, None)
+
+
+def _flush_prefect() -> None:
+    try:
+        from prefect.logging.handlers import APILogHandler
+
+        APILogHandler.flush()
+    except Exception:
+        pass
+    try:
+        from prefect.events.worker import EventsWorker
+
+        EventsWorker.drain_all()
+    except Exception:
+        pass
 
 
 def prefect_homes(tmp: Path) -> list[Path]:
@@ -91,12 +108,18 @@ def demo_run(tmp_path_factory, demo_dir) -> dict:
     root = tmp_path_factory.mktemp("demo_run")
     shutil.copytree(demo_dir, root, dirs_exist_ok=True, ignore=shutil.ignore_patterns("out", "out*"))
     t0 = time.time()
-    proc = curate("run", str(root / "curate.toml"), env=cli_env(root))
+    proc = curate("run", str(root / "curate.toml"), env=cli_env(root, music_cache=True))
     return {"root": root, "out": root / "out", "proc": proc, "seconds": time.time() - t0}
 
 
-def cli_env(tmp: Path) -> dict:
+def cli_env(tmp: Path, music_cache: bool = False) -> dict:
+    """The environment of a `curate` call. `music_cache`: the session's one music cache
+    (CURATION_MUSIC_CACHE_DIR), for runs that do not count cache hits or damage the cache: the
+    demo's audio is then scored once for the whole session, not once per run."""
     env = dict(os.environ)
+    env.pop("CURATION_MUSIC_CACHE_DIR", None)
+    if music_cache and os.environ.get("CURATION_TEST_MUSIC_CACHE"):
+        env["CURATION_MUSIC_CACHE_DIR"] = os.environ["CURATION_TEST_MUSIC_CACHE"]
     env["PREFECT_HOME"] = str(tmp / "prefect_home")
     env["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
     # a loaded 2-core machine can take longer than the default to start the temporary server

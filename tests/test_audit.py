@@ -45,7 +45,7 @@ def audited(tmp_path_factory, demo_dir):
     cfg.write_text(text.replace("[training]\nenabled = true", "[training]\nenabled = false")
                    .replace("[release]\n", '[release]\ntakedowns = "takedowns.csv"\n'))
     (root / "takedowns.csv").write_text("source,id,reason,requested_at\n")
-    env = cli_env(root)
+    env = cli_env(root, music_cache=True)
     curate("run", str(cfg), env=env)
     first = read_pandas(root / "out" / "releases" / "v1" / "records.parquet")
     gone = first.sort_values("key").iloc[0]

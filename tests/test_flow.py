@@ -182,7 +182,7 @@ def test_noncommercial_release_that_requires_the_preference(work):
     text = text.replace('audio_dir = "freesound/audio"', 'audio_dir = "freesound/audio"\nrequire_genai_preference = true')
     config = work / "nc.toml"
     config.write_text(text)
-    curate("run", str(config), env=cli_env(work))
+    curate("run", str(config), env=cli_env(work, music_cache=True))
     df = manifest(work / "out_nc").set_index(["source", "id"])
     reason = df["reason"].to_dict()
     assert reason[("freesound", "1003")] == "genai_preference_missing"
@@ -257,7 +257,7 @@ def test_fingerprint_backend_in_the_flow(work):
     text = text.replace("enabled = true", "enabled = false")
     config = work / "fp.toml"
     config.write_text(text)
-    curate("run", str(config), env=cli_env(work))
+    curate("run", str(config), env=cli_env(work, music_cache=True))
     df = manifest(work / "out_fp").set_index(["source", "id"])
     row = df.loc[("freesound", "1001")]
     assert row["status"] == "review" and row["reason"] == "copyright_audio_match"
@@ -275,7 +275,7 @@ def test_identification_services_in_the_flow(work):
 
     ref = work / "freesound" / "audio" / "1001.wav"
     base = (work / "curate.toml").read_text().replace("enabled = true", "enabled = false")
-    env = cli_env(work)
+    env = cli_env(work, music_cache=True)
     env.update(ACOUSTID_API_KEY=ACOUSTID_KEY, ACRCLOUD_ACCESS_KEY=ACR_KEY, ACRCLOUD_ACCESS_SECRET=ACR_SECRET)
     acoustid, acr = FakeAcoustId(), FakeAcrCloud()
     try:

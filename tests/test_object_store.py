@@ -198,7 +198,7 @@ def test_the_demo_on_the_store_with_dask_workers_matches_the_local_run(s3, tmp_p
     (work / "s3.toml").write_text(remote_toml)
     assert "s3://" in remote_toml and str(work) not in remote_toml.split("[music]")[0]
 
-    env = cli_env(work)
+    env = cli_env(work, music_cache=True)
     curate("run", str(work / "local.toml"), env=env)
     first = curate("run", str(work / "s3.toml"), env=env, timeout=900)
     out = f"{BUCKET}/demo/out"
