@@ -32,7 +32,7 @@ demo: install
 	$(VENV)/bin/curate run $(DEMO_DIR)/curate.toml
 
 test: install
-	$(VENV)/bin/python -m pytest -q --durations=15
+	$(VENV)/bin/python -m pytest -q -n 2 --dist loadfile --durations=15
 
 clean:
 	rm -rf $(DEMO_DIR) .pytest_cache

@@ -35,13 +35,20 @@ def _download(package: str, dest: Path) -> Path:
 
 
 def package_audio(package: str, cache: Path | None = None) -> list[Path]:
-    """The audio files of one Debian package, downloaded and unpacked once into the cache."""
+    """The audio files of one Debian package, downloaded and unpacked once into the cache
+    (under a lock: tests in parallel processes may ask for the same package at once)."""
+    import fcntl
+
     cache = cache or cache_root()
     out = cache / package
     marker = out / ".unpacked"
     if not marker.exists():
-        deb = _download(package, cache / "debs")
-        out.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["dpkg-deb", "-x", str(deb), str(out)], check=True, capture_output=True)
-        marker.write_text(deb.name)
+        cache.mkdir(parents=True, exist_ok=True)
+        with open(cache / f".{package}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not marker.exists():
+                deb = _download(package, cache / "debs")
+                out.mkdir(parents=True, exist_ok=True)
+                subprocess.run(["dpkg-deb", "-x", str(deb), str(out)], check=True, capture_output=True)
+                marker.write_text(deb.name)
     return sorted(p for p in out.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())

@@ -7,6 +7,7 @@ subtree) of at least ``threshold`` -- Stable Audio Open's rule (0.15, 30 s).
 from __future__ import annotations
 
 import csv
+import os
 import logging
 import math
 import shutil
@@ -80,7 +81,7 @@ def ensure_panns_labels(labels_csv: Path) -> None:
             ok = False
     if not ok:
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(".tmp")
+        tmp = target.with_suffix(f".{os.getpid()}.tmp")  # processes may place it at once
         shutil.copyfile(labels_csv, tmp)
         tmp.replace(target)
     cfg = sys.modules.get("panns_inference.config")
