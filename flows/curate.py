@@ -129,6 +129,9 @@ def training_task(cfg: Config, version: str) -> dict:
     return train_and_generate(ds_config, cfg.training, cfg.output_dir / "training")
 
 
+# Configs whose input tables `run` checked in this process before starting the flow.
+_checked: set[str] = set()
+
 # The progress display of the process that started the flow (see `run`).
 _progress: list[Progress] = [_no_progress]
 
@@ -285,7 +288,8 @@ def curate_flow(config_path: str) -> dict:
     from curation.inputs import check_inputs
 
     cfg = load_config(config_path)
-    check_inputs(cfg)  # a scheduled run checks its tables too (curate run already did, before Prefect)
+    if config_path not in _checked:  # a scheduled run checks its tables here; `run` did already
+        check_inputs(cfg)
     with run_lock(cfg.output_dir, "curate run"):
         return run_stages(cfg)
 
@@ -314,6 +318,7 @@ def run(config_path: str | Path, progress: Progress = _no_progress, release_only
     with run_lock(cfg.output_dir):  # another run at work: say so before starting Prefect (the flow locks)
         pass
     _progress[0] = progress
+    _checked.add(str(Path(config_path).resolve()))  # the flow below need not check them again
     runner = task_runner_for(cfg)
     try:
         if release_only:
@@ -321,3 +326,4 @@ def run(config_path: str | Path, progress: Progress = _no_progress, release_only
         return curate_flow.with_options(task_runner=runner)(str(Path(config_path).resolve()))
     finally:
         _progress[0] = _no_progress
+        _checked.discard(str(Path(config_path).resolve()))
