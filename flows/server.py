@@ -17,13 +17,42 @@ from pathlib import Path
 from typing import Iterator
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_up(url: str, proc: subprocess.Popen, timeout_s: float, poll_s: float) -> str:
+    """Poll `url`/health until it answers (""), the server exits ("exited") or `timeout_s`
+    passes ("timeout")."""
+    deadline = time.time() + timeout_s
+    while True:
+        try:
+            urllib.request.urlopen(url + "/health", timeout=2)
+            return ""
+        except OSError:
+            if proc.poll() is not None:
+                return "exited"
+            if time.time() > deadline:
+                return "timeout"
+            time.sleep(poll_s)
+
+
+def _end(proc: subprocess.Popen, grace_s: float) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 @contextmanager
 def local_server(home: Path, timeout_s: float = 180) -> Iterator[str]:
     """Start `prefect server start` on a free local port with its database under `home`;
     yield its API URL, set in `os.environ` (which worker processes inherit) while it runs."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = _free_port()
     env = dict(os.environ, PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false")
     env.pop("PREFECT_API_URL", None)
     exe = Path(sys.executable).parent / "prefect"
@@ -32,15 +61,8 @@ def local_server(home: Path, timeout_s: float = 180) -> Iterator[str]:
     url = f"http://127.0.0.1:{port}/api"
     before = os.environ.get("PREFECT_API_URL")
     try:
-        deadline = time.time() + timeout_s
-        while True:
-            try:
-                urllib.request.urlopen(url + "/health", timeout=2)
-                break
-            except OSError:
-                if proc.poll() is not None or time.time() > deadline:
-                    raise RuntimeError(f"the Prefect server did not start (exit code {proc.poll()})") from None
-                time.sleep(0.5)
+        if _wait_up(url, proc, timeout_s, 0.5):
+            raise RuntimeError(f"the Prefect server did not start (exit code {proc.poll()})")
         os.environ["PREFECT_API_URL"] = url
         yield url
     finally:
@@ -48,11 +70,7 @@ def local_server(home: Path, timeout_s: float = 180) -> Iterator[str]:
             os.environ.pop("PREFECT_API_URL", None)
         else:
             os.environ["PREFECT_API_URL"] = before
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        _end(proc, 30)
 
 
 def _die_with_parent() -> None:
@@ -81,9 +99,7 @@ class RunServer:
     def __init__(self) -> None:
         import atexit
 
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
+        self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}/api"
         env = dict(os.environ, PREFECT_UI_ENABLED="0", PREFECT__SERVER_EPHEMERAL="1", PREFECT__SERVER_FINAL="1",
                    PREFECT_SERVER_ANALYTICS_ENABLED="false")
@@ -101,28 +117,17 @@ class RunServer:
 
     def wait(self, timeout_s: float) -> None:
         """Return once the server answers; RuntimeError (with why) if it exits or is not up in time."""
-        deadline = time.time() + timeout_s
-        while True:
-            try:
-                urllib.request.urlopen(self.url + "/health", timeout=2)
-                return
-            except OSError:
-                if self.proc.poll() is not None:
-                    self.log.seek(0)
-                    err = self.log.read().decode(errors="replace").strip().splitlines()
-                    raise RuntimeError(f"the Prefect server exited ({self.proc.returncode})"
-                                       + (f": {err[-1][:300]}" if err else "")) from None
-                if time.time() > deadline:
-                    raise RuntimeError(f"the Prefect server did not answer within {timeout_s:.0f} s "
-                                       "(set PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS for more)") from None
-                time.sleep(0.2)
+        why = _wait_up(self.url, self.proc, timeout_s, 0.2)
+        if why == "exited":
+            self.log.seek(0)
+            err = self.log.read().decode(errors="replace").strip().splitlines()
+            raise RuntimeError(f"the Prefect server exited ({self.proc.returncode})"
+                               + (f": {err[-1][:300]}" if err else ""))
+        if why == "timeout":
+            raise RuntimeError(f"the Prefect server did not answer within {timeout_s:.0f} s "
+                               "(set PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS for more)")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        _end(self.proc, 20)
         if os.environ.get("PREFECT_API_URL") == self.url:
             os.environ.pop("PREFECT_API_URL", None)
