@@ -23,11 +23,14 @@ class FreesoundAPIConfig:
     base_url: str = "https://freesound.org/apiv2"
     page_size: int = 150
     max_pages: int = 0  # pages a run fetches at most; 0: no limit
-    daily_budget: int = 2000  # API requests per UTC day, all runs together (Freesound's default limit)
+    daily_budget: int = 2000  # API requests per sliding 24 h, all runs together (Freesound's default limit)
     per_minute: int = 60  # API requests per minute (Freesound's default limit)
     # Sounds fetched this many days ago or more are fetched again (oldest first, with the budget
     # new uploads leave) to see changed licenses, gen-AI preferences and deletions; 0: never.
     refresh_days: float = 30.0
+    # Each run also searches this many days behind the cursor for sounds never fetched: a sound
+    # is indexed only once moderated, which can take weeks, and keeps its upload time; 0: never.
+    lookback_days: float = 30.0
     token_env: str = "FREESOUND_API_TOKEN"
     token_secret_block: str = ""  # name of a Prefect Secret block
     oauth_token_env: str = "FREESOUND_OAUTH_TOKEN"  # originals need OAuth2
@@ -402,9 +405,11 @@ def load_config(path: str | Path, check_inputs: bool = True) -> Config:
         raise ConfigError("config keys 'freesound.pages_dir' and 'freesound.audio_dir' go together")
     if fs.api is not None and fs.api.download not in ("preview", "original"):
         raise ConfigError("config key 'freesound.api.download' must be 'preview' or 'original'")
-    if fs.api is not None and (fs.api.daily_budget < 1 or fs.api.per_minute < 0 or fs.api.refresh_days < 0):
+    if fs.api is not None and (fs.api.daily_budget < 1 or fs.api.per_minute < 0 or fs.api.refresh_days < 0
+                               or fs.api.lookback_days < 0):
         raise ConfigError("config keys 'freesound.api.daily_budget' (>= 1), 'freesound.api.per_minute' "
-                          "(>= 0, 0: no pacing) and 'freesound.api.refresh_days' (>= 0) are out of range")
+                          "(>= 0, 0: no pacing), 'freesound.api.refresh_days' and 'freesound.api.lookback_days' (>= 0) "
+                          "are out of range")
     if fs.api is not None and not 1 <= fs.api.page_size <= 150:
         raise ConfigError("config key 'freesound.api.page_size' must be between 1 and 150")
     if (cfg.fma.tracks_csv is None) != (cfg.fma.audio_dir is None):

@@ -126,7 +126,7 @@ def write_freesound(root: Path) -> None:
                    "wav", 3.0, gen_ai="noncommercial-open-source-models"),
         _fs_result(1012, "Door creak", cc0, "someone", ["door"], "", "wav", 2.0, gen_ai="ask-me-first"),
     ]
-    base = "https://freesound.org/apiv2/search/text/?query=&page_size=6"
+    base = "https://freesound.org/apiv2/search/?query=&page_size=6"
     docs = [
         {"count": 14, "next": base + "&page=2", "previous": None, "results": page1},
         {"count": 14, "next": None, "previous": base + "&page=1", "results": page2},

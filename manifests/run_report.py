@@ -171,10 +171,19 @@ def summary_markdown(summary: dict) -> str:
     if crawl:
         lines += ["", "## Freesound API", "",
                   f"{crawl.get('requests', 0):,} requests this run ({crawl.get('requests_today', 0):,} of the "
-                  f"daily budget of {crawl.get('daily_budget', 0):,} used today); "
+                  f"budget of {crawl.get('daily_budget', 0):,} per 24 hours used in the last 24 hours); "
                   f"{crawl.get('sounds', 0):,} new sounds in {crawl.get('pages', 0):,} page(s)"
                   + (", caught up." if crawl.get("caught_up") else ".")
                   + (f" Stopped: {crawl['stopped']}." if crawl.get("stopped") else "")]
+        lb = crawl.get("lookback") or {}
+        if lb:
+            lines += ["", f"Lookback {lb.get('from')} to {lb.get('to')}: {lb.get('requests', 0):,} request(s), "
+                          f"{lb.get('seen', 0):,} sounds seen, {lb.get('found', 0):,} found that an earlier crawl "
+                          f"had passed before they were approved"
+                          + ("." if lb.get("complete") else " (not finished: the next run resumes it).")]
+        if crawl.get("null_results"):
+            lines += ["", f"{crawl['null_results']:,} search result(s) were null (sounds the API could not "
+                          f"serialise); the lookback asks for them again."]
     return "\n".join(lines) + "\n"
 
 

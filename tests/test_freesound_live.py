@@ -27,6 +27,8 @@ def server():
 
 
 def api_cfg(srv, **kw) -> FreesoundAPIConfig:
+    """The crawl's settings; the lookback off unless a test turns it on (its own tests below)."""
+    kw.setdefault("lookback_days", 0)
     return FreesoundAPIConfig(base_url=srv.url + "/apiv2", query="birds", page_size=2, max_retries=3,
                               backoff_s=0.0, timeout_s=5, **kw)
 
@@ -59,14 +61,16 @@ def test_default_page_size_is_150():
     assert FreesoundAPIConfig().page_size == 150
 
 
-def test_429_waits_retry_after_and_5xx_and_bad_json_are_retried(server, tmp_path):
+def test_429_backs_off_and_5xx_and_bad_json_are_retried(server, tmp_path, caplog):
+    """Freesound's 429 carries no Retry-After (apiv2/exceptions.py): the client backs off."""
     server.faults = {"search:1": [429], "search:3": [500], "search:4": ["malformed"], "search:6": [429],
                      "search:7": [500]}
     sleeps = []
     summary = fs.crawl(api_cfg(server), tmp_path / "pages", client=client(server, sleeps))
     assert summary["caught_up"] and summary["pages"] == 4 and not summary["error"]
     assert summary["requests"] == 4 + 5  # every attempt counts against the budget
-    assert sleeps.count(0.0) == 2  # Retry-After: 0, twice
+    assert sleeps == [0.01] * 5  # two 429s, two 500s, one malformed page: each backs off once
+    assert caplog.text.count("throttled the crawl (429)") == 2
     assert len(fs.page_files(tmp_path / "pages")) == 4
 
 
@@ -98,42 +102,77 @@ def test_ties_in_creation_time_across_a_page_are_all_fetched(server, tmp_path):
     assert sorted(r.id for r in fs.read_pages(pages)) == ["1", "2", "3", "4", "5"]
 
 
-def test_the_daily_budget_stops_the_crawl_and_the_next_day_continues(server, tmp_path):
-    now = [1_700_000_000.0]
+def test_the_budget_is_a_sliding_24_hours_not_a_utc_day(server, tmp_path):
+    """Freesound's day limit is DRF's SimpleRateThrottle: the requests of the last 24 h, not of a
+    calendar day. Three requests at 08:00 leave none at 23:50 and none at 00:05 the next UTC day
+    (a calendar-day budget would have spent three more there, into the API's 429); at 08:01 the
+    window has freed them."""
+    import calendar
+
+    day0 = calendar.timegm((2026, 3, 1, 8, 0, 0))
+    now = [float(day0)]
     waits = []
 
     def sleep(s):
         waits.append(s)
         now[0] += s
 
+    server.clock = lambda: now[0]
+    server.daily_limit = 3
     pages = tmp_path / "pages"
-    budget = fs.RequestBudget(tmp_path / "api_budget.json", per_day=2, per_minute=1, clock=lambda: now[0], sleep=sleep)
-    c = client(server)
-    c.budget = budget
-    first = fs.crawl(api_cfg(server), pages, client=c)
-    assert first["pages"] == 2 and first["stopped"] and "daily request budget (2)" in first["error"]
-    assert first["requests_today"] == 2 and len(server.requests) == 2
-    assert waits and 59 < waits[0] <= 60.01  # one request a minute
-    # a later run the same day makes no request at all
-    again = fs.RequestBudget(tmp_path / "api_budget.json", per_day=2, per_minute=1, clock=lambda: now[0], sleep=sleep)
-    assert again.left == 0
-    c2 = client(server)
-    c2.budget = again
-    assert fs.crawl(api_cfg(server), pages, client=c2)["requests"] == 0 and len(server.requests) == 2
-    now[0] += 86_400  # the next UTC day
-    c3 = client(server)
-    c3.budget = fs.RequestBudget(tmp_path / "api_budget.json", per_day=10, per_minute=0, clock=lambda: now[0])
-    third = fs.crawl(api_cfg(server), pages, client=c3)
-    assert third["caught_up"] and [r.id for r in fs.read_pages(pages)] == ["1", "2", "3", "4", "5"]
+
+    def run():
+        c = client(server)
+        c.budget = fs.RequestBudget(tmp_path / "api_budget.json", per_day=3, per_minute=1, clock=lambda: now[0],
+                                    sleep=sleep)
+        return fs.crawl(api_cfg(server), pages, client=c, clock=lambda: now[0])
+
+    first = run()
+    assert first["requests"] == 3 and first["stopped"] and "budget (3 per 24 h) is spent" in first["error"]
+    assert first["requests_today"] == 3 and waits and 59 < waits[0] <= 60.01  # one request a minute
+    assert "2026-03-02T08:00:00Z" in first["error"]  # when the first of them frees
+    for hhmm in ((23, 50), (24, 5)):  # the same evening, and just after midnight UTC
+        now[0] = day0 + (hhmm[0] - 8) * 3600 + hhmm[1] * 60
+        n = len(server.requests)
+        assert run()["requests"] == 0 and len(server.requests) == n
+    now[0] = day0 + 86_400 + 181  # 08:03 the next day: the three have aged out
+    third = run()
+    assert third["caught_up"] and not third["error"] and [r.id for r in fs.read_pages(pages)] == ["1", "2", "3", "4", "5"]
+    assert len(server.allowed) == server.api_requests  # the API never had to refuse one
 
 
-def test_the_apis_daily_limit_stops_the_crawl_not_the_caller(server, tmp_path):
-    server.daily_limit = 2
+def test_the_apis_daily_limit_stops_the_crawl_and_a_later_run_asks_again(server, tmp_path):
+    """The API's own /day 429 (the key is shared with another client): the crawl stops without
+    waiting inside the run; a run within the hour asks nothing; a later one asks once (a refused
+    request costs nothing: SimpleRateThrottle records only what it lets through) and continues
+    once the API's window frees."""
+    now = [1_780_000_000.0]
+    server.clock = lambda: now[0]
+    server.allowed = [now[0] - 3600.0] * 3  # another client spent the key's day an hour ago
+    server.daily_limit = 4
     sleeps = []
-    summary = fs.crawl(api_cfg(server), tmp_path / "pages", client=client(server, sleeps))
-    assert summary["pages"] == 2 and "daily request limit" in summary["stopped"]
-    assert not sleeps  # no waiting out a day inside the run
-    assert json.loads((tmp_path / "api_budget.json").read_text())["used"] >= 2000  # spent for today
+    pages = tmp_path / "pages"
+
+    def run():
+        c = client(server, sleeps)
+        c.budget = fs.RequestBudget(tmp_path / "api_budget.json", per_day=2000, per_minute=0, clock=lambda: now[0])
+        return fs.crawl(api_cfg(server), pages, client=c, clock=lambda: now[0])
+
+    first = run()
+    assert first["pages"] == 1 and "daily request limit" in first["stopped"] and not sleeps  # no waiting out a day
+    last = server.requests[-1]
+    state = json.loads((tmp_path / "api_budget.json").read_text())
+    assert state["blocked_until"] == now[0] + 3600 and len(state["requests"]) == 2
+    now[0] += 1800
+    n = len(server.requests)
+    assert run()["requests"] == 0 and len(server.requests) == n
+    now[0] += 1900  # past the hour: one request, refused again
+    again = run()
+    assert again["requests"] == 1 and "daily request limit" in again["stopped"]
+    now[0] += 86_400  # the API's window has freed
+    done = run()
+    assert done["caught_up"] and not done["error"] and [r.id for r in fs.read_pages(pages)] == ["1", "2", "3", "4", "5"]
+    assert last[0] == "/apiv2/search/"
 
 
 def test_bounded_retries_then_a_clear_error_without_the_token(server, caplog):
@@ -233,7 +272,8 @@ def test_refresh_finds_changed_licenses_opt_outs_and_deletions(server, tmp_path,
     # within refresh_days nothing is asked again
     server.requests.clear()
     third = fs.crawl(cfg.freesound.api, pages, client=client(server), clock=lambda: start + 36 * day)
-    assert third["refreshed"] == 0 and third["requests"] == 1
+    assert third["refreshed"] == 0 and third["lookback"]["found"] == 0
+    assert third["requests"] == 1 + third["lookback"]["requests"]  # caught up; the lookback finds nothing
 
     parts, rep = pipeline.ingest_parts(cfg, tmp_path / "parts", partition_records=3, workers=1, client=client(server))
     recs = rt.to_records(rt.unify([read_part(p) for p in parts]))
@@ -246,3 +286,126 @@ def test_refresh_finds_changed_licenses_opt_outs_and_deletions(server, tmp_path,
     assert by_id["4"].reason == "source_deleted" and by_id["4"].title == "sound 4"
     assert {by_id[i].status for i in ("1", "5", "6")} == {"pending"}
     assert by_id["1"].seen == 2 and by_id["1"].evidence["versions"] == 2
+
+
+# --------------------------------------------------------------------------- against the real API's behaviour
+
+
+def test_a_sound_approved_after_the_cursor_passed_it_is_found_by_the_lookback(server, tmp_path):
+    """Sound 3 is uploaded between 2 and 4 but moderated late: the first crawl passes its upload
+    time while it is not in the index. Once approved, it keeps its upload time, behind the
+    cursor; the next run's lookback finds it, and says so."""
+    server.sounds[2]["moderation_state"] = "PENDING"
+    pages = tmp_path / "pages"
+    first = fs.crawl(api_cfg(server, lookback_days=30), pages, client=client(server))
+    assert first["caught_up"] and first["sounds"] == 4 and first["lookback"]["found"] == 0
+    assert first["lookback"]["complete"] and first["lookback"]["to"] == server.sounds[4]["created"]
+    server.sounds[2]["moderation_state"] = "OK"
+    server.requests.clear()
+    second = fs.crawl(api_cfg(server, lookback_days=30), pages, client=client(server))
+    assert second["new_uploads"] == 0 and second["lookback"]["found"] == 1 and second["sounds"] == 1
+    lb = [f for f in server.search_filters() if " TO " in f and not f.endswith("TO *]")]
+    assert lb and lb[0] == f"created:[2023-12-02T00:05:00Z TO {server.sounds[4]['created']}]"
+    assert sorted(r.id for r in fs.read_pages(pages)) == ["1", "2", "3", "4", "5"]
+    saved = json.loads(fs.page_files(pages)[-1].read_text())
+    assert saved["lookback"] is True and [r["id"] for r in saved["results"]] == [3]
+    # without the lookback the sound is never seen: the loss this guards against
+    server.sounds[1]["moderation_state"] = "PENDING"
+    other = tmp_path / "other" / "pages"
+    fs.crawl(api_cfg(server), other, client=client(server))
+    server.sounds[1]["moderation_state"] = "OK"
+    fs.crawl(api_cfg(server), other, client=client(server))
+    assert "2" not in {r.id for r in fs.read_pages(other)}
+
+
+def test_a_lookback_cut_short_by_the_budget_resumes_where_it_stopped(server, tmp_path):
+    pages = tmp_path / "pages"
+    fs.crawl(api_cfg(server, lookback_days=30), pages, client=client(server))
+    server.sounds += sounds_for(server.url, [0])  # uploaded first, approved only now
+    server.sounds[-1]["created"] = "2024-01-01T00:00:30Z"
+    c = client(server)
+    c.budget = fs.RequestBudget(tmp_path / "b.json", per_day=2, per_minute=0)
+    cut = fs.crawl(api_cfg(server, lookback_days=30), pages, client=c)
+    assert cut["stopped"] and cut["lookback"]["complete"] is False and cut["lookback"]["requests"] == 1
+    at = json.loads((tmp_path / "crawl_cursor.json").read_text())["lookback_at"]
+    assert at and at.endswith("Z")
+    server.requests.clear()
+    done = fs.crawl(api_cfg(server, lookback_days=30), pages, client=client(server))
+    assert done["lookback"]["resumed_at"] == at and done["lookback"]["complete"]
+    assert "0" in {r.id for r in fs.read_pages(pages)}
+
+
+def test_a_cursor_from_pages_saved_before_the_api_was_zone_aware_is_normalised(server, tmp_path):
+    """Pages saved before 2025 hold naive `created` values (Brussels time, microseconds); Solr
+    refuses a date without `Z` (the stand-in answers that 400). The cursor is normalised to UTC
+    with `Z`, so the next crawl goes on instead of failing on every run."""
+    pages = tmp_path / "pages"
+    pages.mkdir()
+    old = [dict(x, created=f"2024-01-01T01:0{i}:00.123456") for i, x in enumerate(server.sounds[:2])]
+    (pages / "page_000001.json").write_text(json.dumps({"count": 2, "next": None, "previous": None,
+                                                        "results": old}))
+    (tmp_path / "crawl_cursor.json").write_text(json.dumps({"last_created": "2024-01-01T01:01:00.123456",
+                                                            "last_id": 2, "pages": 1}))
+    summary = fs.crawl(api_cfg(server), pages, client=client(server))
+    assert not summary["error"] and summary["caught_up"]
+    assert server.search_filters()[0] == "created:[2024-01-01T00:01:00Z TO *]"  # 01:01 in Brussels is 00:01 UTC
+    assert sorted(r.id for r in fs.read_pages(pages)) == ["1", "2", "3", "4", "5"]
+    # the stand-in refuses what the old code sent
+    c = client(server)
+    with pytest.raises(fs.FreesoundAPIError, match="HTTP 400"):
+        c.search({"query": "", "filter": "created:[2024-01-01T01:01:00.123456 TO *]"})
+    assert fs._cursor_from_pages(pages)[0].endswith("Z")
+
+
+def test_search_uses_the_current_endpoint_and_falls_back_only_where_it_is_missing(server, tmp_path):
+    fs.crawl(api_cfg(server), tmp_path / "a" / "pages", client=client(server))
+    assert {p for p, _, _ in server.requests if "search" in p} == {"/apiv2/search/"}
+    server.requests.clear()
+    server.legacy_only = True
+    summary = fs.crawl(api_cfg(server), tmp_path / "b" / "pages", client=client(server))
+    assert summary["caught_up"] and summary["sounds"] == 5
+    paths = [p for p, _, _ in server.requests if "search" in p]
+    assert paths[0] == "/apiv2/search/" and set(paths[1:]) == {"/apiv2/search/text/"}  # asked once, then the old path
+
+
+def test_null_results_are_counted_not_records_and_a_page_past_the_end_is_the_end(server, tmp_path):
+    server.nulls = {2}
+    pages = tmp_path / "pages"
+    summary = fs.crawl(api_cfg(server), pages, client=client(server))
+    assert summary["caught_up"] and summary["null_results"] >= 1 and summary["sounds"] == 4
+    assert sorted(r.id for r in fs.read_pages(pages)) == ["1", "3", "4", "5"]  # no record made of a null
+    assert all(None not in json.loads(p.read_text())["results"] for p in fs.page_files(pages))
+    # sound 2 serialises again: the lookback of a later run finds it
+    server.nulls = set()
+    later = fs.crawl(api_cfg(server, lookback_days=30), pages, client=client(server))
+    assert later["lookback"]["found"] == 1 and "2" in {r.id for r in fs.read_pages(pages)}
+    # a page past the end: the real API answers 404 (views.py: page > num_pages and count != 0)
+    c = client(server)
+    page, _ = c.search({"query": "", "page": 1, "page_size": 2})
+    assert page["results"]
+    page, raw = c.search({"query": "", "page": 9, "page_size": 2})
+    assert page["results"] == [] and page["next"] is None and raw == b""
+    # inside a crawl: five sounds of one second, paged through the tie; two deleted before its page 3
+    for x in server.sounds:
+        x["created"] = "2024-02-02T10:00:00Z"
+
+    def delete(n):
+        if n == 4:
+            server.sounds = server.sounds[:3]
+    server.on_search = delete
+    server.searches = 0
+    server.requests.clear()
+    tie = fs.crawl(api_cfg(server), tmp_path / "tie" / "pages", client=client(server))
+    assert server.search_pages() == [1, 1, 2, 3]  # the last one is past the end: a 404
+    assert tie["caught_up"] and not tie["error"]
+    assert sorted(r.id for r in fs.read_pages(tmp_path / "tie" / "pages")) == ["1", "2", "3", "4"]
+
+
+def test_previews_go_without_credentials(server, tmp_path):
+    recs = [fs.result_to_record(s, str(i)) for i, s in enumerate(server.sounds)]
+    c = client(server, oauth_token=OAUTH)
+    fs.download_audio(recs[0], api_cfg(server), tmp_path, c)
+    path, _, headers = server.requests[-1]
+    assert path == "/previews/1.ogg" and "Authorization" not in headers
+    fs.crawl(api_cfg(server), tmp_path / "pages", client=c)
+    assert all(h.get("Authorization") == f"Token {TOKEN}" for p, _, h in server.requests if p.startswith("/apiv2/"))

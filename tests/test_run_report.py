@@ -55,10 +55,15 @@ def test_markdown_and_table_carry_the_numbers():
                "tally": d, "changes": {"first_run": False, "added": 0, "removed": 0, "changed": 1,
                                         "transitions": {"included/ -> excluded/source_deleted": 1}},
                "crawl": {"requests": 12, "requests_today": 40, "daily_budget": 2000, "sounds": 3, "pages": 2,
-                         "caught_up": True, "stopped": ""}}
+                         "caught_up": True, "stopped": "", "null_results": 2,
+                         "lookback": {"from": "2024-01-01T00:00:00Z", "to": "2024-01-31T00:00:00Z", "requests": 3,
+                                      "seen": 300, "found": 1, "complete": True}}}
     md = summary_markdown(summary)
     assert "RANDOMLY INITIALISED" in md and "| `source_deleted` | 1 |" in md
     assert "7 records wait" in md and "| included | excluded (source_deleted) | 1 |" in md
-    assert "12 requests this run (40 of the daily budget of 2,000" in md and "3 new sounds in 2 page(s), caught up" in md
+    assert "12 requests this run (40 of the budget of 2,000 per 24 hours used in the last 24 hours)" in md
+    assert "3 new sounds in 2 page(s), caught up" in md
+    assert "Lookback 2024-01-01T00:00:00Z to 2024-01-31T00:00:00Z: 3 request(s), 300 sounds seen, 1 found" in md
+    assert "2 search result(s) were null" in md
     assert reasons_rows(summary) == [{"source": "freesound", "status": "excluded", "reason": "source_deleted",
                                       "records": 1, "meaning": REASONS["source_deleted"]}]

@@ -35,6 +35,46 @@ FIELDS = (
     "samplerate,channels,filesize,gen_ai_preference,created"
 )
 AUDIO_EXTS = ("wav", "flac", "ogg", "aiff", "aif", "mp3", "m4a", "opus")
+#: Search endpoints: `/search/` is today's; `/search/text/` is "kept for backwards
+#: compatibility" (MTG/freesound apiv2/urls.py) and asked only where `/search/` is missing.
+SEARCH_PATHS = ("/search/", "/search/text/")
+#: The zone naive `created` values were written in before the API became time-zone aware
+#: (MTG/freesound freesound/settings.py: TIME_ZONE = "Europe/Brussels"; USE_TZ = True since 2025).
+NAIVE_ZONE = "Europe/Brussels"
+CREATED_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def normalize_created(value: object) -> str | None:
+    """A `created` value as the search filter takes it: UTC, whole seconds, with `Z`
+    (`2024-01-01T00:00:00Z`). Accepts today's form (`...Z` or an offset) and the naive form of
+    pages saved before the API was time-zone aware (`2024-01-01T00:00:00.123456`, local time in
+    Brussels); None for anything else (Solr's `pdate` refuses a date without its zone: a cursor
+    read from old pages, echoed as received, made every later request a 400)."""
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    if not isinstance(value, str) or not value.strip():
+        return None
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        when = dt.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=ZoneInfo(NAIVE_ZONE))
+    return when.astimezone(dt.timezone.utc).strftime(CREATED_FORMAT)
+
+
+def created_epoch(created: str) -> float:
+    import calendar
+
+    return float(calendar.timegm(time.strptime(created, CREATED_FORMAT)))
+
+
+def created_at(epoch: float) -> str:
+    return time.strftime(CREATED_FORMAT, time.gmtime(epoch))
 
 
 class FreesoundAPIError(RuntimeError):
@@ -256,6 +296,8 @@ class FreesoundClient:
 
     def __post_init__(self) -> None:
         self.requests = 0  # API requests made by this client (each retry is one)
+        self._search_path = 0  # index in SEARCH_PATHS
+        self._search_seen = False  # a search answered: later 404s are pages past the end
         self.session = requests.Session()
         self.session.headers["User-Agent"] = "audio-curation/0.1"
 
@@ -280,10 +322,11 @@ class FreesoundClient:
                 if self.budget is not None:
                     self.budget.take()
                 self.requests += 1
+            # credentials go only where they are needed: the API (token) and originals (OAuth2);
+            # previews are public CDN links and get neither
+            headers = self._auth(oauth) if (is_api or oauth) else {}
             try:
-                resp = self.session.get(
-                    url, params=params, headers=self._auth(oauth), timeout=self.timeout_s, stream=stream
-                )
+                resp = self.session.get(url, params=params, headers=headers, timeout=self.timeout_s, stream=stream)
             except (requests.Timeout, requests.ConnectionError) as e:
                 attempt += 1
                 if attempt > self.max_retries:
@@ -300,7 +343,11 @@ class FreesoundClient:
                 throttled += 1
                 if throttled > max(self.max_retries, 10):
                     raise FreesoundAPIError(f"GET {where}: still throttled (429) after {throttled} waits")
+                # Freesound's 429s carry no Retry-After (apiv2/exceptions.py Throttled has no `wait`):
+                # back off, and where our own minute window is full, wait until it frees
                 wait = _retry_after(resp.headers.get("Retry-After"), self.backoff_s * 2 ** min(throttled - 1, 6))
+                if self.budget is not None and not resp.headers.get("Retry-After"):
+                    wait = max(wait, self.budget.minute_wait())
                 log.warning("Freesound throttled the crawl (429); waiting %.1f s", wait)
                 self.sleep(wait)
                 continue
@@ -336,6 +383,25 @@ class FreesoundClient:
                         f"GET {self._redact(urlsplit(url).path)}: malformed JSON after {attempt} attempts"
                     ) from None
                 self.sleep(self.backoff_s * 2 ** (attempt - 1))
+
+    def search(self, params: dict) -> tuple[dict, bytes]:
+        """One search page (`/search/`; `/search/text/` only where `/search/` is missing). A
+        page past the end is a 404 on the real API (apiv2/views.py TextSearch: `page >
+        paginator.num_pages and count != 0`): it is returned as an empty last page."""
+        base = self.base_url.rstrip("/")
+        while True:
+            try:
+                page, raw = self.get_json(base + SEARCH_PATHS[self._search_path], params)
+                self._search_seen = True
+                return page, raw
+            except NotFound:
+                if int(params.get("page", 1)) > 1 and self._search_seen:
+                    return {"count": None, "next": None, "previous": None, "results": []}, b""
+                if self._search_seen or self._search_path + 1 >= len(SEARCH_PATHS):
+                    raise
+                self._search_path += 1
+                log.warning("the API has no %s; searching %s (deprecated) instead", SEARCH_PATHS[0],
+                            SEARCH_PATHS[self._search_path])
 
     def sound_exists(self, sound_id: str) -> bool:
         """Whether `/sounds/ID/` answers (False on 404: the sound was deleted)."""
@@ -390,46 +456,99 @@ def _daily_limit(resp) -> bool:
     return "/day" in text or "per day" in text or "daily" in text
 
 
+DAY_S = 86_400.0
+
+
 class RequestBudget:
-    """Requests per UTC day and per minute (Freesound's defaults: 2,000 and 60). The day's count
-    is kept in `state_path`, so successive runs of one day share it; `take()` waits for the
-    minute's allowance and raises DailyLimitReached when the day's is spent."""
+    """Requests per sliding 24 hours and per minute (Freesound's defaults for level 1: 2,000
+    and 60). The API's limits are sliding windows, not calendar days: DRF's
+    `SimpleRateThrottle.allow_request` keeps the times of the requests it allowed in the last
+    `duration` seconds and refuses while there are `num_requests` of them (a refused request is
+    not recorded), with rates from `APIV2_BASIC_THROTTLING_RATES_PER_LEVELS` (MTG/freesound
+    freesound/settings.py: `1: ["60/minute", "2000/day", None]`). So the times of this
+    project's requests in the last 24 h are kept in `state_path` (successive runs share them);
+    `take()` waits for the minute's allowance and raises DailyLimitReached while 24 h hold
+    `per_day` requests, saying when the next one frees."""
 
     def __init__(self, state_path: Path, per_day: int, per_minute: int,
                  clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep):
         self.path, self.per_day, self.per_minute = state_path, per_day, per_minute
         self.clock, self.sleep = clock, sleep
-        self.recent: list[float] = []
-        self.day, self.used = self._today(), 0
+        self.recent: list[float] = []  # this minute's
+        self.window: list[float] = []  # the last 24 h's, oldest first
+        self.blocked_until = 0.0  # the API said its daily limit is reached: no request before this
+        now = self.clock()
         try:
             state = json.loads(storage.as_path(state_path).read_text())
-            if state.get("day") == self.day:
-                self.used = max(0, int(state.get("used", 0)))
+            if isinstance(state.get("requests"), list):
+                self.window = sorted(float(t) for t in state["requests"] if now - DAY_S < float(t) <= now + 60)
+                self.blocked_until = float(state.get("blocked_until") or 0.0)
+            elif state.get("day") == time.strftime("%Y-%m-%d", time.gmtime(now)):
+                # a state from the calendar-day budget: its requests, of unknown times, count as made now
+                self.window = [now] * min(self.per_day, max(0, int(state.get("used", 0))))
         except (OSError, ValueError, FileNotFoundError, AttributeError, TypeError):
             pass  # no state, or one that cannot be trusted: count from zero (the API's own limit still stops us)
 
-    def _today(self) -> str:
-        return time.strftime("%Y-%m-%d", time.gmtime(self.clock()))
+    def _prune(self) -> float:
+        now = self.clock()
+        cut = now - DAY_S
+        i = 0
+        while i < len(self.window) and self.window[i] <= cut:
+            i += 1
+        if i:
+            del self.window[:i]
+        return now
 
     def _save(self) -> None:
-        atomic_write_text(self.path, json.dumps({"day": self.day, "used": self.used}))
+        atomic_write_text(self.path, json.dumps({"window_s": DAY_S, "requests": self.window,
+                                                 "blocked_until": self.blocked_until}))
+
+    @property
+    def used(self) -> int:
+        """Requests in the last 24 h."""
+        self._prune()
+        return len(self.window)
 
     @property
     def left(self) -> int:
-        if self._today() != self.day:
-            return self.per_day
-        return max(0, self.per_day - self.used)
+        now = self._prune()
+        if now < self.blocked_until:
+            return 0
+        return max(0, self.per_day - len(self.window))
 
-    def exhaust(self) -> None:
-        self.day, self.used = self._today(), max(self.used, self.per_day)
+    def next_free(self) -> float:
+        """When the next request may be made (now, if one may)."""
+        now = self._prune()
+        at = self.blocked_until if now < self.blocked_until else now
+        if len(self.window) >= self.per_day:
+            at = max(at, self.window[len(self.window) - self.per_day] + DAY_S)
+        return at
+
+    def exhaust(self, probe_s: float = 3600.0) -> None:
+        """The API answered its daily-limit 429. Where our own requests fill the window, the
+        next frees when the oldest of them is 24 h old; where they do not (the key is shared),
+        nobody can say when: ask again in `probe_s` (a refused request costs nothing)."""
+        now = self._prune()
+        if len(self.window) >= self.per_day:
+            self.blocked_until = self.window[len(self.window) - self.per_day] + DAY_S
+        else:
+            self.blocked_until = now + probe_s
         self._save()
 
+    def minute_wait(self) -> float:
+        now = self.clock()
+        recent = [t for t in self.recent if now - t < 60.0]
+        if self.per_minute > 0 and len(recent) >= self.per_minute:
+            return 60.0 - (now - recent[0]) + 0.01
+        return 0.0
+
     def take(self) -> None:
-        today = self._today()
-        if today != self.day:
-            self.day, self.used = today, 0
-        if self.used >= self.per_day:
-            raise DailyLimitReached(f"the daily request budget ({self.per_day}) is spent for {self.day} (UTC)")
+        now = self._prune()
+        if now < self.blocked_until or len(self.window) >= self.per_day:
+            at = self.next_free()
+            why = ("the API's daily limit was reached" if now < self.blocked_until
+                   else f"the request budget ({self.per_day} per 24 h) is spent")
+            raise DailyLimitReached(f"{why}; the next request is allowed at {created_at(at)}")
         if self.per_minute > 0:
             while True:
                 now = self.clock()
@@ -438,7 +557,7 @@ class RequestBudget:
                     break
                 self.sleep(60.0 - (now - self.recent[0]) + 0.01)
             self.recent.append(self.clock())
-        self.used += 1
+        self.window.append(self.clock())
         self._save()
 
 
@@ -452,17 +571,18 @@ def _retry_after(value: str | None, default: float) -> float:
 
 
 def _created_key(result: dict) -> tuple[str, int]:
-    return (str(result.get("created") or ""), int(result.get("id") or 0))
+    return (normalize_created(result.get("created")) or "", int(result.get("id") or 0))
 
 
 def _cursor_from_pages(pages_dir: Path) -> tuple[str, int] | None:
-    """The last (created, id) in pages saved before the cursor kept it (older crawls)."""
+    """The last (created, id) in pages saved before the cursor kept it (older crawls); naive
+    and zoned `created` values alike, normalised."""
     last = None
     for p in page_files(pages_dir):
         try:
             page = json.loads(p.read_bytes().decode("utf-8"))
             for r in page.get("results", []):
-                if isinstance(r, dict) and r.get("created") and valid_id(r.get("id")):
+                if isinstance(r, dict) and normalize_created(r.get("created")) and valid_id(r.get("id")):
                     k = _created_key(r)
                     last = k if last is None or k > last else last
         except (ValueError, AttributeError):
@@ -484,6 +604,11 @@ def _save_checked(path, checked: dict[str, float]) -> None:
                                           "checked": pa.array(list(checked.values()), pa.float64())}))
 
 
+def _save_page(pages_dir: Path, cursor: dict, body: bytes) -> None:
+    cursor["pages"] = cursor.get("pages", 0) + 1
+    atomic_write_bytes(pages_dir / f"page_{cursor['pages']:06d}.json", body)
+
+
 def _refresh(api: FreesoundAPIConfig, client: FreesoundClient, pages_dir: Path, cursor: dict, cursor_path: Path,
              checked: dict[str, float], now: float) -> tuple[int, int]:
     """Fetch again, oldest first, the sounds last fetched `refresh_days` ago or more, a page of
@@ -499,14 +624,14 @@ def _refresh(api: FreesoundAPIConfig, client: FreesoundClient, pages_dir: Path, 
         ids = [i for _, i in due[start : start + api.page_size]]
         params = {"query": "", "filter": "id:(" + " OR ".join(ids) + ")", "fields": FIELDS,
                   "page_size": len(ids), "sort": "created_asc"}
-        page, raw = client.get_json(api.base_url.rstrip("/") + "/search/text/", params)
+        page, raw = client.search(params)
         got = {str(r.get("id")) for r in page["results"] if isinstance(r, dict)}
         gone = [i for i in ids if i not in got and not client.sound_exists(i)]
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
-        for body in ([raw] if got else []) + ([json.dumps({"deleted": gone, "checked_at": stamp}).encode()]
-                                                if gone else []):
-            cursor["pages"] = cursor.get("pages", 0) + 1
-            atomic_write_bytes(pages_dir / f"page_{cursor['pages']:06d}.json", body)
+        if got:
+            _save_page(pages_dir, cursor, _without_nulls(page, raw))
+        if gone:
+            _save_page(pages_dir, cursor, json.dumps({"deleted": gone, "checked_at": stamp}).encode())
         for i in ids:
             if i in gone:
                 checked.pop(i, None)
@@ -518,17 +643,87 @@ def _refresh(api: FreesoundAPIConfig, client: FreesoundClient, pages_dir: Path, 
     return done, deleted_n
 
 
+def _without_nulls(page: dict, raw: bytes, keep: list | None = None, **extra) -> bytes:
+    """The page as saved: as sent, unless results were left out (`keep`: those kept), some were
+    null, or `extra` keys are added; then re-encoded, escaped to ASCII (a lone surrogate the API
+    sent as \\ud800 stays as it was sent). Null results are sounds the search index holds that
+    the API could not serialise (apiv2/views.py TextSearch: "synchronization errors between solr
+    index, gaia and the database. In that case sounds are set to null"): no record, counted."""
+    results = page["results"]
+    nulls = sum(1 for r in results if r is None)
+    kept = [r for r in results if r is not None] if keep is None else keep
+    if not nulls and not extra and keep is None:
+        return raw
+    doc = {**page, "results": kept, **extra}
+    if len(kept) + nulls < len(results):
+        doc["seen_before"] = len(results) - len(kept) - nulls
+    if nulls:
+        doc["null_results"] = nulls
+    return json.dumps(doc, ensure_ascii=True).encode("ascii")
+
+
+def _keyset(client: FreesoundClient, api: FreesoundAPIConfig, pages_dir: Path, cursor: dict, cursor_path: Path,
+            checked: dict[str, float], clock: Callable[[], float], *, start: str | None, end: str | None,
+            state: str, tally: dict, max_pages: int = 0, **mark) -> bool:
+    """Search `created:[start TO end]` (`*` where None) oldest first, always page 1 of a filter
+    that moves on to the newest creation time seen (page 2, 3 ... only while more than a page
+    of sounds share one second). A sound is new when its id was never fetched (`checked`), so
+    ties, a second-precision `created` and overlapping windows lose and repeat nothing. Saves
+    each page of new sounds; `cursor[state]` is the creation time reached, saved after every
+    page. Returns whether the window was searched to its end."""
+    page_no = 1
+    while not (max_pages and tally["pages"] >= max_pages):
+        at = cursor.get(state) or start
+        rng = f"created:[{at or '*'} TO {end or '*'}]" if (at or end) else ""
+        flt = " ".join(x for x in (api.filter, rng) if x)
+        params = {"query": api.query, "fields": FIELDS, "page_size": api.page_size, "sort": "created_asc",
+                  "page": page_no}
+        if flt:
+            params["filter"] = flt
+        page, raw = client.search(params)
+        tally["requests"] += 1
+        results = page["results"]
+        tally["nulls"] += sum(1 for r in results if r is None)
+        dicts = [r for r in results if isinstance(r, dict)]
+        tally["seen"] += len(dicts)
+        new = [r for r in dicts if not (valid_id(r.get("id")) and str(r.get("id")) in checked)]
+        if new:
+            body = _without_nulls(page, raw, keep=new if len(new) < len(dicts) else None, **mark)
+            _save_page(pages_dir, cursor, body)
+            for r in new:
+                if valid_id(r.get("id")):
+                    checked[str(r.get("id"))] = clock()
+            tally["pages"] += 1
+            tally["sounds"] += len(new)
+        reached = max((c for c in (normalize_created(r.get("created")) for r in dicts) if c), default=None)
+        if reached and (not at or reached > at):
+            cursor[state] = reached
+            page_no = 1
+        else:
+            page_no += 1  # a full page of sounds of one second: the next page of the same filter
+        atomic_write_text(cursor_path, json.dumps(cursor))
+        if not page.get("next"):
+            return True
+    return False
+
+
 def crawl(api: FreesoundAPIConfig, pages_dir: Path, client: FreesoundClient | None = None,
           clock: Callable[[], float] = time.time) -> dict:
     """Fetch the search results uploaded since the last crawl into `pages_dir`, one saved page
     per request, within the request budget.
 
-    Keyset pagination: results sorted by creation time (then id) and filtered to start at the
-    last sound seen (`created:[T TO *]`), always page 1 of that filter; so a resumed or later
-    run continues exactly there and sees new uploads, and a sound deleted meanwhile shifts
-    nothing (page numbers would skip one). The cursor is saved after every page. An API
-    failure after the retries, or the day's budget spent (ours or the API's 429), stops the
-    crawl, not the run: the summary says why and the next run continues.
+    Keyset pagination: results sorted by creation time and filtered to start at the newest
+    creation time seen (`created:[T TO *]`, T in UTC with `Z`), always page 1 of that filter;
+    so a resumed or later run continues exactly there and sees new uploads, and a sound
+    deleted meanwhile shifts nothing (page numbers would skip one). The cursor is saved after
+    every page. Then, caught up, the lookback: a sound is in the search index only once its
+    processing and moderation are OK (MTG/freesound
+    search/management/commands/post_dirty_sounds_to_search_engine.py), and `created` is its
+    upload time, so a sound approved after the crawl passed its upload time would never be
+    returned; each run searches `lookback_days` behind the cursor again for ids never fetched.
+    Then the refresh of sounds fetched `refresh_days` ago. An API failure after the retries,
+    or the budget spent (ours or the API's 429), stops the crawl, not the run: the summary
+    says why and the next run continues.
     """
     storage.mkdirs(pages_dir)
     state_dir = pages_dir.parent
@@ -540,61 +735,45 @@ def crawl(api: FreesoundAPIConfig, pages_dir: Path, client: FreesoundClient | No
         except (ValueError, OSError):
             cursor = {}
     if not (isinstance(cursor, dict) and isinstance(cursor.get("last_created"), (str, type(None)))
-            and isinstance(cursor.get("last_id"), (int, type(None))) and isinstance(cursor.get("pages", 0), int)):
+            and isinstance(cursor.get("pages", 0), int)):
         cursor = {}  # garbage: the cursor is read again from the saved pages
     if "last_created" not in cursor:  # no cursor, or one from page-number crawls: read the saved pages
         last = _cursor_from_pages(pages_dir)
-        cursor = {"last_created": last[0] if last else None, "last_id": last[1] if last else None,
-                  "pages": len(page_files(pages_dir))}
+        cursor = {"last_created": last[0] if last else None, "pages": len(page_files(pages_dir))}
+    for k in ("last_created", "lookback_at"):  # a cursor written from naive pages: normalised
+        if cursor.get(k) is not None:
+            cursor[k] = normalize_created(cursor[k])
     client = client or FreesoundClient.from_config(api)
     if client.budget is None:
         client.budget = RequestBudget(state_dir / "api_budget.json", api.daily_budget, api.per_minute)
     start_requests = client.requests
-    fetched = sounds = 0
     caught_up = False
     error = stopped = ""
-    tie_page = 1  # > 1 only while more than a page of sounds share one creation time
     checked_path = state_dir / "checked.parquet"
     checked = _load_checked(checked_path)
     if not checked and cursor.get("pages"):  # pages from before this state was kept: fetched now
         now = clock()
         checked = {i: now for t in read_pages_tables(pages_dir) for i in t.column("id").to_pylist() if valid_id(i)}
+    forward = {"requests": 0, "pages": 0, "sounds": 0, "seen": 0, "nulls": 0}
+    back = {"requests": 0, "pages": 0, "sounds": 0, "seen": 0, "nulls": 0}
+    lookback: dict = {}
     refreshed = deleted = 0
     try:
-        while not (api.max_pages and fetched >= api.max_pages):
-            flt = api.filter
-            if cursor.get("last_created"):
-                flt = f"{flt} created:[{cursor['last_created']} TO *]".strip()
-            params = {"query": api.query, "fields": FIELDS, "page_size": api.page_size, "sort": "created_asc",
-                      "page": tie_page}
-            if flt:
-                params["filter"] = flt
-            page, raw = client.get_json(api.base_url.rstrip("/") + "/search/text/", params)
-            results = [r for r in page["results"] if isinstance(r, dict)]
-            after = (cursor.get("last_created") or "", cursor.get("last_id") or 0)
-            new = [r for r in results if _created_key(r) > after] if cursor.get("last_created") else results
-            if new:
-                n = cursor.get("pages", 0) + 1
-                if len(new) < len(results):
-                    # the filter starts at the last creation time seen (inclusive, for ties): the
-                    # results an earlier page holds are left out, each kept result as sent (escaped
-                    # to ASCII: a lone surrogate the API sent as \ud800 stays as it was sent)
-                    raw = json.dumps({**page, "results": new, "seen_before": len(results) - len(new)},
-                                     ensure_ascii=True).encode("ascii")
-                atomic_write_bytes(pages_dir / f"page_{n:06d}.json", raw)
-                last = max(_created_key(r) for r in new)
-                cursor = {"last_created": last[0], "last_id": last[1], "pages": n}
+        caught_up = _keyset(client, api, pages_dir, cursor, cursor_path, checked, clock, start=None, end=None,
+                            state="last_created", tally=forward, max_pages=api.max_pages)
+        if caught_up and api.lookback_days > 0 and cursor.get("last_created"):
+            end = cursor["last_created"]
+            begin = created_at(created_epoch(end) - api.lookback_days * DAY_S)
+            if not (cursor.get("lookback_at") and begin <= cursor["lookback_at"] <= end):
+                cursor["lookback_at"] = None  # a new pass over the window
+            lookback = {"from": begin, "to": end, "resumed_at": cursor.get("lookback_at")}
+            done = _keyset(client, api, pages_dir, cursor, cursor_path, checked, clock, start=begin, end=end,
+                           state="lookback_at", tally=back, lookback=True)
+            if done:
+                cursor["lookback_at"] = None
+                cursor["lookback_done"] = created_at(clock())
                 atomic_write_text(cursor_path, json.dumps(cursor))
-                for r in new:
-                    checked[str(r.get("id"))] = clock()
-                fetched += 1
-                sounds += len(new)
-                tie_page = 1
-            if not page.get("next"):
-                caught_up = True  # the last page from the cursor on: nothing newer yet
-                break
-            if not new:
-                tie_page += 1  # a full page of sounds already seen (one creation time): the next one
+            lookback["complete"] = done
         if caught_up and api.refresh_days > 0:
             refreshed, deleted = _refresh(api, client, pages_dir, cursor, cursor_path, checked, clock())
     except DailyLimitReached as e:
@@ -604,11 +783,22 @@ def crawl(api: FreesoundAPIConfig, pages_dir: Path, client: FreesoundClient | No
         error = str(e)
         log.error("Freesound crawl stopped: %s (the next run continues after %s)", error, cursor.get("last_created"))
     _save_checked(checked_path, checked)
+    if lookback:
+        lookback.update(requests=back["requests"], seen=back["seen"], found=back["sounds"])
+        lookback.setdefault("complete", False)
+        if back["sounds"]:
+            log.warning("the lookback found %d sound(s) uploaded before the cursor and indexed after it "
+                        "passed them (approved late)", back["sounds"])
+    nulls = forward["nulls"] + back["nulls"]
+    if nulls:
+        log.warning("the search returned %d null result(s) (sounds the API could not serialise); the "
+                    "lookback asks for them again", nulls)
     budget = client.budget
-    return {"pages": fetched, "sounds": sounds, "caught_up": caught_up, "error": error, "stopped": stopped,
-            "refreshed": refreshed, "deleted": deleted,
+    return {"pages": forward["pages"] + back["pages"], "sounds": forward["sounds"] + back["sounds"],
+            "new_uploads": forward["sounds"], "caught_up": caught_up, "error": error, "stopped": stopped,
+            "lookback": lookback, "null_results": nulls, "refreshed": refreshed, "deleted": deleted,
             "requests": client.requests - start_requests,
-            "requests_today": budget.used if budget is not None and budget.day == budget._today() else 0,
+            "requests_today": budget.used if budget is not None else 0,
             "daily_budget": api.daily_budget, "cursor": cursor}
 
 
