@@ -156,6 +156,12 @@ def _report_run(summary: dict) -> None:
     if tr and tr.get("t5", {}).get("random_init"):
         err.print("[bold yellow]WARNING: the T5 text encoder is a RANDOMLY INITIALISED stand-in: "
                   "the generated clip is not a real Stable Audio Open output.[/]")
+    if summary.get("copyright_stopped"):
+        from rich.markup import escape
+
+        from .copyright.audio_id import stop_note
+
+        err.print(f"[bold yellow]copyright: {escape(stop_note(summary['copyright_stopped']))}[/]", highlight=False)
     err.print(f"records: {summary['records']}  " + "  ".join(f"{k}: {v}" for k, v in summary["status"].items()))
     for reason, n in summary["reasons"].items():
         err.print(f"  {reason}: {n}")

@@ -148,3 +148,30 @@ def check_inputs(cfg: Config) -> None:
     check_output_dir(cfg)
     for t in tables(cfg):
         check_table(t)
+    check_services(cfg)
+
+
+def check_services(cfg: Config) -> None:
+    """The identification service's credentials, asked before any lookup where the service can
+    say whether it takes them without looking anything up (AcoustID): a refused key stops the
+    run here with a line that says so. A service that cannot answer now is no reason to stop:
+    the lookups record that and a later run asks again."""
+    if cfg.copyright.audio_backend != "acoustid":
+        return
+    import logging
+
+    from .config import AcoustIdConfig
+    from .copyright.acoustid import AcoustIdBackend, KeyRefused
+    from .copyright.service import ServiceError
+
+    try:
+        backend = AcoustIdBackend(cfg.copyright.acoustid or AcoustIdConfig())
+    except ValueError as e:  # no key at all
+        raise InputError(str(e)) from None
+    try:
+        backend.check_key()
+    except KeyRefused as e:
+        raise InputError(f"{e}; no recording was looked up") from None
+    except ServiceError as e:
+        logging.getLogger(__name__).warning("AcoustID could not be asked about the key now (%s); the lookups "
+                                            "will record what it answers", backend.client.redact(str(e)))

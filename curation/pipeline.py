@@ -726,16 +726,31 @@ def check_copyright(records: list[Record], cfg: Config, rep: "StageReport | None
                 rep.add("review")
             else:
                 rep.add("clear")
+    asked = [r for r in records if r.pending and r.source == "freesound" and r.evidence.get("music", {}).get("is_music")]
+    if not asked:
+        return rep
+    from .copyright.audio_id import IdResult, RunStop, stop_note
+
     backend = make_backend(cfg.copyright)
-    for r in records:
-        if r.pending and r.source == "freesound" and r.evidence.get("music", {}).get("is_music"):
+    stop = RunStop(cfg.work_dir)
+    for r in asked:
+        stopped = stop.read()
+        if stopped:  # a quota spent or a key refused earlier this run: no request can pass
+            res = IdResult("review", "copyright_audio_retry", {"backend": backend.name, "retry": True,
+                                                               "not_asked": stopped["message"]})
+            rep.add("not_asked")
+        else:
             res = backend.identify(r)
-            r.evidence["copyright"] = {"method": f"audio:{backend.name}", **res.evidence}
-            if res.status == "review":
-                r.status, r.reason = "review", res.reason
-                rep.add("review")
-            else:
-                rep.add("clear")
+            if res.evidence.get("stop_run"):
+                stop.set(backend.name, str(res.evidence["stop_run"]))
+        r.evidence["copyright"] = {"method": f"audio:{backend.name}", **res.evidence}
+        if res.status == "review":
+            r.status, r.reason = "review", res.reason
+            rep.add("review")
+        else:
+            rep.add("clear")
+    if stop.read():
+        rep.notes.append(stop_note(stop.read()))
     return rep
 
 

@@ -153,6 +153,10 @@ def map_stage(name: str, parts: list[tuple[str, str]], cfg: Config, info: pipeli
     total = sum(storage.parquet_rows(p) for p, _ in parts)
     bar = progress(name, total)
     local = cfg.task_runner != "dask"
+    if name == "copyright":  # a quota or key refusal heard by an earlier run does not hold for this one
+        from curation.copyright.audio_id import RunStop
+
+        RunStop(cfg.work_dir).clear()
     t0 = time.perf_counter()
     futures = []
     for i, (src, key) in enumerate(parts):
@@ -200,11 +204,16 @@ def run_stages(cfg: Config, progress: Progress | None = None) -> dict:
         keyed, rep = map_stage(name, keyed, cfg, info, progress)
         reports.append(rep)
     pipeline.save_decided_parts(cfg, [p for p, _ in keyed])
-    return finish(cfg, info, [p for p, _ in keyed], n, reports, crawl, progress)
+    from curation.copyright.audio_id import RunStop, stop_note
+
+    stopped = RunStop(cfg.work_dir).read()
+    if stopped:
+        logger.warning("copyright: %s", stop_note(stopped))
+    return finish(cfg, info, [p for p, _ in keyed], n, reports, crawl, progress, stopped=stopped)
 
 
 def finish(cfg: Config, info: pipeline.ModelInfo, decided: list[str], n: int, reports: list[StageReport],
-           crawl: dict | None, progress: Progress, train: bool = True) -> dict:
+           crawl: dict | None, progress: Progress, train: bool = True, stopped: dict | None = None) -> dict:
     """Review, release, manifest and the release version, from the decided partitions (what
     `curate release` runs alone)."""
     t0 = time.perf_counter()
@@ -246,6 +255,7 @@ def finish(cfg: Config, info: pipeline.ModelInfo, decided: list[str], n: int, re
         "tally": {k: tally[k] for k in ("decisions", "licenses", "music")},
         "changes": tally["changes"],
         "crawl": crawl,
+        "copyright_stopped": stopped,  # a spent quota or a refused key: the rest of the run was not asked
     }
     atomic_write_text(cfg.output_dir / "manifests" / "run_summary.json",
                       json.dumps(summary, indent=2, sort_keys=True, default=str))

@@ -289,10 +289,27 @@ def test_identification_services_in_the_flow(work):
             (work / f"{name}.toml").write_text(text)
             proc = curate("run", str(work / f"{name}.toml"), env=env)
             runs[name] = (manifest(work / f"out_{name}"), proc.stdout + proc.stderr)
+        # ACRCloud's quota spent (3003): one request, the rest of the run not asked, and the summary says why
+        acr.quota = 0
+        asked = len(acr.requests)
+        (work / "acrquota.toml").write_text((work / "acrcloud.toml").read_text().replace(
+            'output_dir = "out_acrcloud"', 'output_dir = "out_acrquota"'))
+        quota = curate("run", str(work / "acrquota.toml"), env=env)
+        quota_df = manifest(work / "out_acrquota").set_index(["source", "id"])
+        # AcoustID refusing the key: the run stops before any lookup, in a line, without a traceback
+        bad = curate("run", str(work / "acoustid.toml"), env={**env, "ACOUSTID_API_KEY": "wrong-key-123"}, check=False)
     finally:
         acoustid.close()
         acr.close()
-    assert len(acoustid.requests) == len(acr.requests) >= 1
+    assert asked >= 1 and len(acoustid.requests) == 1 + asked + 1  # the key check, the lookups, the bad key's check
+    assert "fingerprint" not in acoustid.requests[0] and "fingerprint" in acoustid.requests[1]
+    assert len(acr.requests) == asked + 1  # the quota run: one request, 3003, then none
+    assert "quota is spent" in quota.stderr and "asked again by the next run" in quota.stderr
+    retry = quota_df[quota_df["reason"] == "copyright_audio_retry"]
+    assert len(retry) == asked and all("3003" in json.dumps(json.loads(e)["copyright"]) for e in retry["evidence"])
+    assert bad.returncode == 1 and "AcoustID refused the application key (error 4" in bad.stderr
+    assert "Traceback" not in bad.stderr and "wrong-key-123" not in bad.stderr + bad.stdout
+    assert "fingerprint" not in acoustid.requests[-1]  # the check was the last request: nothing looked up
     for name, (df, output) in runs.items():
         raw = (work / f"out_{name}" / "manifests" / "records.parquet").read_bytes()
         for secret in (ACOUSTID_KEY, ACR_KEY, ACR_SECRET):

@@ -11,7 +11,7 @@ from curation.copyright.acoustid import AcoustIdBackend
 from curation.copyright.acrcloud import AcrCloudBackend, loudest_window
 from curation.copyright.audio_id import make_backend
 from curation.records import Record
-from tests.fake_id_services import ACOUSTID_KEY, ACR_KEY, ACR_SECRET, FakeAcoustId, FakeAcrCloud
+from tests.fake_id_services import ACOUSTID_KEY, ACR_KEY, ACR_SECRET, FakeAcoustId, FakeAcrCloud, acoustid_error
 
 SR = 22050
 MBID = "3a1e6a0e-8e0c-4f0e-9d8e-2f9b1f5c9e11"
@@ -76,30 +76,59 @@ def test_acoustid_no_match_and_low_score_are_clear(acoustid, audio):
     assert res.status == "clear" and res.evidence["best_score"] == 0.97
 
 
-@pytest.mark.parametrize("script,key,why", [
-    ([], "wrong-key-123", "AcoustID error 4: invalid API key"),
-    ([(200, b"<html>proxy</html>")], ACOUSTID_KEY, "not JSON"),
-    ([(503, {"status": "error", "error": {"code": 13, "message": "service unavailable"}})] * 3, ACOUSTID_KEY,
-     "HTTP 503 after 3 attempts"),
-    ([(200, {"status": "error", "error": {"code": 14, "message": "too many requests"}})] * 3, ACOUSTID_KEY,
-     "AcoustID error 14"),
-    ([(200, {"status": "ok", "results": [{"id": "x", "score": "high"}]})], ACOUSTID_KEY, "unreadable result"),
+@pytest.mark.parametrize("script,why", [
+    ([(200, b"<html>proxy</html>")], "not JSON"),
+    ([acoustid_error(13)] * 3, "HTTP 503 after 3 attempts"),
+    ([acoustid_error(14, "3/s")] * 3, "HTTP 429 after 3 attempts"),
+    ([acoustid_error(5)] * 3, "HTTP 500 after 3 attempts"),
+    ([(200, {"status": "ok", "results": [{"id": "x", "score": "high"}]})], "unreadable result"),
 ])
-def test_acoustid_errors_are_recorded_and_retried_later(acoustid, audio, script, key, why):
+def test_acoustid_passing_errors_are_recorded_and_asked_again_later(acoustid, audio, script, why):
+    """Errors a later request may pass (with the real server's HTTP statuses: 13 -> 503,
+    14 -> 429, 5 -> 500), an unreadable answer: `copyright_audio_retry`, asked again next run."""
     acoustid.script = list(script)
-    res = acoustid_backend(acoustid.url, key=key).identify(record(audio["known"]))
+    res = acoustid_backend(acoustid.url).identify(record(audio["known"]))
     assert res.status == "review" and res.reason == "copyright_audio_retry" and res.evidence["retry"]
-    assert why in res.evidence["error"]
-    assert key not in json.dumps(res.evidence)
+    assert why in res.evidence["error"] and "stop_run" not in res.evidence
+    assert ACOUSTID_KEY not in json.dumps(res.evidence)
 
 
 def test_acoustid_transient_errors_then_an_answer(acoustid, audio):
-    acoustid.script = [(429, {"status": "error", "error": {"code": 14, "message": "slow down"}}),
-                       (200, {"status": "error", "error": {"code": 5, "message": "internal error"}})]
+    acoustid.script = [acoustid_error(14, "3/s"), acoustid_error(5)]
     backend = acoustid_backend(acoustid.url)
     res = backend.identify(record(audio["known"]))
     assert res.reason == "copyright_audio_match" and len(acoustid.requests) == 3
     assert len(backend.client.sleep.calls) == 2
+
+
+def test_acoustid_an_invalid_fingerprint_goes_to_a_human_not_back_to_the_queue(acoustid, audio, monkeypatch):
+    """Error 3 (and 2, 19: this request as it is) would be sent again unchanged by every run."""
+    import curation.copyright.acoustid as acoustid_mod
+
+    monkeypatch.setattr(acoustid_mod, "chromaprint", lambda *a, **k: (40, "not-a-fingerprint!"))
+    res = acoustid_backend(acoustid.url).identify(record(audio["known"]))
+    assert res.reason == "copyright_audio_review" and res.evidence["code"] == 3 and res.evidence["retry"] is False
+    assert "AcoustID error 3: invalid fingerprint" in res.evidence["error"] and len(acoustid.requests) == 1
+
+
+def test_acoustid_a_request_too_large_goes_to_a_human(acoustid, audio):
+    acoustid.max_body = 100  # the server's limit: 413 with error 19
+    res = acoustid_backend(acoustid.url).identify(record(audio["known"]))
+    assert res.reason == "copyright_audio_review" and res.evidence["code"] == 19
+    assert "request too large" in res.evidence["error"]
+
+
+def test_acoustid_a_refused_key_is_found_before_any_lookup(acoustid, audio):
+    from curation.copyright.acoustid import KeyRefused
+
+    acoustid_backend(acoustid.url).check_key()  # a good key: answered 2 (no fingerprint), looks nothing up
+    with pytest.raises(KeyRefused, match="error 4: invalid API key") as e:
+        acoustid_backend(acoustid.url, key="wrong-key-123").check_key()
+    assert "wrong-key-123" not in str(e.value) and "ACOUSTID_API_KEY" in str(e.value)
+    assert all("fingerprint" not in form for form in acoustid.requests) and len(acoustid.requests) == 2
+    # refused during a run (a key revoked meanwhile): the rest of the run is not asked
+    res = acoustid_backend(acoustid.url, key="wrong-key-123").identify(record(audio["known"]))
+    assert res.reason == "copyright_audio_retry" and "error 4" in res.evidence["stop_run"]
 
 
 def test_acoustid_unreadable_audio_goes_to_a_human(acoustid, audio):
@@ -138,6 +167,7 @@ def test_acrcloud_match_with_isrc_and_offset(acr, audio):
     assert res.status == "review" and res.reason == "copyright_audio_match"
     m = res.evidence["matches"][0]
     assert m["title"] == "Famous Song" and m["artists"] == ["Famous Artist"] and m["isrc"] == "GBAYE0601498"
+    assert m["isrcs"] == ["GBAYE0601498"] and m["source"] == "music"
     sample = res.evidence["sample"]
     assert sample["seconds"] == 12.0 and 20.0 <= sample["start_s"] <= 28.0 and sample["from_music_spans"]
     assert abs(m["play_offset_ms"] / 1000 - sample["start_s"]) < 0.5  # where in the reference the sample is
@@ -152,22 +182,65 @@ def test_acrcloud_no_result_is_clear(acr, audio):
     assert res.status == "clear" and res.evidence["status"]["code"] == 1001
 
 
-@pytest.mark.parametrize("script,secret,why", [
-    ([], "not-the-secret", "ACRCloud 3014: Invalid Signature"),
-    ([(200, {"status": {"msg": "Timeout", "code": 2005, "version": "1.0"}})], ACR_SECRET, "ACRCloud 2005"),
-    ([(200, {"status": {"msg": "Limit exceeded", "code": 3003, "version": "1.0"}})] * 3, ACR_SECRET,
-     "ACRCloud 3003"),
-    ([(200, b"{\"status\": ")], ACR_SECRET, "unreadable answer"),
-    ([(500, b"oops")] * 3, ACR_SECRET, "HTTP 500 after 3 attempts"),
-    ([(200, {"status": {"msg": "Success", "code": 0, "version": "1.0"}, "metadata": {}})], ACR_SECRET,
-     "without metadata.music"),
+@pytest.mark.parametrize("script,why", [
+    ([(200, {"status": {"msg": "Timeout", "code": 2005, "version": "1.0"}})], "ACRCloud 2005"),
+    ([(200, b"{\"status\": ")], "unreadable answer"),
+    ([(500, b"oops")] * 3, "HTTP 500 after 3 attempts"),
+    ([(200, {"status": {"msg": "Success", "code": 0, "version": "1.0"}, "metadata": {}})],
+     "without metadata.music or metadata.custom_files"),
 ])
-def test_acrcloud_other_codes_are_recorded_never_a_pass(acr, audio, script, secret, why):
+def test_acrcloud_other_codes_are_recorded_never_a_pass(acr, audio, script, why):
     acr.script = list(script)
-    res = acr_backend(acr.url, secret=secret).identify(record(audio["known"]))
+    res = acr_backend(acr.url).identify(record(audio["known"]))
     assert res.status == "review" and res.reason == "copyright_audio_retry" and res.evidence["retry"]
-    assert why in res.evidence["error"]
-    assert secret not in json.dumps(res.evidence) and ACR_KEY not in json.dumps(res.evidence)
+    assert why in res.evidence["error"] and "stop_run" not in res.evidence
+    assert ACR_SECRET not in json.dumps(res.evidence) and ACR_KEY not in json.dumps(res.evidence)
+
+
+@pytest.mark.parametrize("key,secret,code", [(ACR_KEY, ACR_SECRET, 3003), ("wrong-key", ACR_SECRET, 3001),
+                                             (ACR_KEY, "not-the-secret", 3014)])
+def test_acrcloud_quota_and_credential_codes_stop_the_asking_at_once(acr, audio, key, secret, code):
+    """3003 is the project's quota ("limit exceeded, please upgrade your account"): no backoff
+    (it was about 31 s per recording), one request, and the answer says to stop asking."""
+    acr.quota = 0
+    backend = acr_backend(acr.url, key=key, secret=secret)
+    res = backend.identify(record(audio["known"]))
+    assert res.reason == "copyright_audio_retry" and res.evidence["retry"]
+    assert res.evidence["stop_run"].startswith(f"ACRCloud {code}") and len(acr.requests) == 1
+    assert not backend.client.sleep.calls
+    assert secret not in json.dumps(res.evidence) and key not in json.dumps(res.evidence)
+
+
+def test_acrcloud_no_fingerprint_goes_to_a_human(acr, audio, tmp_path):
+    quiet = tmp_path / "quiet.wav"
+    sf.write(str(quiet), np.zeros(SR * 20, np.float32), SR)
+    res = acr_backend(acr.url).identify(record(quiet))
+    assert res.reason == "copyright_audio_review" and res.evidence["retry"] is False
+    assert "ACRCloud 2004" in res.evidence["error"] and len(acr.requests) == 1
+
+
+def test_acrcloud_a_match_in_a_custom_bucket_is_read(acr, audio):
+    acr.custom_bucket = True
+    res = acr_backend(acr.url).identify(record(audio["known"], spans=[[20.0, 40.0]]))
+    assert res.reason == "copyright_audio_match" and len(acr.requests) == 1
+    m = res.evidence["matches"][0]
+    assert m["source"] == "custom_files" and m["title"] == "Famous Song" and m["bucket_id"] == "12345"
+    assert m["audio_id"] and m["acrid"]
+
+
+def test_acrcloud_every_isrc_of_a_list(audio):
+    s = FakeAcrCloud()
+    try:
+        s.add_reference(audio["known"], "Famous Song", "Famous Artist", ["GBAYE0601498", "USRC17607839"])
+        res = acr_backend(s.url).identify(record(audio["known"], spans=[[20.0, 40.0]]))
+    finally:
+        s.close()
+    m = res.evidence["matches"][0]
+    assert m["isrcs"] == ["GBAYE0601498", "USRC17607839"] and m["isrc"] == "GBAYE0601498, USRC17607839"
+    from curation.copyright.review_page import _evidence_html
+
+    html = _evidence_html(res.evidence)
+    assert "GBAYE0601498" in html and "USRC17607839" in html
 
 
 def test_acrcloud_rate_limit_code_is_retried(acr, audio):
@@ -202,3 +275,43 @@ def test_acrcloud_needs_its_endpoint(demo_dir):
     (demo_dir / "acr_no_endpoint.toml").write_text(text)
     with pytest.raises(ConfigError, match="acrcloud.endpoint"):
         load_config(demo_dir / "acr_no_endpoint.toml")
+
+
+def test_a_spent_quota_stops_the_asking_for_the_rest_of_the_run_in_every_partition(acr, audio, tmp_path, monkeypatch):
+    """What the copyright stage does with ACRCloud's 3003: the recording that heard it and every
+    later one, in this partition and in the next, stay `copyright_audio_retry` without a request;
+    the stage's note says why; the flow clears the stop when the next run's stage starts."""
+    from curation import pipeline
+    from curation.config import load_config
+    from curation.copyright.audio_id import RunStop
+
+    out = tmp_path / "out"
+    (tmp_path / "x.pth").write_bytes(b"")
+    (tmp_path / "pages").mkdir()
+    (tmp_path / "audio").mkdir()
+    (tmp_path / "c.toml").write_text(f'output_dir = "{out}"\n[freesound]\npages_dir = "pages"\naudio_dir = "audio"\n'
+                                     f'[music]\ncheckpoint = "x.pth"\n'
+                                     f'[copyright]\naudio_backend = "acrcloud"\n'
+                                     f'[copyright.acrcloud]\nendpoint = "{acr.url}"\nmin_interval_s = 0\n')
+    monkeypatch.setenv("ACRCLOUD_ACCESS_KEY", ACR_KEY)
+    monkeypatch.setenv("ACRCLOUD_ACCESS_SECRET", ACR_SECRET)
+    cfg = load_config(tmp_path / "c.toml", check_inputs=False)
+    acr.quota = 1
+
+    def part(ids):
+        recs = [record(audio["known"], rid=i, spans=[[20.0, 40.0]]) for i in ids]
+        return recs, pipeline.check_copyright(recs, cfg)
+
+    first, rep1 = part(["1", "2", "3"])
+    assert [r.reason for r in first] == ["copyright_audio_match", "copyright_audio_retry", "copyright_audio_retry"]
+    assert len(acr.requests) == 2 and rep1.counts["not_asked"] == 1
+    assert "ACRCloud 3003" in first[1].evidence["copyright"]["stop_run"]
+    assert "3003" in first[2].evidence["copyright"]["not_asked"]
+    assert any("quota is spent" in n and "asked again by the next run" in n for n in rep1.notes)
+    second, rep2 = part(["4", "5"])  # another partition, another task: not asked either
+    assert {r.reason for r in second} == {"copyright_audio_retry"} and len(acr.requests) == 2
+    assert rep2.counts["not_asked"] == 2
+    RunStop(cfg.work_dir).clear()  # the next run's copyright stage
+    acr.quota = 5
+    third, _ = part(["4", "5"])
+    assert {r.reason for r in third} == {"copyright_audio_match"} and len(acr.requests) == 4

@@ -3,10 +3,22 @@ libchromaprint-tools) looked up in AcoustID's database (https://acoustid.org/web
 
 A result at or above `min_score` sends the recording to review with the AcoustID track ids
 and the MusicBrainz recordings (ids, titles, artists) as evidence; no such result clears
-it. An error answer (`{"status": "error", "error": {"code", "message"}}`), an unreadable
-one, or a service that stays unavailable records a reason and leaves the recording out
-until a later run gets an answer; a recording `fpcalc` cannot read goes to a human. The
-application key comes from a secret and appears nowhere in the evidence.
+it. Errors (`{"status": "error", "error": {"code", "message"}}`, with the HTTP status of
+acoustid-server's acoustid/api/errors.py: 400, and 5 -> 500, 13 -> 503, 14 -> 429,
+18 -> 404, 19 -> 413) are read by kind:
+- passing (5 internal, 13 unavailable, 14 too many requests), an unreadable answer, or no
+  answer: retried with backoff, then a recorded reason (`copyright_audio_retry`): the
+  recording stays out until a later run gets an answer;
+- the key (4 invalid API key, 6, 17 unknown application, 12 not allowed): no later request
+  can pass; `check_key` asks before the run looks anything up (the server reads `client`
+  before any other parameter: api/v2/__init__.py `LookupHandlerParams.parse` calls
+  `_parse_client` first), and a key refused during a run stops the asking for the rest of it;
+- this recording's request (3 invalid fingerprint, 2 missing parameter, 8 invalid duration,
+  19 request too large, and any other): asking again sends the same request, so a human
+  decides (`copyright_audio_review`, with the code and message).
+A recording `fpcalc` cannot read goes to a human too. The application key comes from a
+secret and appears nowhere in the evidence. The free service is for non-commercial use: a
+commercial release needs a commercial key (https://acoustid.org/commercial).
 """
 from __future__ import annotations
 
@@ -23,8 +35,13 @@ ERRORS = {1: "unknown format", 2: "missing parameter", 3: "invalid fingerprint",
           5: "internal error", 6: "invalid user API key", 7: "invalid UUID", 8: "invalid duration",
           9: "invalid bitrate", 10: "invalid foreign ID", 11: "invalid max duration diff", 12: "not allowed",
           13: "service unavailable", 14: "too many requests", 15: "invalid MusicBrainz access token",
-          16: "insecure request", 17: "unknown application", 18: "fingerprint not found"}
+          16: "insecure request", 17: "unknown application", 18: "fingerprint not found", 19: "request too large"}
+# the HTTP status each error is answered with (acoustid/api/errors.py: WebServiceError.status = 400 and the
+# subclasses' own: InternalError 500, ServiceUnavailable 503, TooManyRequests 429, FingerprintNotFoundError 404,
+# RequestTooLargeError 413)
+HTTP_STATUS = {5: 500, 13: 503, 14: 429, 18: 404, 19: 413}
 TRANSIENT = {5, 13, 14}
+KEY_ERRORS = {4, 6, 12, 17}
 
 
 def _read(resp) -> dict:
@@ -47,6 +64,10 @@ def _transient(doc: dict) -> bool:
 
 class FingerprintFailed(RuntimeError):
     pass
+
+
+class KeyRefused(ValueError):
+    """The service refuses the key: no lookup can pass until it is changed."""
 
 
 def chromaprint(path, fpcalc: str = "fpcalc", max_seconds: int = 120, timeout_s: float = 120.0) -> tuple[int, str]:
@@ -91,7 +112,21 @@ class AcoustIdBackend:
             return doc
         code = _error(doc).get("code")
         message = self.client.redact(str(_error(doc).get("message") or ERRORS.get(code, "unknown error")))[:200]
-        raise ServiceError(f"AcoustID error {code}: {message}", retry=True, code=code)
+        raise ServiceError(f"AcoustID error {code}: {message}", retry=code in TRANSIENT or not isinstance(code, int),
+                           code=code)
+
+    def check_key(self) -> None:
+        """Ask the service whether it takes the key, looking nothing up: a request with the key
+        and no fingerprint is answered 2 (missing parameter) for a good key and 4 for a bad one.
+        Raises KeyRefused for a refused key; a service that cannot answer now raises ServiceError
+        (the lookups will record it)."""
+        doc = self.client.post_json(self.cfg.endpoint, lambda: {"data": {"client": self.key, "format": "json"}},
+                                    _read, _transient, read_4xx=True)
+        code = _error(doc).get("code")
+        if code in KEY_ERRORS:
+            message = self.client.redact(str(_error(doc).get("message") or ERRORS.get(code, "")))[:200]
+            raise KeyRefused(f"AcoustID refused the application key (error {code}: {message}); set "
+                             f"{self.cfg.key_env} to a valid key (https://acoustid.org/new-application)")
 
     def identify(self, record: Record) -> IdResult:
         ev: dict[str, Any] = {"backend": self.name, "endpoint": self.cfg.endpoint, "min_score": self.cfg.min_score}
@@ -103,8 +138,14 @@ class AcoustIdBackend:
         try:
             doc = self.lookup(duration, fp)
         except ServiceError as e:
-            return IdResult("review", "copyright_audio_retry", {**ev, "error": self.client.redact(str(e))[:300],
-                                                                 "code": e.code, "retry": True})
+            error = self.client.redact(str(e))[:300]
+            if e.code in KEY_ERRORS:  # no later request can pass: stop asking for the rest of the run
+                return IdResult("review", "copyright_audio_retry", {**ev, "error": error, "code": e.code,
+                                                                     "retry": True, "stop_run": error})
+            if not e.retry:  # this recording's request is refused as it is: asking again cannot help
+                return IdResult("review", "copyright_audio_review", {**ev, "error": error, "code": e.code,
+                                                                      "retry": False})
+            return IdResult("review", "copyright_audio_retry", {**ev, "error": error, "code": e.code, "retry": True})
         except Exception as e:
             return IdResult("review", "copyright_audio_retry", {**ev, "retry": True,
                                                                  "error": self.client.redact(f"{type(e).__name__}: {e}")[:300]})

@@ -3,11 +3,22 @@ its HMAC-SHA1 signature, asked about a short sample cut from the recording's lou
 
 The sample is `sample_seconds` of 16 kHz mono 16-bit WAV, taken where the music stage found
 music (`music_spans` in its evidence) and, within that, where the audio is loudest; a
-recording without spans is sampled at its loudest. Answers, by `status.code`:
-- 0: a match: review, with title, artists, ISRC, album, ACRCloud id, score and the play
-  offset as evidence;
+recording without spans is sampled at its loudest. Answers, by `status.code` (the codes and
+their handling as ACRCloud's own file scanner reads them: acrcloud/acrcloud_scan_files_python,
+acrcloud_scan_files_libary.py `recognize_file`, which stops scanning on 3001 and 3003, and
+`parse_data`, which reads `metadata.music` and `metadata.custom_files`):
+- 0: a match: review, with title, artists, every ISRC (`external_ids.isrc` is a string or a
+  list), album, ACRCloud id, score and the play offset as evidence; a match in the project's
+  own buckets comes as `metadata.custom_files` (title, audio_id, acrid, bucket_id) and is read
+  the same way;
 - 1001: no result: clear;
-- 3003 / 3015 (limit exceeded, QPS limit): retried with backoff, then as below;
+- 3015 (QPS limit): retried with backoff, then as below;
+- 3003 ("limit exceeded, please upgrade your account": the project's quota), 3001 (missing or
+  invalid access key), 3014 (invalid signature: the secret): no later request can pass, so the
+  asking stops for the rest of the run; every recording not asked stays `copyright_audio_retry`
+  and the run summary says why;
+- 2004 (unable to generate a fingerprint: silent or too short a sample): asking again sends the
+  same sample, so a human decides (`copyright_audio_review`, with the code);
 - anything else, or an unreadable answer: a recorded reason (`copyright_audio_retry`, with
   the code and message) and the recording stays out until a later run gets an answer. Never
   a silent pass.
@@ -31,7 +42,10 @@ from .service import ServiceClient, ServiceError, require_secret
 
 SAMPLE_RATE = 16000
 NO_RESULT = 1001
-RATE_LIMITED = {3003, 3015}
+NO_FINGERPRINT = 2004
+RATE_LIMITED = {3015}
+STOP_CODES = {3001: "the access key is refused", 3003: "the project's recognition quota is spent",
+              3014: "the signature is refused (check the access secret)"}
 CODES = {0: "success", 1001: "no result", 2000: "recording error", 2001: "init error", 2002: "metadata parse error",
          2004: "unable to generate fingerprint", 2005: "timeout", 3000: "HTTP error",
          3001: "missing or invalid access key", 3002: "HTTP content error", 3003: "limit exceeded",
@@ -140,18 +154,44 @@ class AcrCloudBackend:
         ev["status"] = {"code": code, "msg": msg}
         if code == NO_RESULT:
             return IdResult("clear", "", {**ev, "matches": []})
+        if code in STOP_CODES:
+            error = f"ACRCloud {code}: {msg or CODES.get(code, '')}: {STOP_CODES[code]}"
+            return IdResult("review", "copyright_audio_retry", {**ev, "retry": True, "error": error,
+                                                                 "stop_run": error})
+        if code == NO_FINGERPRINT:  # the same sample would fail again: a human decides
+            return IdResult("review", "copyright_audio_review",
+                            {**ev, "retry": False, "error": f"ACRCloud {code}: {msg or CODES[code]} (silent or too "
+                                                             f"short a sample)"})
         if code != 0:
             return IdResult("review", "copyright_audio_retry",
                             {**ev, "retry": True, "error": f"ACRCloud {code}: {msg or CODES.get(code, 'unknown code')}"})
-        music = (doc.get("metadata") or {}).get("music")
-        if not isinstance(music, list) or not music:
+        metadata = doc.get("metadata") if isinstance(doc.get("metadata"), dict) else {}
+        music = metadata.get("music") if isinstance(metadata.get("music"), list) else []
+        custom = metadata.get("custom_files") if isinstance(metadata.get("custom_files"), list) else []
+        if not music and not custom:
             return IdResult("review", "copyright_audio_retry",
-                            {**ev, "retry": True, "error": "status 0 without metadata.music"})
-        ev["matches"] = [{
-            "title": m.get("title"),
-            "artists": [a.get("name") for a in m.get("artists") or [] if isinstance(a, dict)],
-            "album": (m.get("album") or {}).get("name") if isinstance(m.get("album"), dict) else None,
-            "isrc": (m.get("external_ids") or {}).get("isrc") if isinstance(m.get("external_ids"), dict) else None,
-            "acrid": m.get("acrid"), "score": m.get("score"), "play_offset_ms": m.get("play_offset_ms"),
-        } for m in music[:5] if isinstance(m, dict)]
+                            {**ev, "retry": True, "error": "status 0 without metadata.music or metadata.custom_files"})
+        ev["matches"] = [_match(m, "music") for m in music[:5] if isinstance(m, dict)] + \
+            [_match(m, "custom_files") for m in custom[:5] if isinstance(m, dict)]
         return IdResult("review", "copyright_audio_match", ev)
+
+
+def _isrcs(m: dict) -> list[str]:
+    ids = m.get("external_ids")
+    value = ids.get("isrc") if isinstance(ids, dict) else None
+    values = value if isinstance(value, list) else [value]
+    return [str(v) for v in values if isinstance(v, (str, int)) and str(v)]
+
+
+def _match(m: dict, where: str) -> dict:
+    """One match as evidence; `where` is `music` (ACRCloud's catalogue) or `custom_files` (a
+    bucket of the project's own)."""
+    out = {"source": where, "title": m.get("title"),
+           "artists": [a.get("name") for a in m.get("artists") or [] if isinstance(a, dict)],
+           "album": (m.get("album") or {}).get("name") if isinstance(m.get("album"), dict) else None,
+           "isrcs": _isrcs(m), "acrid": m.get("acrid"), "score": m.get("score"),
+           "play_offset_ms": m.get("play_offset_ms")}
+    out["isrc"] = ", ".join(out["isrcs"]) or None
+    if where == "custom_files":
+        out.update(audio_id=m.get("audio_id"), bucket_id=m.get("bucket_id"))
+    return out

@@ -145,3 +145,54 @@ def make_backend(copyright_cfg) -> AudioIdBackend:
 
         return AcrCloudBackend(copyright_cfg.acrcloud)
     raise ValueError(f"unknown audio identification backend {name!r}")
+
+
+class RunStop:
+    """A backend's answer that no later request can pass this run (a spent quota, a refused key
+    or signature), kept in `OUT/work/copyright/stopped.json` so that every partition's task, in
+    any worker, stops asking once one has heard it. The flow clears it when a run's copyright
+    stage starts; the recordings not asked stay `copyright_audio_retry` (asked again next run)."""
+
+    def __init__(self, work_dir):
+        self.path = work_dir / "copyright" / "stopped.json"
+        self._known: dict | None = None
+
+    def read(self) -> dict | None:
+        if self._known is not None:
+            return self._known
+        import json
+
+        from .. import storage
+
+        p = storage.as_path(self.path)
+        try:
+            doc = json.loads(p.read_text())
+        except (OSError, ValueError):
+            return None
+        self._known = doc if isinstance(doc, dict) and doc.get("message") else None
+        return self._known
+
+    def set(self, backend: str, message: str) -> None:
+        import json
+        import time
+
+        from ..atomic import atomic_write_text
+
+        self._known = {"backend": backend, "message": message,
+                       "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        atomic_write_text(self.path, json.dumps(self._known))
+
+    def clear(self) -> None:
+        from .. import storage
+
+        self._known = None
+        p = storage.as_path(self.path)
+        try:
+            p.unlink()
+        except (FileNotFoundError, OSError):
+            pass
+
+
+def stop_note(stop: dict) -> str:
+    return (f"{stop['backend']}: {stop['message']}; no recording was asked after that this run: they stay "
+            f"copyright_audio_retry and are asked again by the next run")
