@@ -95,3 +95,35 @@ def test_backend_sends_matches_to_review_and_clears_the_rest(tmp_path, refs):
     assert backend.identify(r2).status == "clear"
     res = backend.identify(r3)  # cannot tell: fail closed
     assert res.status == "review" and "error" in res.evidence
+
+
+def test_backend_asks_where_the_music_stage_heard_music(tmp_path, refs):
+    """A 3-minute field recording with 12 s of a reference at 100 s: with the music stage's span
+    only that window (and a margin) is asked, and the offset is in the recording's own time."""
+    from curation.copyright.audio_id import merge_spans
+
+    d, audio = refs
+    with FingerprintIndex(tmp_path / "idx") as ix:
+        for p in sorted(d.iterdir()):
+            ix.add(p)
+    long = synth.field_recording(180, sr=SR, seed=11) * 0.3
+    ex = audio["song1.wav"][5 * SR : 17 * SR]
+    long[100 * SR : 100 * SR + len(ex)] += ex
+    path = tmp_path / "long.wav"
+    sf.write(str(path), long, SR)
+    backend = FingerprintBackend(tmp_path / "idx")
+    r = Record(source="freesound", id="9")
+    r.audio_path = str(path)
+    r.evidence["music"] = {"is_music": True, "music_spans": [[100.5, 111.0], [150.0, 151.0]]}
+    res = backend.identify(r)
+    assert res.reason == "copyright_audio_match"
+    assert res.evidence["queried"]["windows"] == [[98.5, 113.0], [148.0, 153.0]]
+    m = res.evidence["matches"][0]
+    assert m["reference"] == "song1.wav" and m["offset_seconds"] == pytest.approx(100 - 5, abs=0.05)
+    assert 100 - 0.1 <= m["candidate_start"] < 112
+    # without spans, the whole recording is asked, with the same answer
+    del r.evidence["music"]
+    whole = backend.identify(r)
+    assert whole.evidence["queried"]["windows"] == [[0.0, 180.0]]
+    assert whole.evidence["matches"][0]["offset_seconds"] == pytest.approx(95, abs=0.05)
+    assert merge_spans([[1, 2], [3, 4], [10, 11]], 1.0, 10.5) == [[0.0, 5.0], [9.0, 10.5]]
