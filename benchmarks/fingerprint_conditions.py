@@ -41,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from curation.audio import load_mono  # noqa: E402
 from curation.copyright.fingerprint import FingerprintIndex  # noqa: E402
 from curation.realaudio import package_audio  # noqa: E402
+from benchmarks.fingerprint_real import mix  # noqa: E402 (music at an SNR over the background where it plays)
 
 SR = 16000
 MUSIC = ("wesnoth-1.16-music", "asc-music", "drascula-music")
@@ -107,16 +108,6 @@ def bed(pool: list[np.ndarray], seconds: float, rng, dense: bool = False) -> np.
         out[pos : pos + len(seg)] += seg
         pos += max(1, int(len(x) * (rng.uniform(0.2, 0.6) if dense else 1.0)))
     return out
-
-
-def mix(excerpt: np.ndarray, background: np.ndarray, snr: float, rng) -> np.ndarray:
-    """The excerpt inside the background, at `snr` dB of music over background where it plays."""
-    pos = int(rng.integers(0, len(background) - len(excerpt)))
-    under = background[pos : pos + len(excerpt)]
-    scale = np.sqrt(np.mean(excerpt ** 2) / (max(np.mean(under ** 2), 1e-12) * 10 ** (snr / 10)))
-    out = background * scale
-    out[pos : pos + len(excerpt)] += excerpt
-    return (out / max(1.0, float(np.abs(out).max()))).astype(np.float32)
 
 
 def speed(x: np.ndarray, factor: float) -> np.ndarray:
