@@ -532,12 +532,15 @@ def fingerprint_query(
     max_false_match: float = typer.Option(1e-9, help="A match must be this unlikely by chance (estimated "
                                           "false-match probability)."),
 ) -> None:
-    """CSV file,reference,offset_seconds,score,false_match_probability,spread_seconds: one row per match found."""
+    """CSV file,reference,offset_seconds,score,false_match_probability,spread_seconds,speed,pitch_semitones: one
+    row per match found (speed: how many times as fast the file plays the reference; pitch_semitones: how far its
+    pitch is moved; offset_seconds: where the reference's start falls in the file)."""
     from .audio import AudioError
     from .copyright.fingerprint import FingerprintError, FingerprintIndex
 
     w = csv.writer(sys.stdout, lineterminator="\n")
-    w.writerow(["file", "reference", "offset_seconds", "score", "false_match_probability", "spread_seconds"])
+    w.writerow(["file", "reference", "offset_seconds", "score", "false_match_probability", "spread_seconds",
+                "speed", "pitch_semitones"])
     try:
         ix = FingerprintIndex(index, read_only=True)
     except FingerprintError as e:
@@ -547,7 +550,8 @@ def fingerprint_query(
             try:
                 for m in ix.query(f, max_false_match=max_false_match):
                     w.writerow([str(f), m.reference, f"{m.offset_seconds:.2f}", m.score,
-                                f"{m.false_match_probability:.3g}", m.spread_seconds])
+                                f"{m.false_match_probability:.3g}", m.spread_seconds, f"{m.speed:g}",
+                                f"{m.pitch_semitones:g}"])
             except AudioError as e:
                 err.print(f"{f}: {e.reason} ({e.detail})", markup=False)
 

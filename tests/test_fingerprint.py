@@ -74,9 +74,11 @@ def test_cli_index_and_query(tmp_path, refs):
     sf.write(str(miss), synth.field_recording(10, sr=SR, seed=9), SR)
     rows = list(csv.reader(io.StringIO(curate("fingerprint", "query", "--index", str(tmp_path / "idx"),
                                               str(hit), str(miss)).stdout)))
-    assert rows[0] == ["file", "reference", "offset_seconds", "score", "false_match_probability", "spread_seconds"]
+    assert rows[0] == ["file", "reference", "offset_seconds", "score", "false_match_probability", "spread_seconds",
+                       "speed", "pitch_semitones"]
     assert len(rows) == 2 and rows[1][0] == str(hit) and rows[1][1] == "song1.wav"
     assert float(rows[1][2]) == pytest.approx(5.0, abs=0.05) and float(rows[1][4]) <= 1e-9 and int(rows[1][5]) >= 3
+    assert rows[1][6:] == ["1", "0"]  # played as it is
 
 
 def test_backend_sends_matches_to_review_and_clears_the_rest(tmp_path, refs):
@@ -127,3 +129,36 @@ def test_backend_asks_where_the_music_stage_heard_music(tmp_path, refs):
     assert whole.evidence["queried"]["windows"] == [[0.0, 180.0]]
     assert whole.evidence["matches"][0]["offset_seconds"] == pytest.approx(95, abs=0.05)
     assert merge_spans([[1, 2], [3, 4], [10, 11]], 1.0, 10.5) == [[0.0, 5.0], [9.0, 10.5]]
+
+
+@pytest.mark.parametrize("change,speed,pitch", [("tape", 1.03, 12 * np.log2(1.03)), ("tape", 0.96, 12 * np.log2(0.96)),
+                                                ("tempo", 0.95, 0.0), ("pitch", 1.0, 1.0), ("pitch", 1.0, -0.5)])
+def test_a_copy_played_faster_stretched_or_pitch_shifted_is_found_with_its_change(tmp_path, refs, change, speed,
+                                                                                 pitch):
+    """Landmarks of absolute frequency and time gaps break under any of these; the query undoes
+    each transform of the grid on its refined peaks and reports the one that matched, with the
+    offset in the candidate's own time."""
+    import librosa
+    from scipy.signal import resample
+
+    d, audio = refs
+    with FingerprintIndex(tmp_path / "idx") as ix:
+        for p in sorted(d.iterdir()):
+            ix.add(p)
+        ex = audio["song2.wav"][8 * SR : 20 * SR]
+        if change == "tape":
+            y = resample(ex, int(round(len(ex) / speed)))
+        elif change == "tempo":
+            y = librosa.effects.time_stretch(ex, rate=speed)
+        else:
+            y = librosa.effects.pitch_shift(ex, sr=SR, n_steps=pitch)
+        noise = synth.field_recording(25, sr=SR, seed=4)
+        noise *= np.sqrt(np.mean(ex ** 2) / (np.mean(noise ** 2) * 10))  # +10 dB
+        q = noise.copy()
+        q[4 * SR : 4 * SR + len(y)] += y[: len(q) - 4 * SR]
+        m = ix.query_audio(q.astype(np.float32))
+        assert m and m[0].reference == "song2.wav"
+        assert m[0].pitch_semitones == pytest.approx(pitch, abs=0.2)
+        if change != "pitch":  # half a semitone is also 3% of tape speed: over 12 s the two look alike
+            assert m[0].speed == pytest.approx(speed, abs=0.011)
+        assert m[0].offset_seconds == pytest.approx(4 - 8 / speed, abs=0.1 if change != "pitch" else 0.4)

@@ -58,15 +58,16 @@ def load_audio(path: Path) -> np.ndarray:
     return load_mono(path, SR)
 
 
-def peaks(audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(frame, bin) of local maxima of the log spectrogram, the strongest few per second."""
-    from scipy.ndimage import maximum_filter
+def _spectrum(audio: np.ndarray) -> np.ndarray:
     from scipy.signal import stft
 
-    if len(audio) < N_FFT:
-        return np.zeros(0, int), np.zeros(0, int)
     _, _, z = stft(audio, fs=SR, nperseg=N_FFT, noverlap=N_FFT - HOP, boundary=None, padded=False)
-    spec = np.log(np.abs(z[1:, :]) + 1e-6).T  # (frames, bins), DC dropped
+    return np.log(np.abs(z[1:, :]) + 1e-6).T  # (frames, bins), DC dropped
+
+
+def _pick(spec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    from scipy.ndimage import maximum_filter
+
     local = maximum_filter(spec, size=(21, 15), mode="constant", cval=-np.inf)
     is_peak = (spec == local) & (spec > np.median(spec) + 2.0)
     t, f = np.nonzero(is_peak)
@@ -84,10 +85,42 @@ def peaks(audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return t[order], f[order]
 
 
+def peaks(audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(frame, bin) of local maxima of the log spectrogram, the strongest few per second."""
+    if len(audio) < N_FFT:
+        return np.zeros(0, int), np.zeros(0, int)
+    return _pick(_spectrum(audio))
+
+
+def precise_peaks(audio: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The peaks of `peaks`, and their frame and bin refined between grid points (a parabola
+    through each peak and its neighbours, in time and in frequency): where a peak lies once the
+    audio is played faster, stretched or shifted in pitch is computed from these."""
+    if len(audio) < N_FFT:
+        z = np.zeros(0, int)
+        return z, z, z.astype(float), z.astype(float)
+    spec = _spectrum(audio)
+    t, f = _pick(spec)
+
+    def vertex(a, b, c):
+        den = a - 2 * b + c
+        return np.where(np.abs(den) > 1e-9, 0.5 * (a - c) / np.where(np.abs(den) > 1e-9, den, 1.0), 0.0).clip(-0.5, 0.5)
+
+    nt, nf = spec.shape
+    b = spec[t, f]
+    tf = t + vertex(spec[np.maximum(t - 1, 0), f], b, spec[np.minimum(t + 1, nt - 1), f])
+    ff = f + vertex(spec[t, np.maximum(f - 1, 0)], b, spec[t, np.minimum(f + 1, nf - 1)])
+    return t, f, tf, ff
+
+
 def hashes(audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(hash, anchor frame) pairs, as int32 arrays: each peak paired with up to FAN_OUT of
     the next peaks in its target zone (at most DT_MAX frames later, DF_MAX bins apart)."""
-    t, f = peaks(audio)
+    return peak_hashes(*peaks(audio))
+
+
+def peak_hashes(t: np.ndarray, f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`hashes` of peaks given as (frame, bin), sorted by frame then bin."""
     n = len(t)
     anchors, hs = [], []
     for k in range(1, FAN_OUT * 4):
@@ -109,6 +142,46 @@ def hashes(audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return h[keep].astype(np.int32), t[anchor[keep]].astype(np.int32)
 
 
+#: How a copy may differ from its reference, searched at query time: (speed, pitch in
+#: semitones) of the candidate against the reference. Tape-like speed changes move time and
+#: pitch together (pitch = 12 log2 speed), a time stretch moves time only, a pitch shift
+#: pitch only. The identity comes first. A landmark bears a residual of about half a percent
+#: in frequency (half a bin at 1.5 kHz) and one in time, so speed and pitch are searched in
+#: steps of 1% and 1/6 semitone, tempo in steps of 2%, each up to 5% or one semitone.
+TRANSFORMS: tuple[tuple[float, float], ...] = (
+    (1.0, 0.0),
+    *((s, round(12 * float(np.log2(s)), 4)) for s in (0.95, 0.96, 0.97, 0.98, 0.99, 1.01, 1.02, 1.03, 1.04, 1.05)),
+    *((s, 0.0) for s in (0.95, 0.97, 0.99, 1.01, 1.03, 1.05)),
+    *((1.0, round(k / 6, 4)) for k in (-6, -5, -4, -3, -2, -1, 1, 2, 3, 4, 5, 6)),
+)
+
+
+def transformed_hashes(audio: np.ndarray, transforms=TRANSFORMS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(hash, anchor frame in the candidate, transform index) for the candidate as the
+    reference would sound under each transform undone: a copy played `speed` times faster
+    has its peak at frame t where the reference has it at t * speed, and at bin f where the
+    reference has f / 2 ** (pitch / 12). The identity's hashes are `hashes(audio)` exactly;
+    the others are made from the refined peak positions, rounded to the reference's grid."""
+    t, f, tf, ff = precise_peaks(audio)
+    H, T, G = [], [], []
+    n_bins = N_FFT // 2
+    for g, (speed, pitch) in enumerate(transforms):
+        if speed == 1.0 and pitch == 0.0:
+            ut, uf = t, f
+        else:
+            ut = np.rint(tf * speed).astype(np.int64)
+            uf = np.rint(ff / 2 ** (pitch / 12)).astype(np.int64)
+            ok = (uf >= 0) & (uf < n_bins)
+            ut, uf = ut[ok], uf[ok]
+            order = np.lexsort((uf, ut))
+            ut, uf = ut[order], uf[order]
+        h, tr = peak_hashes(ut, uf)
+        H.append(h)
+        T.append(tr)  # frames on the reference's time scale
+        G.append(np.full(len(h), g, np.int16))
+    return np.concatenate(H), np.concatenate(T), np.concatenate(G)
+
+
 @dataclass
 class Match:
     reference: str
@@ -122,6 +195,10 @@ class Match:
     false_match_probability: float = 1.0
     background: float = 0.0  # expected agreeing hashes at an offset where nothing matches
     spread_seconds: int = 0  # distinct seconds of the candidate the agreeing hashes fall in
+    # how the candidate differs from the reference: played `speed` times as fast (a tempo
+    # factor), pitch moved by `pitch_semitones` (tape-like speed: both, 12 log2 speed)
+    speed: float = 1.0
+    pitch_semitones: float = 0.0
 
 
 def poisson_sf(k: np.ndarray, lam: np.ndarray) -> np.ndarray:
@@ -186,92 +263,103 @@ class FingerprintIndex:
         return True
 
     def query_audio(self, audio: np.ndarray, max_false_match: float = MAX_FALSE_MATCH, min_score: int = MIN_SCORE,
-                    min_spread_s: int = MIN_SPREAD_S) -> list[Match]:
-        """References whose excerpt the audio holds, best first. A reference matches when
-        the hashes agreeing on its best offset (counting only hashes specific to a few
-        references: SPECIFIC_SHARE) stand far enough above this query's
-        background that a recording without it would score so only with probability
-        `max_false_match`, and when they are spread over `min_spread_s` seconds of the
-        query. The background is the larger of two estimates: the query's hits with the
-        reference spread evenly over all offsets, and the level at which the best offset of
-        the *other* references would be unremarkable (music like the reference, not the
-        reference, raises it)."""
+                    min_spread_s: int = MIN_SPREAD_S, transforms=TRANSFORMS) -> list[Match]:
+        """References whose excerpt the audio holds, best first, as it is or under one of
+        `transforms` (faster or slower, stretched, shifted in pitch: `transformed_hashes`).
+        A reference matches when the hashes agreeing on its best offset under one transform
+        (counting only hashes specific to a few references: SPECIFIC_SHARE) stand far enough
+        above this query's background that a recording without it would score so only with
+        probability `max_false_match` (every transform tried is one more chance), and when
+        they are spread over `min_spread_s` seconds of the query. The background is the
+        larger of three estimates: the query's hits with the reference spread evenly over all
+        offsets, the level at which the best offset of the *other* references would be
+        unremarkable (music like the reference, not the reference, raises it), and the level
+        at which the reference's n-th best offset is what chance gives n times."""
         import pyarrow as pa
 
-        h, t = hashes(audio)
+        transforms = tuple(transforms) or ((1.0, 0.0),)
+        h, t, g = transformed_hashes(audio, transforms)
         if len(h) == 0:
             return []
-        q = pa.table({"hash": h, "tq": t})  # noqa: F841 (DuckDB reads it by name)
+        q = pa.table({"hash": h, "tq": t, "g": g})  # noqa: F841 (DuckDB reads it by name)
         n_refs = self.count()
-        # hits per (reference, offset); neighbouring offsets (one frame of jitter) count together
+        # hits per (reference, transform, offset); neighbouring offsets (one frame of jitter) count together
         rows = self.con.execute(
             """
             WITH specific AS (  -- hashes found in few references: a shared drum hit says little
                 SELECT hash FROM hashes WHERE hash IN (SELECT hash FROM q)
                 GROUP BY hash HAVING count(DISTINCT ref_id) <= ?
             ), hits AS (
-                SELECT r.ref_id, r.t - q.tq AS off, q.tq FROM q JOIN hashes r USING (hash)
+                SELECT r.ref_id, q.g, r.t - q.tq AS off FROM q JOIN hashes r USING (hash)
                 WHERE hash IN (SELECT hash FROM specific)
             ), per_off AS (
-                SELECT ref_id, off, count(*) AS n FROM hits GROUP BY ref_id, off
+                SELECT ref_id, g, off, count(*) AS n FROM hits GROUP BY ref_id, g, off
             ), per_ref AS (
-                SELECT ref_id, sum(n) AS total FROM per_off GROUP BY ref_id
+                SELECT ref_id, g, sum(n) AS total FROM per_off GROUP BY ref_id, g
             ), smooth AS (
-                SELECT a.ref_id, a.off, a.n + coalesce(b.n, 0) + coalesce(c.n, 0) AS score
+                SELECT a.ref_id, a.g, a.off, a.n + coalesce(b.n, 0) + coalesce(c.n, 0) AS score
                 FROM per_off a
-                LEFT JOIN per_off b ON b.ref_id = a.ref_id AND b.off = a.off - 1
-                LEFT JOIN per_off c ON c.ref_id = a.ref_id AND c.off = a.off + 1
+                LEFT JOIN per_off b ON b.ref_id = a.ref_id AND b.g = a.g AND b.off = a.off - 1
+                LEFT JOIN per_off c ON c.ref_id = a.ref_id AND c.g = a.g AND c.off = a.off + 1
             ), best AS (
-                SELECT *, row_number() OVER (PARTITION BY ref_id ORDER BY score DESC, off) AS rk FROM smooth
-            ), nth AS (  -- the reference's n-th best single offset: how clumpy its background is
-                SELECT ref_id, n FROM (
-                    SELECT ref_id, n, row_number() OVER (PARTITION BY ref_id ORDER BY n DESC) AS rk FROM per_off)
+                SELECT *, row_number() OVER (PARTITION BY ref_id, g ORDER BY score DESC, off) AS rk FROM smooth
+            ), nth AS (  -- the n-th best single offset: how clumpy the background is
+                SELECT ref_id, g, n FROM (
+                    SELECT ref_id, g, n, row_number() OVER (PARTITION BY ref_id, g ORDER BY n DESC) AS rk FROM per_off)
                 WHERE rk = ?
             )
-            SELECT best.ref_id, refs.name, best.off, best.score, per_ref.total, refs.seconds, coalesce(nth.n, 0)
-            FROM best JOIN refs USING (ref_id) JOIN per_ref USING (ref_id) LEFT JOIN nth USING (ref_id)
+            SELECT best.ref_id, refs.name, best.off, best.score, per_ref.total, refs.seconds, coalesce(nth.n, 0), best.g
+            FROM best JOIN refs USING (ref_id) JOIN per_ref USING (ref_id, g) LEFT JOIN nth USING (ref_id, g)
             WHERE rk = 1
-            ORDER BY score DESC, refs.name
+            ORDER BY score DESC, refs.name, best.g
             """, [max(1, int(np.ceil(SPECIFIC_SHARE * n_refs))), BACKGROUND_RANK]).fetchall()
         if not rows:
             return []
         q_frames = len(audio) / SR / FRAME_SECONDS
         score = np.array([r[3] for r in rows], float)
         total = np.array([r[4] for r in rows], float)
-        offsets = np.array([r[5] for r in rows], float) / FRAME_SECONDS + q_frames  # offsets a reference allows
+        ref_ids = np.array([r[0] for r in rows])
+        speeds = np.array([transforms[r[7]][0] for r in rows], float)
+        offsets = np.array([r[5] for r in rows], float) / FRAME_SECONDS + q_frames * speeds  # offsets allowed
         # background 1: this reference's hits spread evenly (a smoothed bin spans 3 offsets)
         lam = 3.0 * total / offsets
         # background 2: the level that makes the best of the other references unremarkable
         lam_other = np.zeros(len(rows))
-        if len(rows) > 1:
-            other = np.where(np.arange(len(rows)) == 0, 1, 0)  # the strongest other reference
-            lam_other = _level_for(score[other], offsets[other] * n_refs)
+        others = np.flatnonzero(ref_ids != ref_ids[0])
+        if len(others):
+            other = np.where(ref_ids == ref_ids[0], others[0], 0)  # the strongest row of another reference
+            lam_other = _level_for(score[other], offsets[other] * n_refs * len(transforms))
         # background 3: the level at which this reference's n-th best offset is what chance
         # gives n times: music that shares a drum pattern with the reference agrees with it
         # at many offsets, an excerpt of it at one (or at a few, where the reference repeats)
         nth = np.array([r[6] for r in rows], float)
         lam_self = np.where(nth > 0, 3.0 * _level_for(nth, offsets, expected=float(BACKGROUND_RANK)), 0.0)
         background = np.maximum.reduce([lam, lam_other, lam_self])
-        fmp = false_match_probability(score, background, offsets * n_refs)
+        fmp = false_match_probability(score, background, offsets * n_refs * len(transforms))
         keep = (fmp <= max_false_match) & (score >= min_score)
-        out = []
+        best: dict[int, Match] = {}
         for i in np.flatnonzero(keep):
-            ref_id, name, off = rows[i][0], rows[i][1], rows[i][2]
-            tq, tr = self._aligned(q, ref_id, off)
-            spread = len(np.unique(tq // int(round(1 / FRAME_SECONDS))))
+            ref_id, name, off, gi = rows[i][0], rows[i][1], rows[i][2], rows[i][7]
+            speed, pitch = transforms[gi]
+            tq, tr = self._aligned(q, ref_id, off, gi)
+            cand = tq / speed  # frames of the candidate itself
+            spread = len(np.unique((cand // int(round(1 / FRAME_SECONDS))).astype(int)))
             if spread < min_spread_s:
                 continue
-            out.append(Match(name, round(-off * FRAME_SECONDS, 2), round(int(tq.min()) * FRAME_SECONDS, 2),
-                             round(int(tr.min()) * FRAME_SECONDS, 2), int(score[i]), int(len(h)),
-                             float(f"{fmp[i]:.3g}"), round(float(background[i]), 3), int(spread)))
-        out.sort(key=lambda m: (m.false_match_probability, -m.score, m.reference))
-        return out
+            m = Match(name, round(-off * FRAME_SECONDS / speed, 2), round(float(cand.min()) * FRAME_SECONDS, 2),
+                      round(int(tr.min()) * FRAME_SECONDS, 2), int(score[i]), int((g == 0).sum()),
+                      float(f"{fmp[i]:.3g}"), round(float(background[i]), 3), int(spread), speed, pitch)
+            if ref_id not in best or (m.false_match_probability, -m.score) < (best[ref_id].false_match_probability,
+                                                                              -best[ref_id].score):
+                best[ref_id] = m
+        return sorted(best.values(), key=lambda m: (m.false_match_probability, -m.score, m.reference))
 
-    def _aligned(self, q, ref_id: int, off: int) -> tuple[np.ndarray, np.ndarray]:
-        """Query and reference frames of the hits agreeing on `off` (one frame either way)."""
+    def _aligned(self, q, ref_id: int, off: int, g: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Query and reference frames of the hits agreeing on `off` under transform `g` (one
+        frame either way); the query's frames on the reference's time scale."""
         got = self.con.execute(
-            "SELECT q.tq, r.t FROM q JOIN hashes r USING (hash) WHERE r.ref_id = ? AND r.t - q.tq BETWEEN ? AND ?",
-            [ref_id, off - 1, off + 1]).fetchnumpy()
+            "SELECT q.tq, r.t FROM q JOIN hashes r USING (hash) WHERE r.ref_id = ? AND q.g = ? "
+            "AND r.t - q.tq BETWEEN ? AND ?", [ref_id, g, off - 1, off + 1]).fetchnumpy()
         return got["tq"], got["t"]
 
     def query(self, path: Path, **kw) -> list[Match]:

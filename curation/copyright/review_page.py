@@ -61,8 +61,13 @@ def _evidence_html(ev: dict) -> str:
             parts.append(f"<p>normalisations: {e(', '.join(ev['normalizations']))}</p>")
     for m in ev.get("matches") or []:
         if "reference" in m:  # the local fingerprint index
+            changed = ""
+            if m.get("speed", 1.0) != 1.0 or m.get("pitch_semitones", 0.0) != 0.0:
+                changed = (f", played at {m.get('speed')}x speed, pitch moved {float(m.get('pitch_semitones') or 0):+.2f}"
+                           f" semitones")
             parts.append(f"<p>reference <b>{e(str(m.get('reference')))}</b> at offset {m.get('offset_seconds')} s "
-                         f"(first match at {m.get('candidate_start')} s in this recording, score {m.get('score')})</p>")
+                         f"(first match at {m.get('candidate_start')} s in this recording, score {m.get('score')}"
+                         f"{changed})</p>")
         elif "recordings" in m:  # AcoustID
             recs = "; ".join(f"<b>{e(str(r.get('title')))}</b> by {e(', '.join(map(str, r.get('artists') or [])))} "
                              f"(MusicBrainz recording {e(str(r.get('musicbrainz_recording_id')))})"
