@@ -161,7 +161,9 @@ def transformed_hashes(audio: np.ndarray, transforms=TRANSFORMS) -> tuple[np.nda
     reference would sound under each transform undone: a copy played `speed` times faster
     has its peak at frame t where the reference has it at t * speed, and at bin f where the
     reference has f / 2 ** (pitch / 12). The identity's hashes are `hashes(audio)` exactly;
-    the others are made from the refined peak positions, rounded to the reference's grid."""
+    the others are made from the refined peak positions, rounded to the reference's grid, and
+    each is also asked with its time gap one frame shorter and longer (measured on phase-vocoder
+    stretches and shifts: about three times the agreeing hashes)."""
     t, f, tf, ff = precise_peaks(audio)
     H, T, G = [], [], []
     n_bins = N_FFT // 2
@@ -176,6 +178,11 @@ def transformed_hashes(audio: np.ndarray, transforms=TRANSFORMS) -> tuple[np.nda
             order = np.lexsort((uf, ut))
             ut, uf = ut[order], uf[order]
         h, tr = peak_hashes(ut, uf)
+        if g:  # a stretch or a shift is never exact (a phase vocoder moves peaks by its hop): the
+            # time gap one frame either way too
+            dt = h & 63
+            lo, hi = (dt > 1), (dt < DT_MAX)
+            h, tr = np.concatenate([h, h[lo] - 1, h[hi] + 1]), np.concatenate([tr, tr[lo], tr[hi]])
         H.append(h)
         T.append(tr)  # frames on the reference's time scale
         G.append(np.full(len(h), g, np.int16))
