@@ -344,7 +344,7 @@ class FingerprintIndex:
         background = np.maximum.reduce([lam, lam_other, lam_self])
         fmp = false_match_probability(score, background, offsets * n_refs * len(transforms))
         keep = (fmp <= max_false_match) & (score >= min_score)
-        best: dict[int, Match] = {}
+        best: dict[int, tuple] = {}
         for i in np.flatnonzero(keep):
             ref_id, name, off, gi = rows[i][0], rows[i][1], rows[i][2], rows[i][7]
             speed, pitch = transforms[gi]
@@ -356,10 +356,12 @@ class FingerprintIndex:
             m = Match(name, round(-off * FRAME_SECONDS / speed, 2), round(float(cand.min()) * FRAME_SECONDS, 2),
                       round(int(tr.min()) * FRAME_SECONDS, 2), int(score[i]), int((g == 0).sum()),
                       float(f"{fmp[i]:.3g}"), round(float(background[i]), 3), int(spread), speed, pitch)
-            if ref_id not in best or (m.false_match_probability, -m.score) < (best[ref_id].false_match_probability,
-                                                                              -best[ref_id].score):
-                best[ref_id] = m
-        return sorted(best.values(), key=lambda m: (m.false_match_probability, -m.score, m.reference))
+            # the recording as it is comes first: where it matches, a transform near it that
+            # scores higher (its probed time gaps catch the same alignment) says nothing more
+            rank = (gi != 0, m.false_match_probability, -m.score)
+            if ref_id not in best or rank < best[ref_id][0]:
+                best[ref_id] = (rank, m)
+        return sorted((m for _, m in best.values()), key=lambda m: (m.false_match_probability, -m.score, m.reference))
 
     def _aligned(self, q, ref_id: int, off: int, g: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """Query and reference frames of the hits agreeing on `off` under transform `g` (one
