@@ -293,12 +293,12 @@ class FingerprintIndex:
         # hits per (reference, transform, offset); neighbouring offsets (one frame of jitter) count together
         rows = self.con.execute(
             """
-            WITH specific AS (  -- hashes found in few references: a shared drum hit says little
-                SELECT hash FROM hashes WHERE hash IN (SELECT hash FROM q)
-                GROUP BY hash HAVING count(DISTINCT ref_id) <= ?
+            WITH joined AS MATERIALIZED (  -- one pass over the index: every row of every hash the query holds
+                SELECT hash, r.ref_id, q.g, r.t - q.tq AS off FROM q JOIN hashes r USING (hash)
+            ), specific AS (  -- hashes found in few references: a shared drum hit says little
+                SELECT hash FROM joined GROUP BY hash HAVING count(DISTINCT ref_id) <= ?
             ), hits AS (
-                SELECT r.ref_id, q.g, r.t - q.tq AS off FROM q JOIN hashes r USING (hash)
-                WHERE hash IN (SELECT hash FROM specific)
+                SELECT ref_id, g, off FROM joined WHERE hash IN (SELECT hash FROM specific)
             ), per_off AS (
                 SELECT ref_id, g, off, count(*) AS n FROM hits GROUP BY ref_id, g, off
             ), per_ref AS (
