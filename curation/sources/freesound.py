@@ -536,10 +536,11 @@ class RequestBudget:
         self._save()
 
     def minute_wait(self) -> float:
+        """Seconds until the minute's allowance has room for one more request (0: now)."""
         now = self.clock()
-        recent = [t for t in self.recent if now - t < 60.0]
-        if self.per_minute > 0 and len(recent) >= self.per_minute:
-            return 60.0 - (now - recent[0]) + 0.01
+        self.recent = [t for t in self.recent if now - t < 60.0]
+        if self.per_minute > 0 and len(self.recent) >= self.per_minute:
+            return 60.0 - (now - self.recent[0]) + 0.01
         return 0.0
 
     def take(self) -> None:
@@ -550,12 +551,8 @@ class RequestBudget:
                    else f"the request budget ({self.per_day} per 24 h) is spent")
             raise DailyLimitReached(f"{why}; the next request is allowed at {created_at(at)}")
         if self.per_minute > 0:
-            while True:
-                now = self.clock()
-                self.recent = [t for t in self.recent if now - t < 60.0]
-                if len(self.recent) < self.per_minute:
-                    break
-                self.sleep(60.0 - (now - self.recent[0]) + 0.01)
+            while (wait := self.minute_wait()) > 0:
+                self.sleep(wait)
             self.recent.append(self.clock())
         self.window.append(self.clock())
         self._save()
@@ -570,21 +567,17 @@ def _retry_after(value: str | None, default: float) -> float:
     return default
 
 
-def _created_key(result: dict) -> tuple[str, int]:
-    return (normalize_created(result.get("created")) or "", int(result.get("id") or 0))
-
-
-def _cursor_from_pages(pages_dir: Path) -> tuple[str, int] | None:
-    """The last (created, id) in pages saved before the cursor kept it (older crawls); naive
+def _cursor_from_pages(pages_dir: Path) -> str | None:
+    """The newest creation time in pages saved before the cursor kept it (older crawls); naive
     and zoned `created` values alike, normalised."""
     last = None
     for p in page_files(pages_dir):
         try:
             page = json.loads(p.read_bytes().decode("utf-8"))
             for r in page.get("results", []):
-                if isinstance(r, dict) and normalize_created(r.get("created")) and valid_id(r.get("id")):
-                    k = _created_key(r)
-                    last = k if last is None or k > last else last
+                c = normalize_created(r.get("created")) if isinstance(r, dict) and valid_id(r.get("id")) else None
+                if c and (last is None or c > last):
+                    last = c
         except (ValueError, AttributeError):
             continue
     return last
@@ -627,7 +620,7 @@ def _refresh(api: FreesoundAPIConfig, client: FreesoundClient, pages_dir: Path, 
         page, raw = client.search(params)
         got = {str(r.get("id")) for r in page["results"] if isinstance(r, dict)}
         gone = [i for i in ids if i not in got and not client.sound_exists(i)]
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
+        stamp = created_at(now)
         if got:
             _save_page(pages_dir, cursor, _without_nulls(page, raw))
         if gone:
@@ -738,8 +731,7 @@ def crawl(api: FreesoundAPIConfig, pages_dir: Path, client: FreesoundClient | No
             and isinstance(cursor.get("pages", 0), int)):
         cursor = {}  # garbage: the cursor is read again from the saved pages
     if "last_created" not in cursor:  # no cursor, or one from page-number crawls: read the saved pages
-        last = _cursor_from_pages(pages_dir)
-        cursor = {"last_created": last[0] if last else None, "pages": len(page_files(pages_dir))}
+        cursor = {"last_created": _cursor_from_pages(pages_dir), "pages": len(page_files(pages_dir))}
     for k in ("last_created", "lookback_at"):  # a cursor written from naive pages: normalised
         if cursor.get(k) is not None:
             cursor[k] = normalize_created(cursor[k])
