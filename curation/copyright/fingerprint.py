@@ -148,8 +148,9 @@ def peak_hashes(t: np.ndarray, f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 #: pitch only. The identity comes first. A landmark bears a residual of about half a percent
 #: in frequency (half a bin at 1.5 kHz) and one in time, so speed and pitch are searched in
 #: steps of 1% and 1/6 semitone, tempo in steps of 2%, each up to 5% or one semitone.
+IDENTITY = (1.0, 0.0)
 TRANSFORMS: tuple[tuple[float, float], ...] = (
-    (1.0, 0.0),
+    IDENTITY,
     *((s, round(12 * float(np.log2(s)), 4)) for s in (0.95, 0.96, 0.97, 0.98, 0.99, 1.01, 1.02, 1.03, 1.04, 1.05)),
     *((s, 0.0) for s in (0.95, 0.97, 0.99, 1.01, 1.03, 1.05)),
     *((1.0, round(k / 6, 4)) for k in (-6, -5, -4, -3, -2, -1, 1, 2, 3, 4, 5, 6)),
@@ -168,7 +169,8 @@ def transformed_hashes(audio: np.ndarray, transforms=TRANSFORMS) -> tuple[np.nda
     H, T, G = [], [], []
     n_bins = N_FFT // 2
     for g, (speed, pitch) in enumerate(transforms):
-        if speed == 1.0 and pitch == 0.0:
+        identity = (speed, pitch) == IDENTITY
+        if identity:
             ut, uf = t, f
         else:
             ut = np.rint(tf * speed).astype(np.int64)
@@ -178,7 +180,7 @@ def transformed_hashes(audio: np.ndarray, transforms=TRANSFORMS) -> tuple[np.nda
             order = np.lexsort((uf, ut))
             ut, uf = ut[order], uf[order]
         h, tr = peak_hashes(ut, uf)
-        if g:  # a stretch or a shift is never exact (a phase vocoder moves peaks by its hop): the
+        if not identity:  # a stretch or a shift is never exact (a phase vocoder moves peaks by its hop): the
             # time gap one frame either way too
             dt = h & 63
             lo, hi = (dt > 1), (dt < DT_MAX)
@@ -284,7 +286,8 @@ class FingerprintIndex:
         at which the reference's n-th best offset is what chance gives n times."""
         import pyarrow as pa
 
-        transforms = tuple(transforms) or ((1.0, 0.0),)
+        transforms = tuple(transforms) or (IDENTITY,)
+        as_is = np.array([tuple(x) == IDENTITY for x in transforms])
         h, t, g = transformed_hashes(audio, transforms)
         if len(h) == 0:
             return []
@@ -354,11 +357,11 @@ class FingerprintIndex:
             if spread < min_spread_s:
                 continue
             m = Match(name, round(-off * FRAME_SECONDS / speed, 2), round(float(cand.min()) * FRAME_SECONDS, 2),
-                      round(int(tr.min()) * FRAME_SECONDS, 2), int(score[i]), int((g == 0).sum()),
+                      round(int(tr.min()) * FRAME_SECONDS, 2), int(score[i]), int(as_is[g].sum()),
                       float(f"{fmp[i]:.3g}"), round(float(background[i]), 3), int(spread), speed, pitch)
             # the recording as it is comes first: where it matches, a transform near it that
             # scores higher (its probed time gaps catch the same alignment) says nothing more
-            rank = (gi != 0, m.false_match_probability, -m.score)
+            rank = (not as_is[gi], m.false_match_probability, -m.score)
             if ref_id not in best or rank < best[ref_id][0]:
                 best[ref_id] = (rank, m)
         return sorted((m for _, m in best.values()), key=lambda m: (m.false_match_probability, -m.score, m.reference))
