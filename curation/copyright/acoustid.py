@@ -36,10 +36,6 @@ ERRORS = {1: "unknown format", 2: "missing parameter", 3: "invalid fingerprint",
           9: "invalid bitrate", 10: "invalid foreign ID", 11: "invalid max duration diff", 12: "not allowed",
           13: "service unavailable", 14: "too many requests", 15: "invalid MusicBrainz access token",
           16: "insecure request", 17: "unknown application", 18: "fingerprint not found", 19: "request too large"}
-# the HTTP status each error is answered with (acoustid/api/errors.py: WebServiceError.status = 400 and the
-# subclasses' own: InternalError 500, ServiceUnavailable 503, TooManyRequests 429, FingerprintNotFoundError 404,
-# RequestTooLargeError 413)
-HTTP_STATUS = {5: 500, 13: 503, 14: 429, 18: 404, 19: 413}
 TRANSIENT = {5, 13, 14}
 KEY_ERRORS = {4, 6, 12, 17}
 
