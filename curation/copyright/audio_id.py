@@ -79,13 +79,14 @@ class FingerprintBackend:
         audio = load_audio(path)
         seconds = len(audio) / SR
         windows = merge_spans(spans, SPAN_MARGIN_S, seconds)
-        if not windows or sum(b - a for a, b in windows) >= 0.9 * seconds:
-            return self.index.query_audio(audio, max_false_match=self.max_false_match), \
-                {"windows": [[0.0, round(seconds, 2)]], "seconds": round(seconds, 2), "of": round(seconds, 2)}
+        whole = not windows or sum(b - a for a, b in windows) >= 0.9 * seconds
+        if whole:
+            windows = [[0.0, round(seconds, 2)]]
         best: dict[str, Any] = {}
         k = len(windows)
         for a, b in windows:
-            for m in self.index.query_audio(audio[int(a * SR) : int(b * SR)], max_false_match=self.max_false_match / k):
+            part = audio if whole else audio[int(a * SR) : int(b * SR)]
+            for m in self.index.query_audio(part, max_false_match=self.max_false_match / k):
                 m = replace(m, offset_seconds=round(m.offset_seconds + a, 2),
                             candidate_start=round(m.candidate_start + a, 2),
                             false_match_probability=float(f"{min(1.0, m.false_match_probability * k):.3g}"))
