@@ -232,5 +232,8 @@ class FakeAcrCloud:
                            "duration_ms": 200000, "label": "Big Label"}
 
     def close(self):
+        import shutil
+
         self.server.shutdown()
         self.index.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
