@@ -187,3 +187,24 @@ def test_a_copy_played_faster_stretched_or_pitch_shifted_is_found_with_its_chang
         if change != "pitch":  # half a semitone is also 3% of tape speed: over 12 s the two look alike
             assert m[0].speed == pytest.approx(speed, abs=0.011)
         assert m[0].offset_seconds == pytest.approx(4 - 8 / speed, abs=0.1 if change != "pitch" else 0.4)
+
+
+def test_music_held_by_two_references_is_found_in_both(tmp_path, refs):
+    """A reference that holds another's passage (a medley, a remaster beside the original) shares
+    every hash of it: counting only the hashes found in one reference found neither (as real
+    music in a small index, whose peaks gather in few bins, lost two thirds of its hashes), and
+    a background set by the best other reference let each hide the other."""
+    from curation.copyright.fingerprint import FRAME_SECONDS, HOP
+
+    d, audio = refs
+    lead = HOP * int(1 / FRAME_SECONDS) * 12  # 12 s of song3, on the frame and peak-window grid
+    medley = np.concatenate([audio["song3.wav"][:lead], audio["song1.wav"][: 15 * SR]])
+    sf.write(str(tmp_path / "medley.wav"), medley, SR)
+    with FingerprintIndex(tmp_path / "idx") as ix:
+        for p in [*sorted(d.iterdir()), tmp_path / "medley.wav"]:
+            ix.add(p)
+        m = {x.reference: x for x in ix.query_audio(mix(audio["song1.wav"], 2, 6, 0).astype(np.float32))}
+    # both, each at its own offset: neither hides the other by raising the background
+    assert set(m) == {"song1.wav", "medley.wav"}
+    assert m["song1.wav"].offset_seconds == pytest.approx(6 - 2, abs=0.05)
+    assert m["medley.wav"].offset_seconds == pytest.approx(6 - 2 - lead / SR, abs=0.05)

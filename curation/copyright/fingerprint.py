@@ -30,8 +30,14 @@ MIN_SPREAD_S = 3
 # The reference's n-th best offset sets its background level (see query_audio): a reference
 # may repeat the excerpt up to n - 1 times without raising its own background.
 BACKGROUND_RANK = 30
-# Only hashes found in at most this share of the references (at least one) are counted.
+# The other references' n-th best sets the query's background (see query_audio): up to n - 1
+# references may hold the same recording without hiding each other.
+OTHER_RANK = 5
+# Only hashes found in at most this share of the references, or in at most SPECIFIC_MIN_REFS
+# of them, are counted. (A floor of one reference dropped two thirds of every track's hashes
+# in a small index of real music, whose peaks gather in few bins: most hashes are in two tracks.)
 SPECIFIC_SHARE = 0.01
+SPECIFIC_MIN_REFS = 10
 
 
 def _level_for(score, tries, expected: float = 0.5) -> np.ndarray:
@@ -293,36 +299,50 @@ class FingerprintIndex:
             return []
         q = pa.table({"hash": h, "tq": t, "g": g})  # noqa: F841 (DuckDB reads it by name)
         n_refs = self.count()
-        # hits per (reference, transform, offset); neighbouring offsets (one frame of jitter) count together
+        # hits per (reference, transform, offset); neighbouring offsets (one frame of jitter) count
+        # together. The index is read once, for the query's distinct hashes; only (reference,
+        # transform) pairs with two hits on one offset can reach a score of 4 or more, so only
+        # they are smoothed and ranked (the others' best is at most 3: counted, not ranked).
         rows = self.con.execute(
             """
-            WITH joined AS MATERIALIZED (  -- one pass over the index: every row of every hash the query holds
-                SELECT hash, r.ref_id, q.g, r.t - q.tq AS off FROM q JOIN hashes r USING (hash)
+            WITH qd AS (SELECT DISTINCT hash FROM q
+            ), found AS MATERIALIZED (  -- one pass over the index: every row of every hash the query holds
+                SELECT hash, ref_id, t FROM qd JOIN hashes USING (hash)
             ), specific AS (  -- hashes found in few references: a shared drum hit says little
-                SELECT hash FROM joined GROUP BY hash HAVING count(DISTINCT ref_id) <= ?
-            ), hits AS (
-                SELECT ref_id, g, off FROM joined WHERE hash IN (SELECT hash FROM specific)
-            ), per_off AS (
-                SELECT ref_id, g, off, count(*) AS n FROM hits GROUP BY ref_id, g, off
+                SELECT hash FROM found GROUP BY hash HAVING count(DISTINCT ref_id) <= ?
+            ), per_off AS MATERIALIZED (
+                SELECT f.ref_id, q.g, f.t - q.tq AS off, count(*) AS n
+                FROM found f SEMI JOIN specific USING (hash) JOIN q USING (hash) GROUP BY ALL
             ), per_ref AS (
-                SELECT ref_id, g, sum(n) AS total FROM per_off GROUP BY ref_id, g
+                SELECT ref_id, g, sum(n) AS total, max(n) AS top FROM per_off GROUP BY ALL
+            ), cand AS (
+                SELECT ref_id, g, total FROM per_ref WHERE top >= 2 OR ? <= 3
+            ), off_c AS MATERIALIZED (
+                SELECT p.* FROM per_off p SEMI JOIN cand USING (ref_id, g)
             ), smooth AS (
                 SELECT a.ref_id, a.g, a.off, a.n + coalesce(b.n, 0) + coalesce(c.n, 0) AS score
-                FROM per_off a
-                LEFT JOIN per_off b ON b.ref_id = a.ref_id AND b.g = a.g AND b.off = a.off - 1
-                LEFT JOIN per_off c ON c.ref_id = a.ref_id AND c.g = a.g AND c.off = a.off + 1
+                FROM off_c a
+                LEFT JOIN off_c b ON b.ref_id = a.ref_id AND b.g = a.g AND b.off = a.off - 1
+                LEFT JOIN off_c c ON c.ref_id = a.ref_id AND c.g = a.g AND c.off = a.off + 1
             ), best AS (
-                SELECT *, row_number() OVER (PARTITION BY ref_id, g ORDER BY score DESC, off) AS rk FROM smooth
+                SELECT * FROM smooth QUALIFY row_number() OVER (PARTITION BY ref_id, g ORDER BY score DESC, off) = 1
             ), nth AS (  -- the n-th best single offset: how clumpy the background is
-                SELECT ref_id, g, n FROM (
-                    SELECT ref_id, g, n, row_number() OVER (PARTITION BY ref_id, g ORDER BY n DESC) AS rk FROM per_off)
-                WHERE rk = ?
+                SELECT ref_id, g, n FROM off_c
+                QUALIFY row_number() OVER (PARTITION BY ref_id, g ORDER BY n DESC) = ?
+            ), strong AS MATERIALIZED (SELECT ref_id, g, off FROM best WHERE score >= ?
+            ), aligned AS (  -- the query frames of the hits agreeing on a strong best offset
+                SELECT b.ref_id, b.g, list(q.tq) AS tq, min(f.t) AS t0
+                FROM strong b JOIN found f ON f.ref_id = b.ref_id JOIN q ON q.hash = f.hash AND q.g = b.g
+                WHERE f.t - q.tq BETWEEN b.off - 1 AND b.off + 1 AND f.hash IN (SELECT hash FROM specific)
+                GROUP BY ALL
             )
-            SELECT best.ref_id, refs.name, best.off, best.score, per_ref.total, refs.seconds, coalesce(nth.n, 0), best.g
-            FROM best JOIN refs USING (ref_id) JOIN per_ref USING (ref_id, g) LEFT JOIN nth USING (ref_id, g)
-            WHERE rk = 1
+            SELECT best.ref_id, refs.name, best.off, best.score, cand.total, refs.seconds, coalesce(nth.n, 0), best.g,
+                   aligned.tq, aligned.t0, (SELECT count(*) FROM per_ref WHERE top < 2 AND ? > 3) AS weak
+            FROM best JOIN refs USING (ref_id) JOIN cand USING (ref_id, g) LEFT JOIN nth USING (ref_id, g)
+            LEFT JOIN aligned USING (ref_id, g)
             ORDER BY score DESC, refs.name, best.g
-            """, [max(1, int(np.ceil(SPECIFIC_SHARE * n_refs))), BACKGROUND_RANK]).fetchall()
+            """, [max(SPECIFIC_MIN_REFS, int(np.ceil(SPECIFIC_SHARE * n_refs))), min_score, BACKGROUND_RANK, min_score,
+                  min_score]).fetchall()
         if not rows:
             return []
         q_frames = len(audio) / SR / FRAME_SECONDS
@@ -333,12 +353,22 @@ class FingerprintIndex:
         offsets = np.array([r[5] for r in rows], float) / FRAME_SECONDS + q_frames * speeds  # offsets allowed
         # background 1: this reference's hits spread evenly (a smoothed bin spans 3 offsets)
         lam = 3.0 * total / offsets
-        # background 2: the level that makes the best of the other references unremarkable
-        lam_other = np.zeros(len(rows))
-        others = np.flatnonzero(ref_ids != ref_ids[0])
-        if len(others):
-            other = np.where(ref_ids == ref_ids[0], others[0], 0)  # the strongest row of another reference
-            lam_other = _level_for(score[other], offsets[other] * n_refs * len(transforms))
+        # background 2: the level at which the OTHER_RANK-th best of the other references is
+        # what chance gives OTHER_RANK times (the best of each reference over its transforms; a
+        # reference never ranked scored at most 3). Not the best of them: references that hold
+        # the same recording (an album track and its compilation, a medley) would hide each other.
+        weak = 3.0 if rows[0][10] else 0.0
+        _, first = np.unique(ref_ids, return_index=True)  # rows come best first: each reference's best row
+        tops = first[np.argsort(-score[first], kind="stable")][: OTHER_RANK + 1]
+        in_top = np.isin(ref_ids, ref_ids[tops[:OTHER_RANK]])
+        # the OTHER_RANK-th best of the others: one further down where the row's own reference is above it
+        pick = np.where(in_top, OTHER_RANK, OTHER_RANK - 1)
+        have = pick < len(tops)
+        kth = tops[np.minimum(pick, len(tops) - 1)]
+        k_score = np.maximum(np.where(have, score[kth], 0.0), weak)
+        k_off = np.where(have, offsets[kth], offsets)
+        lam_other = np.where(k_score > 0, _level_for(np.maximum(k_score, 1.0), k_off * n_refs * len(transforms),
+                                                     expected=float(OTHER_RANK)), 0.0)
         # background 3: the level at which this reference's n-th best offset is what chance
         # gives n times: music that shares a drum pattern with the reference agrees with it
         # at many offsets, an excerpt of it at one (or at a few, where the reference repeats)
@@ -347,32 +377,32 @@ class FingerprintIndex:
         background = np.maximum.reduce([lam, lam_other, lam_self])
         fmp = false_match_probability(score, background, offsets * n_refs * len(transforms))
         keep = (fmp <= max_false_match) & (score >= min_score)
-        best: dict[int, tuple] = {}
+        found: dict[int, list] = {}
         for i in np.flatnonzero(keep):
             ref_id, name, off, gi = rows[i][0], rows[i][1], rows[i][2], rows[i][7]
             speed, pitch = transforms[gi]
-            tq, tr = self._aligned(q, ref_id, off, gi)
-            cand = tq / speed  # frames of the candidate itself
+            cand = np.asarray(rows[i][8], float) / speed  # frames of the candidate itself
             spread = len(np.unique((cand // int(round(1 / FRAME_SECONDS))).astype(int)))
             if spread < min_spread_s:
                 continue
             m = Match(name, round(-off * FRAME_SECONDS / speed, 2), round(float(cand.min()) * FRAME_SECONDS, 2),
-                      round(int(tr.min()) * FRAME_SECONDS, 2), int(score[i]), int(as_is[g].sum()),
+                      round(int(rows[i][9]) * FRAME_SECONDS, 2), int(score[i]), int(as_is[g].sum()),
                       float(f"{fmp[i]:.3g}"), round(float(background[i]), 3), int(spread), speed, pitch)
+            found.setdefault(ref_id, []).append((bool(as_is[gi]), m))
+        out = []
+        for ms in found.values():
             # the recording as it is comes first: where it matches, a transform near it that
-            # scores higher (its probed time gaps catch the same alignment) says nothing more
-            rank = (not as_is[gi], m.false_match_probability, -m.score)
-            if ref_id not in best or rank < best[ref_id][0]:
-                best[ref_id] = (rank, m)
-        return sorted((m for _, m in best.values()), key=lambda m: (m.false_match_probability, -m.score, m.reference))
-
-    def _aligned(self, q, ref_id: int, off: int, g: int = 0) -> tuple[np.ndarray, np.ndarray]:
-        """Query and reference frames of the hits agreeing on `off` under transform `g` (one
-        frame either way); the query's frames on the reference's time scale."""
-        got = self.con.execute(
-            "SELECT q.tq, r.t FROM q JOIN hashes r USING (hash) WHERE r.ref_id = ? AND q.g = ? "
-            "AND r.t - q.tq BETWEEN ? AND ?", [ref_id, g, off - 1, off + 1]).fetchnumpy()
-        return got["tq"], got["t"]
+            # scores higher (its probed time gaps catch the same alignment) says nothing more,
+            # unless the transform holds together over a much longer part of the recording (a
+            # stretched copy agrees with itself as it is over a few seconds only)
+            plain = [m for a, m in ms if a]
+            other = min((m for a, m in ms if not a), key=lambda m: (m.false_match_probability, -m.score), default=None)
+            if plain and (other is None or other.spread_seconds < max(1.5 * plain[0].spread_seconds,
+                                                                      plain[0].spread_seconds + 2)):
+                out.append(plain[0])
+            else:
+                out.append(other)
+        return sorted(out, key=lambda m: (m.false_match_probability, -m.score, m.reference))
 
     def query(self, path: Path, **kw) -> list[Match]:
         return self.query_audio(load_audio(path), **kw)
