@@ -529,8 +529,8 @@ def fingerprint_index(
 def fingerprint_query(
     files: list[Path] = typer.Argument(..., help="Candidate recordings."),
     index: Path = typer.Option(..., help="Index folder."),
-    max_false_match: float = typer.Option(1e-9, help="A match must be this unlikely by chance (estimated "
-                                          "false-match probability)."),
+    max_false_match: float = typer.Option(1e-10, help="A match must be this unlikely by chance (estimated "
+                                          "false-match probability; README: how it is calibrated)."),
 ) -> None:
     """CSV file,reference,offset_seconds,score,false_match_probability,spread_seconds,speed,pitch_semitones: one
     row per match found (speed: how many times as fast the file plays the reference; pitch_semitones: how far its

@@ -154,7 +154,7 @@ class CopyrightConfig:
     audio_backend: str = "review"  # review | fingerprint | http | acoustid | acrcloud
     fingerprint_index: Path | None = None  # built with `curate fingerprint index`
     # a fingerprint match must be this unlikely by chance (estimated false-match probability)
-    fingerprint_max_false_match: float = 1e-9
+    fingerprint_max_false_match: float = 1e-10  # fingerprint.MAX_FALSE_MATCH
     http: HttpIdConfig | None = None
     acoustid: AcoustIdConfig | None = None
     acrcloud: AcrCloudConfig | None = None
