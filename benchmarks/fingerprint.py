@@ -7,7 +7,13 @@ SNR, the false-positive rate, index build speed and query time, for the landmark
 and for Chromaprint (`fpcalc -raw`, Debian's libchromaprint-tools) with a sliding
 bit-error-rate search of each query against each reference.
 
+Then the index is grown with filler references (random hashes at the density measured on
+the references, each `--scale-ref-seconds` long: 210 s, a song) to each size of `--scale-refs`
+(1,000 and 10,000) and a sample of the queries is timed again, as it is and with the transform
+search, with the index's size per hour of reference audio.
+
     .venv/bin/python benchmarks/fingerprint.py [--refs 30] [--per-snr 40] [--negatives 100]
+        [--scale-refs 1000,10000] [--scale-ref-seconds 210] [--scale-sample 30]
 """
 from __future__ import annotations
 
@@ -25,7 +31,7 @@ import soundfile as sf
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from curation import synth  # noqa: E402
-from curation.copyright.fingerprint import FingerprintIndex  # noqa: E402
+from curation.copyright.fingerprint import FRAME_SECONDS, FingerprintIndex  # noqa: E402
 
 SR = 22050
 SNRS = (10, 0, -5)
@@ -140,30 +146,37 @@ def run_landmark(root: Path, refs, queries):
     return found, build, time.perf_counter() - t0
 
 
-def scale_check(root: Path, queries, n_refs: int, sample: int = 30) -> None:
-    """Grow the index to n_refs references with filler tracks (random hashes at the measured
-    density: a catalogue's worth of rows, not its audio) and query a sample again."""
+def scale_check(root: Path, queries, n_refs: int, sample: int = 30, ref_seconds: float = 60.0) -> None:
+    """Grow the index to n_refs references with filler tracks of `ref_seconds` each (random
+    hashes at the density measured on the real references, hashes per second: a catalogue's
+    worth of rows, not its audio) and query a sample again."""
     import pyarrow as pa
 
     rng = np.random.default_rng(0)
     with FingerprintIndex(root / "index") as ix:
-        have, per_ref = ix.con.execute("SELECT count(*), avg(n_hashes) FROM refs").fetchone()
+        have, per_s = ix.con.execute("SELECT count(*), sum(n_hashes) / sum(seconds) FROM refs "
+                                     "WHERE name NOT LIKE 'filler%'").fetchone()
+        have = ix.count()
+        per_ref = int(per_s * ref_seconds)
+        frames = int(ref_seconds / FRAME_SECONDS)
         t0 = time.perf_counter()
         for start in range(int(have) + 1, n_refs + 1, 500):
             ids = np.arange(start, min(n_refs, start + 499) + 1, dtype=np.int32)
-            n = int(per_ref) * len(ids)
+            n = per_ref * len(ids)
             tbl = pa.table({"hash": rng.integers(0, 1 << 24, n, dtype=np.int32),  # noqa: F841
-                            "ref_id": np.repeat(ids, int(per_ref)), "t": rng.integers(0, 3750, n, dtype=np.int32)})
+                            "ref_id": np.repeat(ids, per_ref), "t": rng.integers(0, frames, n, dtype=np.int32)})
             ix.con.execute("INSERT INTO hashes SELECT * FROM tbl")
-            ix.con.execute("INSERT INTO refs SELECT i, 'filler' || i, 'filler' || i, 60.0, ? FROM range(?, ?) r(i)",
-                           [int(per_ref), int(ids[0]), int(ids[-1]) + 1])
+            ix.con.execute("INSERT INTO refs SELECT i, 'filler' || i, 'filler' || i, ?, ? FROM range(?, ?) r(i)",
+                           [ref_seconds, per_ref, int(ids[0]), int(ids[-1]) + 1])
+        ix.con.execute("CHECKPOINT")
         grow = time.perf_counter() - t0
-        rows = ix.con.execute("SELECT count(*) FROM hashes").fetchone()[0]
+        rows, hours = ix.con.execute("SELECT (SELECT count(*) FROM hashes), sum(seconds) / 3600 FROM refs").fetchone()
     size = sum(f.stat().st_size for f in (root / "index").iterdir()) / 2**20
     picked = [queries[i] for i in np.random.default_rng(1).choice(len(queries), sample, replace=False)]
     from curation.copyright.fingerprint import IDENTITY, TRANSFORMS
 
-    print(f"--- at {n_refs:,} references ({rows:,} hashes, {size:.0f} MB on disk, filled in {grow:.0f} s):")
+    print(f"--- at {n_refs:,} references ({hours:,.0f} h of reference audio, fillers of {ref_seconds:.0f} s; "
+          f"{rows:,} hashes, {size:,.0f} MB on disk: {size / hours:.1f} MB per hour; filled in {grow:.0f} s):")
     for label, transforms in (("as it is", (IDENTITY,)), (f"with the {len(TRANSFORMS)} transforms", TRANSFORMS)):
         t0 = time.perf_counter()
         ok = 0
@@ -223,8 +236,11 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=3)
     ap.add_argument("--work", default=None)
     ap.add_argument("--no-chromaprint", action="store_true", help="measure the landmark index only")
-    ap.add_argument("--scale-refs", type=int, default=10_000, help="grow the index to this many references "
+    ap.add_argument("--scale-refs", default="1000,10000", help="grow the index to each of these many references "
                     "(filler) and time queries again; 0 skips it")
+    ap.add_argument("--scale-ref-seconds", type=float, default=210.0, help="length of each filler reference "
+                    "(210 s: a song; the synthetic references are 60 s)")
+    ap.add_argument("--scale-sample", type=int, default=30, help="queries timed at each size")
     args = ap.parse_args()
     root = Path(args.work or tempfile.mkdtemp(prefix="fp-bench-"))
     shutil.rmtree(root / "index", ignore_errors=True)
@@ -248,8 +264,9 @@ def main() -> None:
                ref_seconds, query)
     elif not args.no_chromaprint:
         print("--- Chromaprint: fpcalc not found (apt-get install libchromaprint-tools)")
-    if args.scale_refs > len(refs):
-        scale_check(root, queries, args.scale_refs)
+    for n in sorted(int(v) for v in str(args.scale_refs).split(",") if v.strip()):
+        if n > len(refs):
+            scale_check(root, queries, n, sample=args.scale_sample, ref_seconds=args.scale_ref_seconds)
 
 
 if __name__ == "__main__":
