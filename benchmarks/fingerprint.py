@@ -115,9 +115,11 @@ def shared_audio(root: Path, query: Path, m) -> tuple[float, float] | None:
     def spec(z):
         return np.log(np.abs(stft(z, fs=SR, nperseg=1024, noverlap=768)[2]) + 1e-4).ravel()
 
-    a = int(m.candidate_start * SR)
-    b = int((m.candidate_start - m.offset_seconds) * SR)
+    a = max(0, int(m.candidate_start * SR))
+    b = max(0, int((m.candidate_start - m.offset_seconds) * SR))
     n = min(10 * SR, len(music) - a, len(ref) - b)
+    if n < SR:
+        return None
     aligned = float(np.corrcoef(spec(music[a : a + n]), spec(ref[b : b + n]))[0, 1])
     c = (b + 20 * SR) % max(1, len(ref) - n)
     unaligned = float(np.corrcoef(spec(music[a : a + n]), spec(ref[c : c + n]))[0, 1])

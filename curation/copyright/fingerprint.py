@@ -388,7 +388,8 @@ class FingerprintIndex:
             spread = len(np.unique((cand // int(round(1 / FRAME_SECONDS))).astype(int)))
             if spread < min_spread_s:
                 continue
-            m = Match(name, round(-off * FRAME_SECONDS / speed, 2), round(float(cand.min()) * FRAME_SECONDS, 2),
+            start = max(0.0, float(cand.min()) * FRAME_SECONDS)  # a refined peak may sit half a frame early
+            m = Match(name, round(-off * FRAME_SECONDS / speed, 2), round(start, 2),
                       round(int(rows[i][9]) * FRAME_SECONDS, 2), int(score[i]), int(as_is[g].sum()),
                       float(f"{fmp[i]:.3g}"), round(float(background[i]), 3), int(spread), speed, pitch)
             found.setdefault(ref_id, []).append((bool(as_is[gi]), m))
