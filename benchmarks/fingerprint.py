@@ -190,9 +190,9 @@ def scale_check(root: Path, queries, n_refs: int, sample: int = 30, ref_seconds:
         print(f"  {label}: {1000 * q / sample:.0f} ms per query, {ok}/{sample} sampled queries answered as before")
 
 
-def fpcalc(path: Path) -> np.ndarray:
+def fpcalc(path: Path, seconds: int = 120) -> np.ndarray:
     # fpcalc prints the fingerprint, then complains about the end of the file and exits 3
-    out = subprocess.run(["fpcalc", "-raw", "-plain", "-length", "120", str(path)], capture_output=True,
+    out = subprocess.run(["fpcalc", "-raw", "-plain", "-length", str(seconds), str(path)], capture_output=True,
                          text=True).stdout.strip()
     return np.array([int(v) for v in out.split(",") if v], dtype=np.int64).astype(np.uint32)
 

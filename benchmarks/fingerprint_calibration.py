@@ -39,28 +39,17 @@ from benchmarks.fingerprint_conditions import backgrounds, bed, effects, music_t
 from benchmarks.fingerprint_real import mix  # noqa: E402
 from curation.audio import load_mono  # noqa: E402
 from curation.copyright import fingerprint as fp  # noqa: E402
+# the lowest bit error rate of any 5 s window of one fingerprint against any alignment in the other
+from benchmarks.fingerprint import chromaprint_best as chromaprint_shared  # noqa: E402,F401
+from benchmarks.fingerprint import fpcalc as _fpcalc  # noqa: E402
 
 SR = 16000
 CP_SHARED = 0.25  # Chromaprint bit error rate under which two tracks are taken to share audio
 
 
 def fpcalc(path: str) -> np.ndarray:
-    out = subprocess.run(["fpcalc", "-raw", "-plain", "-length", "1200", path], capture_output=True, text=True).stdout
-    return np.array([int(v) for v in out.strip().split(",") if v], dtype=np.int64).astype(np.uint32)
-
-
-def chromaprint_shared(a: np.ndarray, b: np.ndarray, window: int = 40) -> float:
-    """The lowest bit error rate of any 5 s window of `a` against any alignment in `b`."""
-    if len(a) < window or len(b) < window:
-        return 1.0
-    pop = np.array([bin(i).count("1") for i in range(1 << 16)], dtype=np.uint8)
-    bw = np.lib.stride_tricks.sliding_window_view(b, window)
-    best = 1.0
-    for w in np.lib.stride_tricks.sliding_window_view(a, window)[::10]:
-        x = np.bitwise_xor(bw, w)
-        ber = (pop[x & 0xFFFF].astype(np.uint16) + pop[x >> 16]).sum(axis=1) / (32 * window)
-        best = min(best, float(ber.min()))
-    return best
+    """A whole track's Chromaprint fingerprint (up to 20 min)."""
+    return _fpcalc(Path(path), seconds=1200)
 
 
 def main() -> None:
