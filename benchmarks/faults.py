@@ -273,8 +273,11 @@ def damage(out: Path, kind: str, rng: random.Random) -> str:
     elif kind == "music cache garbage":
         p = pick("*/*.json", w / "music_cache")
         p.write_bytes(b"\x00garbage")
-    elif kind == "music cache wrong entry":
-        p = pick("*/*.json", w / "music_cache")
+    elif kind == "music cache wrong entry":  # a result (not a cached decode error) replaced by another recording's
+        results = sorted(f for f in (w / "music_cache").glob("*/*.json") if '"music"' in f.read_text())
+        if not results:
+            raise FileNotFoundError(f"no music result in {w / 'music_cache'}")
+        p = rng.choice(results)
         p.write_text(json.dumps({"audio": {"sha256": "0" * 64}, "music": {"is_music": True, "music_seconds": 999}}))
     elif kind == "shard state garbage":
         p = pick("*.json", w / "shards")

@@ -576,7 +576,7 @@ def audio_and_music(
     decoded and checked only). Results are cached by audio content, checkpoint, rule and cut,
     so a resumed, repeated or grown run scores only what is new."""
     from .music.detector import Rule
-    from .music.cache import MusicCache, cache_key, serves, source_key
+    from .music.cache import CONTENT_ERRORS, MusicCache, cache_key, error_key, serves, source_key
     from .music.stream import score_files
 
     rep = rep if rep is not None else StageReport("music")
@@ -617,6 +617,13 @@ def audio_and_music(
             continue
         r.audio_path = cfg.portable(path)  # $CONFIG/... or $OUT/...: see Config.portable
         sha = file_sha256(path)
+        failed = cache.get_error(error_key(sha), sha)
+        if failed is not None:  # these bytes did not decode before: not decoded again
+            rep.add("cached")
+            r.exclude(failed["error"]["reason"], audio={"error": failed["error"]["detail"], "sha256": sha})
+            rep.add(failed["error"]["reason"])
+            progress(1)
+            continue
         by_source = getattr(m, r.source, "score") == "source"
         if by_source:
             key, mode = source_key(sha), "check"
@@ -641,6 +648,9 @@ def audio_and_music(
             r = by_key[done.key]
             key, sha = keys[done.key]
             if done.error is not None:
+                if done.error.reason in CONTENT_ERRORS:
+                    cache.put(error_key(sha), {"audio": {"sha256": sha},
+                                               "error": {"reason": done.error.reason, "detail": done.error.detail}})
                 r.exclude(done.error.reason, audio={"error": done.error.detail, "sha256": sha})
                 rep.add(done.error.reason)
                 progress(1)

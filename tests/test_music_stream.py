@@ -110,6 +110,42 @@ def test_long_files_are_batched_as_chunks(corpus, labels_csv):
     assert model.batches == [(2, 22 * 32000), (1, 8 * 32000), (1, 22 * 32000), (1, 12 * 32000)]
 
 
+def test_files_that_do_not_decode_are_not_decoded_again(labels_csv, tmp_path):
+    """The same bytes give the same decode error: a rerun takes it from the cache, decodes
+    nothing and loads no model. A damaged entry is not believed."""
+    from curation.music.cache import MusicCache, error_key
+    from curation.audio import file_sha256
+
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    (audio / "1.wav").write_bytes(b"RIFF not really a wave file" * 40)
+    (audio / "2.ogg").write_bytes(b"")
+    cfg = Config(path=tmp_path / "c.toml", output_dir=tmp_path / "out")
+    cfg.freesound.audio_dir = audio
+    cfg.music.workers = 0
+    made = []
+
+    def factory():
+        made.append(1)
+        return MusicDetector(EnergyModel(), labels_csv, 0.15, 30)
+
+    def recs():
+        return [Record(source="freesound", id="1"), Record(source="freesound", id="2")]
+
+    first = recs()
+    rep = audio_and_music(first, cfg, factory, "ck", False)
+    assert rep.counts == {"audio_unreadable": 1, "audio_empty": 1}
+    again = recs()
+    rep = audio_and_music(again, cfg, factory, "ck", False)
+    assert rep.counts == {"cached": 2, "audio_unreadable": 1, "audio_empty": 1} and len(made) <= 1
+    assert [(r.status, r.reason, r.evidence["audio"]) for r in again] == \
+        [(r.status, r.reason, r.evidence["audio"]) for r in first]
+    cache = MusicCache(cfg.work_dir / "music_cache")
+    cache._path(error_key(file_sha256(audio / "1.wav"))).write_text('{"audio": {}, "error": "garbage"}')
+    rep = audio_and_music(recs(), cfg, factory, "ck", False)
+    assert rep.counts == {"cached": 1, "audio_unreadable": 1, "audio_empty": 1}
+
+
 def test_cache_scores_only_what_is_new(corpus, labels_csv, tmp_path):
     d, _ = corpus
     cfg = Config(path=tmp_path / "c.toml", output_dir=tmp_path / "out")

@@ -31,6 +31,26 @@ def source_key(audio_sha256: str) -> str:
     return hashlib.sha256(json.dumps([audio_sha256, "checked, not scored", 1]).encode()).hexdigest()
 
 
+def error_key(audio_sha256: str) -> str:
+    """The key of a file that does not decode (zero samples, not audio, cut short): the same
+    bytes give the same error to the same decoders, so a rerun neither decodes it again nor
+    loads the model for it."""
+    return hashlib.sha256(json.dumps([audio_sha256, "does not decode", 1]).encode()).hexdigest()
+
+
+#: The decode errors that the file's content decides (not audio_missing: a file can come back).
+CONTENT_ERRORS = ("audio_empty", "audio_unreadable", "audio_truncated")
+
+
+def valid_error(entry: object, audio_sha256: str | None) -> bool:
+    if not isinstance(entry, dict) or not isinstance(entry.get("audio"), dict):
+        return False
+    err = entry.get("error")
+    if not isinstance(err, dict) or err.get("reason") not in CONTENT_ERRORS or not isinstance(err.get("detail"), str):
+        return False
+    return audio_sha256 is None or entry["audio"].get("sha256") == audio_sha256
+
+
 def serves(entry: dict, measure: str) -> bool:
     """Whether a (valid) cached entry answers a run that measures `measure`: a "full" run
     takes only a result whose every frame was scored."""
@@ -68,6 +88,14 @@ class MusicCache:
         except (OSError, ValueError):
             return None
         return entry if valid_entry(entry, audio_sha256) else None
+
+    def get_error(self, key: str, audio_sha256: str) -> dict | None:
+        """The cached decode error of these bytes (`error_key`), or None."""
+        try:
+            entry = json.loads(self._path(key).read_text())
+        except (OSError, ValueError):
+            return None
+        return entry if valid_error(entry, audio_sha256) else None
 
     def put(self, key: str, value: dict) -> None:
         atomic_write_text(self._path(key), json.dumps(value, sort_keys=True))
