@@ -576,7 +576,7 @@ def audio_and_music(
     decoded and checked only). Results are cached by audio content, checkpoint, rule and cut,
     so a resumed, repeated or grown run scores only what is new."""
     from .music.detector import Rule
-    from .music.cache import CONTENT_ERRORS, MusicCache, cache_key, error_key, serves, source_key
+    from .music.cache import CONTENT_ERRORS, PATH_TOKEN, MusicCache, cache_key, error_key, serves, source_key
     from .music.stream import score_files
 
     rep = rep if rep is not None else StageReport("music")
@@ -587,6 +587,7 @@ def audio_and_music(
     by_key: dict[tuple[str, str], Record] = {}
     jobs: list[tuple[tuple[str, str], str, str]] = []
     keys: dict[tuple[str, str], tuple[str, str]] = {}  # record -> (cache key, audio sha256)
+    path_of: dict[tuple[str, str], Path] = {}
 
     def settle(r: Record, entry: dict) -> None:
         r.evidence["audio"] = entry["audio"]
@@ -620,7 +621,8 @@ def audio_and_music(
         failed = cache.get_error(error_key(sha), sha)
         if failed is not None:  # these bytes did not decode before: not decoded again
             rep.add("cached")
-            r.exclude(failed["error"]["reason"], audio={"error": failed["error"]["detail"], "sha256": sha})
+            detail = failed["error"]["detail"].replace(PATH_TOKEN, str(path))  # the decoders name the file
+            r.exclude(failed["error"]["reason"], audio={"error": detail, "sha256": sha})
             rep.add(failed["error"]["reason"])
             progress(1)
             continue
@@ -638,6 +640,7 @@ def audio_and_music(
         rid = (r.source, r.id)
         by_key[rid], keys[rid] = r, (key, sha)
         jobs.append((rid, str(path), mode))
+        path_of[rid] = path
 
     if jobs:
         scoring = any(mode != "check" for _, _, mode in jobs)
@@ -649,8 +652,8 @@ def audio_and_music(
             key, sha = keys[done.key]
             if done.error is not None:
                 if done.error.reason in CONTENT_ERRORS:
-                    cache.put(error_key(sha), {"audio": {"sha256": sha},
-                                               "error": {"reason": done.error.reason, "detail": done.error.detail}})
+                    cache.put(error_key(sha), {"audio": {"sha256": sha}, "error": {
+                        "reason": done.error.reason, "detail": done.error.detail.replace(str(path_of[done.key]), PATH_TOKEN)}})
                 r.exclude(done.error.reason, audio={"error": done.error.detail, "sha256": sha})
                 rep.add(done.error.reason)
                 progress(1)

@@ -140,6 +140,18 @@ def test_files_that_do_not_decode_are_not_decoded_again(labels_csv, tmp_path):
     assert rep.counts == {"cached": 2, "audio_unreadable": 1, "audio_empty": 1} and len(made) <= 1
     assert [(r.status, r.reason, r.evidence["audio"]) for r in again] == \
         [(r.status, r.reason, r.evidence["audio"]) for r in first]
+    # the same bytes in another folder, with the same cache: the error names the file read now
+    import shutil
+
+    moved = tmp_path / "elsewhere"
+    shutil.copytree(audio, moved)
+    cfg.freesound.audio_dir = moved
+    there = recs()
+    rep = audio_and_music(there, cfg, factory, "ck", False)
+    assert rep.counts["cached"] == 2
+    assert str(moved / "1.wav") in there[0].evidence["audio"]["error"] and str(audio) not in there[0].evidence["audio"]["error"]
+    assert first[0].evidence["audio"]["error"] == there[0].evidence["audio"]["error"].replace(str(moved), str(audio))
+    cfg.freesound.audio_dir = audio
     cache = MusicCache(cfg.work_dir / "music_cache")
     cache._path(error_key(file_sha256(audio / "1.wav"))).write_text('{"audio": {}, "error": "garbage"}')
     rep = audio_and_music(recs(), cfg, factory, "ck", False)

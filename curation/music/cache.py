@@ -38,6 +38,9 @@ def error_key(audio_sha256: str) -> str:
     return hashlib.sha256(json.dumps([audio_sha256, "does not decode", 1]).encode()).hexdigest()
 
 
+#: Where a cached decode error named the file (the decoders do): the file of the run reading it.
+PATH_TOKEN = "\x00file\x00"
+
 #: The decode errors that the file's content decides (not audio_missing: a file can come back).
 CONTENT_ERRORS = ("audio_empty", "audio_unreadable", "audio_truncated")
 
