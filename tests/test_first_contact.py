@@ -455,3 +455,12 @@ def test_the_declared_length_is_kept_at_ingest(demo_dir):
     declared = [r.evidence["declared"] for r in tracks.values() if "declared" in r.evidence]
     assert declared and all(d["field"] == "fma:track.duration" and d["seconds"] > 0 for d in declared)
     assert fma._declared_seconds("3:05") == 185.0 and fma._declared_seconds("168") == 168.0
+
+
+def test_the_demo_publishes_what_was_recorded(demo_run):
+    """The demo's manifest, attribution, review queue, shards and release.json, digest for
+    digest, as recorded in tests/data/demo_digests.json (tests/demo_digests.py: what is taken
+    out as differing from one demo to the next). Moving code changes none of them."""
+    from tests.demo_digests import RECORDED, demo_digests
+
+    assert demo_digests(demo_run["root"]) == json.loads(RECORDED.read_text())
