@@ -884,61 +884,6 @@ def load_detector(cfg: Config, info: ModelInfo):
 
 # --------------------------------------------------------------------------- the stages over partitions
 
-# Bumped when a stage's decisions change, so that completion markers of older runs no longer match.
-STAGE_VERSIONS = {"licenses": 3, "music": 4, "copyright": 1}
-PER_PARTITION = ("licenses", "music", "copyright")
-
-
-def stage_settings(name: str, cfg: Config, info: ModelInfo) -> str:
-    """What a stage's output depends on besides its input partition."""
-    from .stage import files_key, folder_key, settings_key
-
-    if name == "licenses":
-        return settings_key(name, STAGE_VERSIONS[name], cfg.release, cfg.freesound.require_genai_preference,
-                            cfg.fma.derived_urls, paths=cfg.portable)
-    if name == "music":
-        _, audio_dir = freesound_dirs(cfg)
-        listing = []
-        for d in (audio_dir, cfg.fma.audio_dir):
-            if d is not None and d.is_dir():
-                listing.append(folder_key(d))
-        return settings_key(name, STAGE_VERSIONS[name], cfg.music, info.sha256, listing,
-                            cfg.freesound.api is not None, paths=cfg.portable)
-    if name == "copyright":
-        c = cfg.copyright
-        return settings_key(name, STAGE_VERSIONS[name], c, files_key([p for p in (c.spotify_tracks_csv,)
-                                                                      if p is not None], cfg.portable),
-                            folder_key(c.fingerprint_index) if c.fingerprint_index else "", paths=cfg.portable)
-    raise ValueError(name)
-
-
-def must_rerun(name: str, cfg: Config) -> Callable[[dict], bool] | None:
-    """Partitions a matching marker does not settle: answers that were only 'ask again'."""
-    if name == "copyright":
-        return lambda prev: prev.get("counts", {}).get("copyright_audio_retry", 0) > 0
-    if name == "music" and cfg.freesound.api is not None:
-        return lambda prev: prev.get("counts", {}).get("audio_missing", 0) > 0  # downloads to try again
-    return None
-
-
-def stage_fn(name: str, cfg: Config, info: ModelInfo, progress: Progress = _noop):
-    """The stage `name` as `fn(table, rep) -> table`, with what it needs loaded once."""
-    if name == "licenses":
-        return lambda t, rep: licenses_table(t, cfg)
-    if name == "music":
-        def music(t, rep):
-            client = None
-            if cfg.freesound.api is not None and pc.any(pc.and_(rt.pending(t),
-                                                                pc.equal(t.column("source"), "freesound"))).as_py():
-                client = fs_src.FreesoundClient.from_config(cfg.freesound.api)
-            return music_table(t, cfg, lambda: load_detector(cfg, info), info.sha256, info.random_init,
-                               client=client, progress=progress, rep=rep)
-        return music
-    if name == "copyright":
-        return lambda t, rep: copyright_table(t, cfg, rep)
-    raise ValueError(name)
-
-
 def review_parts(parts: list[str], cfg: Config, out_dir: Path) -> tuple[list[str], list[dict], StageReport]:
     """Review decisions over every partition (a fan-in: the ledger and queue are global);
     what is still pending after it is included."""

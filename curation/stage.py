@@ -24,6 +24,47 @@ from . import storage
 from .atomic import atomic_write_text
 
 
+#: A stage's progress callback: records done since the last call.
+Progress = Callable[[int], None]
+
+
+def noop(_n: int) -> None:
+    pass
+
+
+def _never(_cfg) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage over the records table's partitions: all the runner needs to know of it.
+
+    `settings(cfg, info)` is what its output depends on besides the input partition (with
+    `version`, bumped when its decisions change, it keys the completion marker: a rerun whose
+    key matches skips the partition). `setup(cfg, info, progress)` loads what the stage needs
+    once per worker and returns its one function, `fn(table, rep) -> table`. `rerun_if(cfg)`
+    says which finished partitions a matching marker does not settle (answers that were only
+    "ask again"); `start_run(cfg)` runs once per run, before the first partition. `reads` and
+    `writes` name the columns it reads and may write (`ev_*`: evidence), `reasons` the reason
+    codes it may set (their meanings: `records.REASONS`)."""
+
+    name: str
+    version: int
+    reads: tuple[str, ...]
+    writes: tuple[str, ...]
+    reasons: tuple[str, ...]
+    settings: Callable[[Any, Any], tuple]
+    setup: Callable[[Any, Any, Progress], Callable[[pa.Table, "StageReport"], pa.Table]]
+    count_passed: bool = True  # count the pending rows it lets by as `passed`
+    rerun_if: Callable[[Any], Callable[[dict], bool] | None] = _never
+    start_run: Callable[[Any], None] | None = None
+
+    def key(self, cfg, info) -> str:
+        """What its completion markers are keyed by, besides the input partition's key."""
+        return settings_key(self.name, self.version, *self.settings(cfg, info), paths=cfg.portable)
+
+
 def settings_key(*parts: Any, paths: Callable[[Any], str] | None = None) -> str:
     """A short stable hash of settings (dataclasses, paths, plain values). `paths` writes each
     path (e.g. `Config.portable`: relative to the output or config folder, so a moved folder

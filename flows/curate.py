@@ -21,6 +21,7 @@ from curation.atomic import atomic_write_text
 from curation.config import Config, load_config
 from curation.run_lock import run_lock
 from curation.stage import StageReport, run_on_partition, settings_key
+from curation.stages import BY_NAME, PER_PARTITION
 
 # Tasks never cache through Prefect: the stages keep their own content-keyed caches in
 # OUT/work, which survive a killed run and are what makes a rerun cheap.
@@ -48,9 +49,9 @@ def model_info_task(cfg: Config) -> pipeline.ModelInfo:
 def stage_task(name: str, src: str, dst: str, key: str, cfg: Config, info: pipeline.ModelInfo,
                progress: Callable[[int], None] | None = None) -> dict:
     """One stage over one partition; only paths and counts cross the task boundary."""
-    fn = pipeline.stage_fn(name, cfg, info, progress or (lambda _n: None))
-    return run_on_partition(name, fn, src, dst, key, count_passed=name != "music",
-                            rerun_if=pipeline.must_rerun(name, cfg))
+    stage = BY_NAME[name]
+    fn = stage.setup(cfg, info, progress or (lambda _n: None))
+    return run_on_partition(name, fn, src, dst, key, count_passed=stage.count_passed, rerun_if=stage.rerun_if(cfg))
 
 
 @task(name="review", **TASK)
@@ -148,15 +149,14 @@ def map_stage(name: str, parts: list[tuple[str, str]], cfg: Config, info: pipeli
     partition, in any order; in-process, records are counted as they go, elsewhere as each
     partition completes."""
     logger = get_run_logger()
-    settings = pipeline.stage_settings(name, cfg, info)
+    stage = BY_NAME[name]
+    settings = stage.key(cfg, info)
     out_dir = cfg.work_dir / "stages" / name
     total = sum(storage.parquet_rows(p) for p, _ in parts)
     bar = progress(name, total)
     local = cfg.task_runner != "dask"
-    if name == "copyright":  # a quota or key refusal heard by an earlier run does not hold for this one
-        from curation.copyright.audio_id import RunStop
-
-        RunStop(cfg.work_dir).clear()
+    if stage.start_run is not None:
+        stage.start_run(cfg)
     t0 = time.perf_counter()
     futures = []
     for i, (src, key) in enumerate(parts):
@@ -200,8 +200,8 @@ def run_stages(cfg: Config, progress: Progress | None = None) -> dict:
         what = "RANDOMLY INITIALISED" if info.random_init else "not the published PANNs checkpoint"
         logger.warning("music model %s is %s (sha256 %s): its music decisions are not real",
                        info.checkpoint, what, info.sha256[:16])
-    for name in pipeline.PER_PARTITION:
-        keyed, rep = map_stage(name, keyed, cfg, info, progress)
+    for stage in PER_PARTITION:
+        keyed, rep = map_stage(stage.name, keyed, cfg, info, progress)
         reports.append(rep)
     pipeline.save_decided_parts(cfg, [p for p, _ in keyed])
     from curation.copyright.audio_id import RunStop, stop_note
