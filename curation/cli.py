@@ -389,7 +389,7 @@ def explain(
 @licenses_app.command("classify")
 def licenses_classify() -> None:
     """Raw license strings on stdin, one a line; CSV `raw,license,allowed` on stdout."""
-    from .licenses import classify
+    from .licenses.terms import classify
 
     w = csv.writer(sys.stdout, lineterminator="\n")
     w.writerow(["raw", "license", "allowed"])

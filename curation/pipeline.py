@@ -18,7 +18,8 @@ from typing import Callable, Iterable
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import licenses, storage
+from . import storage
+from .licenses import terms as licenses
 from . import record_table as rt
 from .atomic import atomic_write_text
 from .audio import file_sha256

@@ -1,6 +1,6 @@
 import pytest
 
-from curation.licenses import GENAI_VALUES, classify, deed_url, genai_decision, license_terms, terms_conflict
+from curation.licenses.terms import GENAI_VALUES, classify, deed_url, genai_decision, license_terms, terms_conflict
 from tests.conftest import curate
 
 CASES = [
