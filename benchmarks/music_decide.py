@@ -253,7 +253,7 @@ def run_stage(rows: list[dict], ckpt: Path, labels: Path, measure: str, work: Pa
     """The music stage as the flow runs it, over an empty cache: per-record outcome, wall
     seconds, model seconds."""
     from curation.config import Config
-    from curation.pipeline import audio_and_music, load_detector, model_info
+    from curation.music.stage import audio_and_music, load_detector, model_info
     from curation.records import Record
 
     audio_dir = Path(rows[0]["path"]).parent

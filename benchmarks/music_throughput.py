@@ -114,7 +114,7 @@ def stage_config(work: Path, ckpt: Path, labels: Path, audio_dir: Path, args) ->
 
 
 def end_to_end(cfg: Config, files: list[tuple[Path, float]]) -> tuple[float, dict, list[str]]:
-    from curation.pipeline import audio_and_music, load_detector, model_info
+    from curation.music.stage import audio_and_music, load_detector, model_info
     from curation.records import Record
 
     info = model_info(cfg)

@@ -1,6 +1,6 @@
 """Truncated downloads against the length the metadata declares (`audio_truncated`).
 
-The tolerance (pipeline.TRUNCATED_MIN_SECONDS / TRUNCATED_MIN_SHARE) is chosen from how far
+The tolerance (curation.music.stage.TRUNCATED_MIN_SECONDS / TRUNCATED_MIN_SHARE) is chosen from how far
 a whole, real file's decoded length falls short of the length its metadata gives. Three sets,
 reported separately:
 
@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from curation.audio import AudioError, audio_blocks  # noqa: E402
-from curation.pipeline import TRUNCATED_MIN_SECONDS, TRUNCATED_MIN_SHARE, declared_shortfall  # noqa: E402
+from curation.music.stage import TRUNCATED_MIN_SECONDS, TRUNCATED_MIN_SHARE, declared_shortfall  # noqa: E402
 from curation.records import Record  # noqa: E402
 
 SHARES = (0.4, 0.7, 0.9, 0.97)

@@ -432,7 +432,7 @@ def music_calibrate(
     """Score known music and non-music; report the highest threshold that misses no music."""
     from .music.calibrate import calibrate, list_audio
     from .config import ConfigError, load_config
-    from .pipeline import load_detector, model_info
+    from .music.stage import load_detector, model_info
 
     try:
         cfg = load_config(config)
@@ -468,7 +468,7 @@ def copyright_match(
     from .atomic import atomic_write_text
     from .config import ConfigError, load_config
     from .copyright.metadata_match import CatalogueMatcher, MatchSettings
-    from .pipeline import match_settings
+    from .copyright.stage import match_settings
     from .sources.fma import FMAFormatError, read_tracks
 
     try:

@@ -1,4 +1,4 @@
-"""The curation flow: each stage of `curation.pipeline` as a Prefect task, in order.
+"""The curation flow: the stages (`curation/stages.py`, then review and release) as Prefect tasks, in order.
 
 Runs in-process (`curate run CONFIG`, no server needed) or on a schedule from a Prefect
 deployment; with `task_runner = "dask"` the per-partition stages are spread over a Dask
@@ -21,6 +21,7 @@ from curation.atomic import atomic_write_text
 from curation.config import Config, load_config
 from curation.run_lock import run_lock
 from curation.stage import StageReport, run_on_partition, settings_key
+from curation.music.stage import ModelInfo, model_info
 from curation.stages import BY_NAME, PER_PARTITION
 
 # Tasks never cache through Prefect: the stages keep their own content-keyed caches in
@@ -41,12 +42,12 @@ def ingest_task(cfg: Config) -> tuple[list[str], StageReport]:
 
 
 @task(name="model-info", **TASK)
-def model_info_task(cfg: Config) -> pipeline.ModelInfo:
-    return pipeline.model_info(cfg)
+def model_info_task(cfg: Config) -> ModelInfo:
+    return model_info(cfg)
 
 
 @task(name="stage", **TASK)
-def stage_task(name: str, src: str, dst: str, key: str, cfg: Config, info: pipeline.ModelInfo,
+def stage_task(name: str, src: str, dst: str, key: str, cfg: Config, info: ModelInfo,
                progress: Callable[[int], None] | None = None) -> dict:
     """One stage over one partition; only paths and counts cross the task boundary."""
     stage = BY_NAME[name]
@@ -101,7 +102,7 @@ def manifest_task(parts: list[str], shards: str, cfg: Config) -> tuple[str, dict
 
 
 @task(name="publish-version", **TASK)
-def version_task(cfg: Config, info: pipeline.ModelInfo) -> dict:
+def version_task(cfg: Config, info: ModelInfo) -> dict:
     return pipeline.publish_version(cfg, info)
 
 
@@ -143,7 +144,7 @@ def _timed(rep: StageReport, t0: float, records: int) -> StageReport:
     return rep
 
 
-def map_stage(name: str, parts: list[tuple[str, str]], cfg: Config, info: pipeline.ModelInfo,
+def map_stage(name: str, parts: list[tuple[str, str]], cfg: Config, info: ModelInfo,
               progress: Progress) -> tuple[list[tuple[str, str]], StageReport]:
     """Run stage `name` over every partition on the flow's task runner: one task per
     partition, in any order; in-process, records are counted as they go, elsewhere as each
@@ -212,7 +213,7 @@ def run_stages(cfg: Config, progress: Progress | None = None) -> dict:
     return finish(cfg, info, [p for p, _ in keyed], n, reports, crawl, progress, stopped=stopped)
 
 
-def finish(cfg: Config, info: pipeline.ModelInfo, decided: list[str], n: int, reports: list[StageReport],
+def finish(cfg: Config, info: ModelInfo, decided: list[str], n: int, reports: list[StageReport],
            crawl: dict | None, progress: Progress, train: bool = True, stopped: dict | None = None) -> dict:
     """Review, release, manifest and the release version, from the decided partitions (what
     `curate release` runs alone)."""

@@ -163,7 +163,7 @@ def test_copyright_match_cli_with_a_config_agrees_with_the_run(tmp_path, demo_di
     import shutil
 
     from curation.config import load_config
-    from curation.pipeline import check_copyright
+    from curation.copyright.stage import check_copyright
     from curation.sources.fma import read_tracks
     from tests.conftest import curate
 

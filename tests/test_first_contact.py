@@ -406,7 +406,7 @@ def real_files():
 
 
 def test_a_cut_real_mp3_and_ogg_are_truncated(real_files, tmp_path, labels_csv):
-    from curation import pipeline
+    from curation.music import stage as music_stage
     from curation import record_table as rt
     from curation.config import Config
     from curation.records import Record
@@ -433,7 +433,7 @@ def test_a_cut_real_mp3_and_ogg_are_truncated(real_files, tmp_path, labels_csv):
         r = Record(source="fma", id=str(i), license="cc0")
         r.evidence["declared"] = {"seconds": round(lengths[src] + extra, 3), "field": "fma:track.duration"}
         recs.append(r)
-    table = pipeline.music_table(rt.from_records(recs), cfg, lambda: None, "ck", False)
+    table = music_stage.music_table(rt.from_records(recs), cfg, lambda: None, "ck", False)
     got = {r.id: r for r in rt.to_records(table)}
     assert [got[str(i)].reason for i in range(1, 6)] == ["", "audio_truncated", "", "audio_truncated", ""]
     for i in ("2", "4"):

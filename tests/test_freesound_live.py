@@ -244,6 +244,8 @@ def test_refresh_finds_changed_licenses_opt_outs_and_deletions(server, tmp_path,
     import time as _time
 
     from curation import pipeline
+    from curation.licenses import stage as licenses_stage
+    from curation.sources.freesound import freesound_dirs
     from curation import record_table as rt
     from curation.config import load_config
     from curation.stage import read_part
@@ -254,7 +256,7 @@ def test_refresh_finds_changed_licenses_opt_outs_and_deletions(server, tmp_path,
                         f'page_size = 2\nbackoff_s = 0.0\nrefresh_days = 30\n[music]\ncheckpoint = "x.pth"\n'
                         f'labels_csv = "{labels_csv}"\n')
     cfg = load_config(cfg_path)
-    pages, _ = pipeline.freesound_dirs(cfg)
+    pages, _ = freesound_dirs(cfg)
     day = 86_400
     start = _time.time() - 40 * day
     first = fs.crawl(cfg.freesound.api, pages, client=client(server), clock=lambda: start)
@@ -277,7 +279,7 @@ def test_refresh_finds_changed_licenses_opt_outs_and_deletions(server, tmp_path,
 
     parts, rep = pipeline.ingest_parts(cfg, tmp_path / "parts", partition_records=3, workers=1, client=client(server))
     recs = rt.to_records(rt.unify([read_part(p) for p in parts]))
-    pipeline.apply_licenses(recs, cfg)
+    licenses_stage.apply_licenses(recs, cfg)
     by_id = {r.id: r for r in recs}
     assert sorted(by_id) == ["1", "2", "3", "4", "5", "6"] and rep.counts["distinct"] == 6
     assert by_id["2"].reason == "license_changed"

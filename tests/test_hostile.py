@@ -16,7 +16,7 @@ from curation import record_table as rt
 from curation import safe_text
 from curation.config import Config
 from curation.copyright.review_page import write_review_page
-from curation.pipeline import licenses_table
+from curation.licenses.stage import licenses_table
 from curation.records import Record
 from curation.release.writers import write_attribution
 from curation.run_lock import RunLocked, lock_path, run_lock

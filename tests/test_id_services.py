@@ -281,7 +281,7 @@ def test_a_spent_quota_stops_the_asking_for_the_rest_of_the_run_in_every_partiti
     """What the copyright stage does with ACRCloud's 3003: the recording that heard it and every
     later one, in this partition and in the next, stay `copyright_audio_retry` without a request;
     the stage's note says why; the flow clears the stop when the next run's stage starts."""
-    from curation import pipeline
+    from curation.copyright import stage as copyright_stage
     from curation.config import load_config
     from curation.copyright.audio_id import RunStop
 
@@ -300,7 +300,7 @@ def test_a_spent_quota_stops_the_asking_for_the_rest_of_the_run_in_every_partiti
 
     def part(ids):
         recs = [record(audio["known"], rid=i, spans=[[20.0, 40.0]]) for i in ids]
-        return recs, pipeline.check_copyright(recs, cfg)
+        return recs, copyright_stage.check_copyright(recs, cfg)
 
     first, rep1 = part(["1", "2", "3"])
     assert [r.reason for r in first] == ["copyright_audio_match", "copyright_audio_retry", "copyright_audio_retry"]

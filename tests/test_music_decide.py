@@ -13,7 +13,7 @@ from curation.config import Config
 from curation.music.cache import MusicCache
 from curation.music.detector import HOP, SAMPLE_RATE, MusicDetector
 from curation.music.stream import score_files
-from curation.pipeline import audio_and_music
+from curation.music.stage import audio_and_music
 from curation.records import Record
 from manifests.explain import explain_lines
 from manifests.schema import manifest_table

@@ -8,7 +8,7 @@ from curation import synth
 from curation.config import Config
 from curation.music.detector import HOP, MusicDetector
 from curation.music.stream import score_files
-from curation.pipeline import audio_and_music
+from curation.music.stage import audio_and_music
 from curation.records import Record
 
 

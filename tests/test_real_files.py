@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from curation import pipeline
+from curation.licenses import stage as licenses_stage
 from curation.copyright.catalogue import CatalogueFormatError, read_catalogue
 from curation.config import Config
 from curation.copyright.normalize import split_artists
@@ -102,7 +103,7 @@ def test_fma_licenses_and_urls_on_real_rows(tmp_path):
     recs = list(fma.read_tracks(TRACKS))
     for r in recs:
         fma.attach_raw_tracks(r, raw)
-    rep = pipeline.apply_licenses(recs, _config(tmp_path))
+    rep = licenses_stage.apply_licenses(recs, _config(tmp_path))
     by_id = {r.id: r for r in recs}
     # FMA's own URLs, in the published form; none made up
     assert by_id["2"].url == "https://freemusicarchive.org/music/AWOL/AWOL_-_A_Way_Of_Life/Food/"
@@ -171,7 +172,7 @@ def test_absent_gen_ai_preference_is_the_default_unless_required(tmp_path, requi
     recs = pipeline.dedupe(freesound.read_pages(_saved(tmp_path)))
     cfg = _config(tmp_path)
     cfg.freesound.require_genai_preference = require
-    pipeline.apply_licenses(recs, cfg)
+    licenses_stage.apply_licenses(recs, cfg)
     reasons = collections.Counter(r.reason for r in recs)
     if require:
         assert reasons == {"genai_preference_missing": 2, "license_not_allowed": 15}

@@ -20,7 +20,7 @@ import requests
 
 from .. import storage
 from ..atomic import atomic_write_bytes, atomic_write_text
-from ..config import FreesoundAPIConfig
+from ..config import Config, FreesoundAPIConfig
 import pyarrow as pa
 
 from ..record_table import BASE, ev_json, to_records
@@ -28,6 +28,13 @@ from ..records import Record, valid_id
 from ..safe_text import clean, clean_fields
 
 log = logging.getLogger(__name__)
+
+def freesound_dirs(cfg: "Config") -> tuple[Path | None, Path | None]:
+    fs = cfg.freesound
+    if fs.api is not None:
+        return cfg.work_dir / "freesound" / "pages", cfg.work_dir / "freesound" / "audio"
+    return fs.pages_dir, fs.audio_dir
+
 
 #: Everything the pipeline reads from a search result.
 FIELDS = (

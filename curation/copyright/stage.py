@@ -1,0 +1,126 @@
+"""The copyright stage: FMA tracks against the catalogue (`metadata_match`), Freesound music
+against audio identification (`audio_id`)."""
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .. import record_table as rt
+from ..config import Config
+from ..records import Record
+from ..stage import Stage, StageReport, files_key, folder_key
+
+
+def copyright_table(table, cfg: Config, rep: "StageReport | None" = None):
+    """The copyright stage over a table: FMA rows still pending against the catalogue,
+    Freesound music against the audio backend; only those rows travel as records."""
+    src = table.column("source")
+    pend = rt.pending(table)
+    if "ev_music" in table.column_names:
+        is_music = rt.per_distinct(table, ["ev_music"], lambda row: {
+            "m": bool(row["ev_music"] and json.loads(row["ev_music"]).get("is_music"))}, {"m": pa.bool_()},
+            mask=pc.is_valid(table.column("ev_music")))["m"]
+        is_music = pc.fill_null(is_music, False)
+    else:
+        is_music = pa.repeat(False, table.num_rows)
+    need = pc.and_(pend, pc.or_(pc.equal(src, "fma"), pc.and_(pc.equal(src, "freesound"), is_music)))
+    recs = rt.to_records(table.filter(need))
+    if recs:
+        kept = [r.audio_path for r in recs]
+        for r in recs:  # the backends read the file where it is now
+            r.audio_path = str(cfg.resolve(r.audio_path) or "")
+        check_copyright(recs, cfg, rep)
+        for r, p in zip(recs, kept):
+            r.audio_path = p
+        table = rt.replace_rows(table, need, rt.from_records(recs))
+    return table
+
+
+def match_settings(cfg: Config):
+    """The metadata matcher's thresholds as the config sets them (the run and the CLI alike)."""
+    from .metadata_match import MatchSettings
+
+    c = cfg.copyright
+    return MatchSettings(artist_min=c.artist_min, artist_common_title=c.artist_common_title,
+                         common_title_artists=c.common_title_artists, short_title_chars=c.short_title_chars)
+
+
+def check_copyright(records: list[Record], cfg: Config, rep: "StageReport | None" = None) -> StageReport:
+    from .audio_id import make_backend
+    from .metadata_match import CatalogueMatcher
+
+    rep = rep if rep is not None else StageReport("copyright")
+    fma = [r for r in records if r.pending and r.source == "fma"]
+    if fma:
+        matcher = CatalogueMatcher.from_csv(cfg.copyright.spotify_tracks_csv, match_settings(cfg))
+        if matcher.cat.empty:
+            rep.notes.append(f"the copyright catalogue {cfg.copyright.spotify_tracks_csv} has no rows: "
+                             f"no FMA track matched it")
+        res = matcher.match([r.title for r in fma], [r.author for r in fma])
+        for r, m in zip(fma, res.itertuples(index=False)):
+            r.evidence["copyright"] = {
+                "method": "metadata:spotify", "flagged": bool(m.flagged), "score": round(float(m.score), 2),
+                "title_score": round(float(m.title_score), 2), "artist_score": round(float(m.artist_score), 2),
+                "candidate": matcher.candidate(int(m.crow)) if m.flagged else {},
+                "candidates": m.candidates, "normalizations": list(m.normalizations),
+                "candidates_considered": int(m.candidates_considered),
+            }
+            if m.flagged:
+                r.status, r.reason = "review", "copyright_match_review"
+                rep.add("review")
+            else:
+                rep.add("clear")
+    asked = [r for r in records if r.pending and r.source == "freesound" and r.evidence.get("music", {}).get("is_music")]
+    if not asked:
+        return rep
+    from .audio_id import IdResult, RunStop, stop_note
+
+    backend = make_backend(cfg.copyright)
+    stop = RunStop(cfg.work_dir)
+    for r in asked:
+        stopped = stop.read()
+        if stopped:  # a quota spent or a key refused earlier this run: no request can pass
+            res = IdResult("review", "copyright_audio_retry", {"backend": backend.name, "retry": True,
+                                                               "not_asked": stopped["message"]})
+            rep.add("not_asked")
+        else:
+            res = backend.identify(r)
+            if res.evidence.get("stop_run"):
+                stop.set(backend.name, str(res.evidence["stop_run"]))
+        r.evidence["copyright"] = {"method": f"audio:{backend.name}", **res.evidence}
+        if res.status == "review":
+            r.status, r.reason = "review", res.reason
+            rep.add("review")
+        else:
+            rep.add("clear")
+    if stop.read():
+        rep.notes.append(stop_note(stop.read()))
+    return rep
+
+
+def _copyright_settings(cfg, info) -> tuple:
+    c = cfg.copyright
+    return (c, files_key([p for p in (c.spotify_tracks_csv,) if p is not None], cfg.portable),
+            folder_key(c.fingerprint_index) if c.fingerprint_index else "")
+
+
+def _copyright_start(cfg) -> None:
+    """A quota or key refusal heard by an earlier run does not hold for this one."""
+    from .audio_id import RunStop
+
+    RunStop(cfg.work_dir).clear()
+
+
+COPYRIGHT = Stage(
+    name="copyright",
+    version=1,
+    reads=("source", "title", "author", "audio_path", "status", "ev_music"),
+    writes=("status", "reason", "ev_copyright"),
+    reasons=("copyright_match_review", "copyright_audio_review", "copyright_audio_match", "copyright_audio_retry"),
+    settings=_copyright_settings,
+    setup=lambda cfg, info, progress: (lambda t, rep: copyright_table(t, cfg, rep)),
+    rerun_if=lambda cfg: (lambda prev: prev.get("counts", {}).get("copyright_audio_retry", 0) > 0),
+    start_run=_copyright_start,
+)
