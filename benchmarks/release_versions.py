@@ -63,7 +63,7 @@ def release(cfg, records, pool) -> dict:
     """The release stage as the flow runs it, and the version it publishes."""
     import pyarrow as pa
 
-    from curation.pipeline import release_index
+    from curation.release.stage import release_index
     from curation.release.versions import publish
     from curation.release.writers import plan_shards, prune_shards, sort_key, write_attribution
     from curation.stage import write_part

@@ -247,7 +247,7 @@ def release_stage(config: Path = typer.Argument(..., help="The run's TOML config
     from .config import ConfigError
     from .copyright.review import DecisionsError
     from .inputs import InputError
-    from .pipeline import NoRunYet
+    from .release.stage import NoRunYet
     from .release.takedowns import TakedownError
     from .run_lock import RunLocked
 

@@ -52,6 +52,11 @@ def ev_json(value: Any) -> str:
     return _ENCODE(value)
 
 
+def row_keys(table: pa.Table) -> pa.Array:
+    """Each row's (source, id) as one string (joined by a unit separator, which neither holds)."""
+    return pc.binary_join_element_wise(table.column("source"), table.column("id"), "\x1f")
+
+
 def ev_columns(table: pa.Table) -> list[str]:
     return sorted(c for c in table.column_names if c.startswith(EV))
 

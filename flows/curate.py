@@ -16,7 +16,10 @@ from typing import Callable
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from curation import pipeline, storage
+from curation import storage
+from curation.release import stage as release
+from curation.review import stage as review
+from curation.sources import ingest
 from curation.atomic import atomic_write_text
 from curation.config import Config, load_config
 from curation.run_lock import run_lock
@@ -38,7 +41,7 @@ def _no_progress(_label: str, _total: int) -> Callable[[int], None]:
 @task(name="ingest", **TASK)
 def ingest_task(cfg: Config) -> tuple[list[str], StageReport]:
     workers = cfg.ingest_workers or os.cpu_count() or 1
-    return pipeline.ingest_parts(cfg, cfg.work_dir / "stages" / "ingest", cfg.partition_records, workers)
+    return ingest.ingest_parts(cfg, cfg.work_dir / "stages" / "ingest", cfg.partition_records, workers)
 
 
 @task(name="model-info", **TASK)
@@ -60,7 +63,7 @@ def review_task(parts: list[str], cfg: Config) -> tuple[list[str], int, StageRep
     from curation.copyright.review import write_queue
     from curation.copyright.review_page import write_review_page
 
-    parts, queue, rep = pipeline.review_parts(parts, cfg, cfg.work_dir / "stages" / "review")
+    parts, queue, rep = review.review_parts(parts, cfg, cfg.work_dir / "stages" / "review")
     paths = {(q["source"], q["id"]): str(cfg.resolve(q.pop("audio_path")) or "") for q in queue}
     write_queue(cfg.output_dir / "review" / "queue.csv", queue)
     write_review_page(cfg.output_dir / "review" / "index.html", queue, paths)
@@ -69,13 +72,13 @@ def review_task(parts: list[str], cfg: Config) -> tuple[list[str], int, StageRep
 
 @task(name="release-plan", **TASK)
 def release_plan_task(parts: list[str], cfg: Config) -> tuple[str, list[tuple[str, str, str]], StageReport]:
-    return pipeline.release_plan(parts, cfg)
+    return release.release_plan(parts, cfg)
 
 
 @task(name="shard", **TASK)
 def shard_task(name: str, job: str, fingerprint: str, cfg: Config,
                progress: Callable[[int], None] | None = None) -> int:
-    return pipeline.write_shard_job(name, job, fingerprint, cfg, progress)
+    return release.write_shard_job(name, job, fingerprint, cfg, progress)
 
 
 def release_phase(parts: list[str], cfg: Config, progress: Progress | None = None) -> tuple[str, StageReport]:
@@ -98,12 +101,14 @@ def release_phase(parts: list[str], cfg: Config, progress: Progress | None = Non
 
 @task(name="manifest", **TASK)
 def manifest_task(parts: list[str], shards: str, cfg: Config) -> tuple[str, dict]:
-    return pipeline.manifest_parts(parts, shards, cfg)
+    from manifests.write import manifest_parts
+
+    return manifest_parts(parts, shards, cfg)
 
 
 @task(name="publish-version", **TASK)
 def version_task(cfg: Config, info: ModelInfo) -> dict:
-    return pipeline.publish_version(cfg, info)
+    return release.publish_version(cfg, info)
 
 
 @task(name="audit-report", **TASK)
@@ -193,8 +198,8 @@ def run_stages(cfg: Config, progress: Progress | None = None) -> dict:
     n = rep.counts.get("distinct", 0)
     reports.append(_timed(rep, t0, n))
     logger.info("ingest: %d distinct records in %d partition(s), %.1f s %s", n, len(parts), rep.seconds, rep.counts)
-    keyed = list(zip(parts, pipeline.ingest_part_keys(parts)))
-    crawl = pipeline.crawl_summary(cfg)
+    keyed = list(zip(parts, ingest.ingest_part_keys(parts)))
+    crawl = ingest.crawl_summary(cfg)
 
     info = model_info_task(cfg)
     if info.random_init or not info.published:
@@ -204,7 +209,7 @@ def run_stages(cfg: Config, progress: Progress | None = None) -> dict:
     for stage in PER_PARTITION:
         keyed, rep = map_stage(stage.name, keyed, cfg, info, progress)
         reports.append(rep)
-    pipeline.save_decided_parts(cfg, [p for p, _ in keyed])
+    release.save_decided_parts(cfg, [p for p, _ in keyed])
     from curation.copyright.audio_id import RunStop, stop_note
 
     stopped = RunStop(cfg.work_dir).read()
@@ -277,7 +282,7 @@ def release_stages(cfg: Config, progress: Progress | None = None, train: bool = 
     """The release stage alone over the last run's decided partitions: takedowns and review
     decisions applied again, the release, manifest and version (training only when asked)."""
     progress = progress or _progress[0]
-    decided = pipeline.load_decided_parts(cfg)
+    decided = release.load_decided_parts(cfg)
     n = sum(storage.parquet_rows(p) for p in decided)
     info = model_info_task(cfg)
     return finish(cfg, info, decided, n, [], None, progress, train=train)
@@ -325,7 +330,7 @@ def run(config_path: str | Path, progress: Progress = _no_progress, release_only
     if not inputs_checked:
         check_inputs(cfg)  # a damaged input table stops the run before it starts (InputError)
     if release_only:
-        pipeline.load_decided_parts(cfg)  # no earlier run: say so before starting Prefect
+        release.load_decided_parts(cfg)  # no earlier run: say so before starting Prefect
     with run_lock(cfg.output_dir):  # another run at work: say so before starting Prefect (the flow locks)
         pass
     _progress[0] = progress

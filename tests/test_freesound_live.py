@@ -243,7 +243,7 @@ def test_refresh_finds_changed_licenses_opt_outs_and_deletions(server, tmp_path,
     `license_changed`, an opt-out `genai_opt_out`, a 404 `source_deleted` (its last metadata kept)."""
     import time as _time
 
-    from curation import pipeline
+    from curation.sources import ingest
     from curation.licenses import stage as licenses_stage
     from curation.sources.freesound import freesound_dirs
     from curation import record_table as rt
@@ -277,7 +277,7 @@ def test_refresh_finds_changed_licenses_opt_outs_and_deletions(server, tmp_path,
     assert third["refreshed"] == 0 and third["lookback"]["found"] == 0
     assert third["requests"] == 1 + third["lookback"]["requests"]  # caught up; the lookback finds nothing
 
-    parts, rep = pipeline.ingest_parts(cfg, tmp_path / "parts", partition_records=3, workers=1, client=client(server))
+    parts, rep = ingest.ingest_parts(cfg, tmp_path / "parts", partition_records=3, workers=1, client=client(server))
     recs = rt.to_records(rt.unify([read_part(p) for p in parts]))
     licenses_stage.apply_licenses(recs, cfg)
     by_id = {r.id: r for r in recs}

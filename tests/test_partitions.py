@@ -9,7 +9,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from curation import pipeline
+from curation.sources import ingest
 from curation import record_table as rt
 from curation.config import load_config
 from curation.sources import freesound
@@ -80,25 +80,25 @@ def test_ingest_partitions_resolve_duplicates_across_partitions(tmp_path, demo_d
     shutil.copy(REAL / "freesound" / "sound_209943.json", pages / "zz_sound.json")
     shutil.copy(REAL / "freesound" / "search_text_page.json", pages / "zz_search.json")
     cfg = load_config(_pages_config(tmp_path, pages, labels_csv))
-    parts, rep = pipeline.ingest_parts(cfg, tmp_path / "parts", partition_records=1, workers=2)
+    parts, rep = ingest.ingest_parts(cfg, tmp_path / "parts", partition_records=1, workers=2)
     assert len(parts) == len(list(pages.glob("*.json")))
     got = rt.unify([pq.read_table(p) for p in parts])
-    want = rt.from_records(pipeline.dedupe(freesound.read_pages(pages)))
+    want = rt.from_records(ingest.dedupe(freesound.read_pages(pages)))
     key = lambda t: sorted(json.dumps(r, sort_keys=True) for r in manifest_table(t).to_pylist())  # noqa: E731
     assert rep.counts["distinct"] == got.num_rows == want.num_rows
     assert key(got) == key(want)
     assert pc.sum(pc.greater(got.column("seen"), 1)).as_py() >= 1  # the demo's repeats were merged
     # unchanged inputs: nothing is read again
-    again, rep2 = pipeline.ingest_parts(cfg, tmp_path / "parts", partition_records=1, workers=2)
+    again, rep2 = ingest.ingest_parts(cfg, tmp_path / "parts", partition_records=1, workers=2)
     assert again == parts and rep2.counts == rep.counts
     (pages / "zz_search.json").write_text("{not json")
-    parts3, _ = pipeline.ingest_parts(cfg, tmp_path / "parts", partition_records=1, workers=1)
+    parts3, _ = ingest.ingest_parts(cfg, tmp_path / "parts", partition_records=1, workers=1)
     ids = set(rt.unify([pq.read_table(p) for p in parts3]).column("id").to_pylist())
     assert "malformed:zz_search.json" in ids  # the changed page was read again
 
 
 def test_manifest_from_a_table_is_the_manifest_of_the_records(demo_dir):
-    recs = pipeline.dedupe(freesound.read_pages(demo_dir / "freesound" / "pages"))
+    recs = ingest.dedupe(freesound.read_pages(demo_dir / "freesound" / "pages"))
     recs[0].evidence["music"] = {"is_music": True, "top_labels": ["Music"], "music_seconds": 31.5}
     recs[0].evidence["shard"] = "shard-000000.tar"
     t = sort_manifest(manifest_table(rt.from_records(recs)))

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from curation import pipeline
+from curation.sources.ingest import dedupe
 from curation.licenses import stage as licenses_stage
 from curation.copyright.catalogue import CatalogueFormatError, read_catalogue
 from curation.config import Config
@@ -151,7 +151,7 @@ def test_freesound_responses_from_2022_and_2025_read_into_records(tmp_path):
     assert len(recs) == 18 and all(r.pending for r in recs)
     # 209943 is in the search page (default fields) and as a sound instance (all fields):
     # one record, the fields merged, since where both have a field they agree
-    merged = {r.id: r for r in pipeline.dedupe(recs)}["209943"]
+    merged = {r.id: r for r in dedupe(recs)}["209943"]
     assert merged.pending and merged.seen == 2 and merged.description == "this is a bass sound"
     by_id = collections.defaultdict(list)
     for r in recs:
@@ -169,7 +169,7 @@ def test_freesound_responses_from_2022_and_2025_read_into_records(tmp_path):
 
 @pytest.mark.parametrize("require,expected", [(False, {"cc0": 3, "cc-by-nc": 15}), (True, {})])
 def test_absent_gen_ai_preference_is_the_default_unless_required(tmp_path, require, expected):
-    recs = pipeline.dedupe(freesound.read_pages(_saved(tmp_path)))
+    recs = dedupe(freesound.read_pages(_saved(tmp_path)))
     cfg = _config(tmp_path)
     cfg.freesound.require_genai_preference = require
     licenses_stage.apply_licenses(recs, cfg)

@@ -8,7 +8,7 @@ import pytest
 
 from curation.config import Config
 from curation.music.models import CHECKPOINT_NAME, FetchError, fetch_models, is_published_checkpoint
-from curation.pipeline import apply_review
+from curation.review.stage import apply_review
 from curation.records import Record
 from curation.copyright.review import DecisionsError, read_decisions
 

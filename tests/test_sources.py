@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from curation.pipeline import dedupe
+from curation.sources.ingest import dedupe
 from curation.sources import fma, freesound
 
 

@@ -38,3 +38,32 @@ def test_the_demo_run_changed_only_what_each_stage_declares(demo_run):
             checked += 1
         before_dir = s.name
     assert checked == 3 * len(list((stages / "ingest").glob("part-*.parquet")))
+
+
+def test_arrows_point_one_way():
+    """The flow imports the stage list, the stage list imports the stages, a stage imports the
+    runner's types and the library below it: never the stage list or the flow. (The CLI,
+    `curation/cli.py`, stands above the flow and starts it.)"""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    bad = []
+    for path in sorted((root / "curation").rglob("*.py")) + sorted((root / "manifests").rglob("*.py")):
+        rel = path.relative_to(root).with_suffix("")
+        if rel.as_posix() == "curation/cli":
+            continue
+        pkg = list(rel.parts[:-1]) if rel.name != "__init__" else list(rel.parts[:-1])
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                base = pkg[: len(pkg) - node.level + 1] if node.level else []
+                mod = ".".join(base + ([node.module] if node.module else []))
+                names = [mod] + [f"{mod}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            for n in names:
+                if n.startswith("flows") or (n == "curation.stages" and rel.as_posix() != "curation/stages"):
+                    bad.append(f"{rel.as_posix()} imports {n}")
+    assert not bad, bad

@@ -1,0 +1,1 @@
+"""Review: human decisions on what the copyright stage held back, and takedowns."""

@@ -1,0 +1,118 @@
+"""Review: the reviewers' decisions (the ledger, `copyright/review.py`) and the takedown list applied
+over every partition, and the queue of what still waits for a reviewer."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .. import record_table as rt
+from ..config import Config
+from ..records import Record
+from ..stage import StageReport, release_memory
+
+
+def load_decisions(cfg: Config, rep: StageReport) -> dict:
+    """The persisted and new review decisions, merged, and the ledger written back."""
+    from ..copyright.review import merged_decisions, write_decisions
+
+    ledger = cfg.output_dir / "review" / "decisions.csv"
+    decisions, warnings = merged_decisions(ledger, cfg.copyright.review_decisions)
+    rep.notes += warnings
+    if decisions or ledger.exists():
+        write_decisions(ledger, decisions)
+    return decisions
+
+
+def apply_decisions(records: list[Record], decisions: dict, rep: StageReport) -> list[dict]:
+    """Apply the decisions to the records; return the queue of those that still wait."""
+    queue = []
+    for r in records:
+        d = decisions.get((r.source, r.id))
+        if d is not None:
+            r.evidence["review"] = {"decision": d.decision, "reviewer": d.reviewer, "note": d.note,
+                                    "decided_at": d.decided_at}
+            if d.decision == "reject" and r.status in ("pending", "review"):
+                r.status, r.reason = "excluded", "copyright_rejected"
+                rep.add("rejected")
+            elif d.decision == "clear" and r.status == "review":
+                r.evidence["review"]["cleared_reason"] = r.reason
+                r.status, r.reason = "pending", ""
+                rep.add("cleared")
+        if r.status == "review":
+            queue.append({"source": r.source, "id": r.id, "title": r.title, "author": r.author, "url": r.url,
+                          "reason": r.reason, "evidence": r.evidence.get("copyright", {}),
+                          "audio_path": r.audio_path})
+    return queue
+
+
+def review_table(table, decisions: dict, rep: StageReport):
+    """Decisions applied to the rows they name and to the rows waiting for review; what is
+    still pending after that is included. Returns the table and the review queue."""
+    named = pa.array([f"{s}\x1f{i}" for s, i in decisions], type=pa.string())
+    touch = pc.or_(pc.is_in(rt.row_keys(table), value_set=named), pc.equal(table.column("status"), "review"))
+    recs = rt.to_records(table.filter(touch))
+    queue = apply_decisions(recs, decisions, rep)
+    if recs:
+        table = rt.replace_rows(table, touch, rt.from_records(recs))
+    pend = rt.pending(table)
+    table = rt.where(pend, "included", table, "status")
+    return table, queue
+
+
+def decisions_elsewhere(decisions: dict, keys: set, rep: StageReport) -> None:
+    elsewhere = sorted(k for k in decisions if k not in keys)
+    if elsewhere:
+        # kept in the ledger for when those records come back; said, not dropped
+        rep.notes.append(f"{len(elsewhere)} decision(s) for records not in this run are kept: "
+                         + ", ".join(f"{s} {i}" for s, i in elsewhere[:10]))
+
+
+def apply_review(records: list[Record], cfg: Config) -> tuple[list[dict], StageReport]:
+    """Apply the persisted and new decisions; return the queue of what still waits."""
+    rep = StageReport("review")
+    decisions = load_decisions(cfg, rep)
+    queue = apply_decisions(records, decisions, rep)
+    for q in queue:
+        q.pop("audio_path")
+    rep.counts["waiting"] = len(queue)
+    decisions_elsewhere(decisions, {(r.source, r.id) for r in records}, rep)
+    return queue, rep
+
+
+
+def review_parts(parts: list[str], cfg: Config, out_dir: Path) -> tuple[list[str], list[dict], StageReport]:
+    """Review decisions over every partition (a fan-in: the ledger and queue are global);
+    what is still pending after it is included."""
+    from ..stage import read_part, write_part
+
+    from ..release import takedowns
+
+    rep = StageReport("review")
+    decisions = load_decisions(cfg, rep)
+    down = takedowns.load(cfg.output_dir, cfg.release.takedowns)
+    queue: list[dict] = []
+    out = []
+    keys: set = set()
+    for i, p in enumerate(parts):
+        t = read_part(p)
+        if decisions or down:
+            keys.update(zip(t.column("source").to_pylist(), t.column("id").to_pylist()))
+        t, n = takedowns.apply(t, down)
+        if n:
+            rep.add("takedown", n)
+        t, q = review_table(t, decisions, rep)
+        queue += q
+        dst = out_dir / f"part-{i:05d}.parquet"
+        write_part(dst, t)
+        out.append(str(dst))
+        del t
+        release_memory()
+    rep.counts["waiting"] = len(queue)
+    decisions_elsewhere(decisions, keys, rep)
+    absent = sorted(k for k in down if k not in keys)
+    if absent:
+        rep.notes.append(f"{len(absent)} takedown(s) for records not in this run stay in force: "
+                         + ", ".join(f"{s} {i}" for s, i in absent[:10]))
+    return out, queue, rep
