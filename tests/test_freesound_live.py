@@ -244,7 +244,8 @@ def test_refresh_finds_changed_licenses_opt_outs_and_deletions(server, tmp_path,
     import time as _time
 
     from curation.sources import ingest
-    from curation.licenses import stage as licenses_stage
+    from curation.licenses.stage import LICENSES
+    from tests.stage_run import run_stage
     from curation.sources.freesound import freesound_dirs
     from curation import record_table as rt
     from curation.config import load_config
@@ -279,7 +280,7 @@ def test_refresh_finds_changed_licenses_opt_outs_and_deletions(server, tmp_path,
 
     parts, rep = ingest.ingest_parts(cfg, tmp_path / "parts", partition_records=3, workers=1, client=client(server))
     recs = rt.to_records(rt.unify([read_part(p) for p in parts]))
-    licenses_stage.apply_licenses(recs, cfg)
+    recs, _ = run_stage(LICENSES, recs, cfg, tmp_path)
     by_id = {r.id: r for r in recs}
     assert sorted(by_id) == ["1", "2", "3", "4", "5", "6"] and rep.counts["distinct"] == 6
     assert by_id["2"].reason == "license_changed"

@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 
 from curation.sources.ingest import dedupe
-from curation.licenses import stage as licenses_stage
+from curation.licenses.stage import LICENSES
+from tests.stage_run import run_stage
 from curation.copyright.catalogue import CatalogueFormatError, read_catalogue
 from curation.config import Config
 from curation.copyright.normalize import split_artists
@@ -103,18 +104,18 @@ def test_fma_licenses_and_urls_on_real_rows(tmp_path):
     recs = list(fma.read_tracks(TRACKS))
     for r in recs:
         fma.attach_raw_tracks(r, raw)
-    rep = licenses_stage.apply_licenses(recs, _config(tmp_path))
+    recs, counts = run_stage(LICENSES, recs, _config(tmp_path), tmp_path)
     by_id = {r.id: r for r in recs}
     # FMA's own URLs, in the published form; none made up
     assert by_id["2"].url == "https://freemusicarchive.org/music/AWOL/AWOL_-_A_Way_Of_Life/Food/"
     assert all(r.url == "" or r.url.startswith("https://freemusicarchive.org/music/") for r in recs)
     # title and license URL agree on every real row ("aka Music Sharing" is BY-NC-ND 3.0)
-    assert rep.counts.get("license_conflict", 0) == 0
+    assert counts.get("license_conflict", 0) == 0
     assert by_id["10"].license == "cc-by-nc-nd"
     assert by_id["10"].license_url == "https://creativecommons.org/licenses/by-nc-nd/3.0/"
     # the one CC BY track is a single with neither track_url nor album_url: not attributable
     assert by_id["614"].license == "cc-by" and by_id["614"].reason == "attribution_incomplete"
-    assert rep.counts == {"license_not_allowed": 681, "attribution_incomplete": 1}
+    assert counts == {"license_not_allowed": 681, "attribution_incomplete": 1}
 
 
 def test_spotify_rows_load_and_multi_artist_credits_split():
@@ -172,7 +173,7 @@ def test_absent_gen_ai_preference_is_the_default_unless_required(tmp_path, requi
     recs = dedupe(freesound.read_pages(_saved(tmp_path)))
     cfg = _config(tmp_path)
     cfg.freesound.require_genai_preference = require
-    licenses_stage.apply_licenses(recs, cfg)
+    recs, _ = run_stage(LICENSES, recs, cfg, tmp_path)
     reasons = collections.Counter(r.reason for r in recs)
     if require:
         assert reasons == {"genai_preference_missing": 2, "license_not_allowed": 15}

@@ -8,7 +8,7 @@ import pytest
 
 from curation.config import Config
 from curation.music.models import CHECKPOINT_NAME, FetchError, fetch_models, is_published_checkpoint
-from curation.review.stage import apply_review
+from tests.stage_run import run_review
 from curation.records import Record
 from curation.copyright.review import DecisionsError, read_decisions
 
@@ -27,8 +27,8 @@ def test_decisions_apply_and_persist_in_the_ledger(tmp_path):
     cfg = Config(path=tmp_path / "c.toml", output_dir=tmp_path / "out")
     cfg.copyright.review_decisions = decisions
     recs = [waiting("fma", "1"), waiting("fma", "2"), waiting("fma", "3")]
-    queue, rep = apply_review(recs, cfg)
-    assert [r.status for r in recs] == ["pending", "excluded", "review"]
+    recs, queue, rep = run_review(recs, cfg, tmp_path)
+    assert [r.status for r in recs] == ["included", "excluded", "review"]  # cleared: nothing else holds it
     assert recs[1].reason == "copyright_rejected"
     rv = recs[0].evidence["review"]
     assert {k: rv[k] for k in ("decision", "reviewer", "note", "cleared_reason")} == {
@@ -39,8 +39,8 @@ def test_decisions_apply_and_persist_in_the_ledger(tmp_path):
     # the file goes away and the queue changes: the ledger keeps every decision, and says so
     cfg.copyright.review_decisions = None
     recs = [waiting("fma", "1"), waiting("fma", "4")]
-    queue, rep = apply_review(recs, cfg)
-    assert [r.status for r in recs] == ["pending", "review"]
+    recs, queue, rep = run_review(recs, cfg, tmp_path)
+    assert [r.status for r in recs] == ["included", "review"]
     assert recs[0].evidence["review"]["decided_at"] == rv["decided_at"]
     assert any("fma 2" in n for n in rep.notes)
     # a later file with its own times: a changed decision wins, with its time
@@ -48,9 +48,44 @@ def test_decisions_apply_and_persist_in_the_ledger(tmp_path):
                          "fma,1,reject,cy,on second thought,2026-11-20T10:00:00Z\n")
     cfg.copyright.review_decisions = decisions
     recs = [waiting("fma", "1"), waiting("fma", "2")]
-    apply_review(recs, cfg)
+    recs, _, _ = run_review(recs, cfg, tmp_path)
     assert recs[0].status == "excluded" and recs[0].evidence["review"]["decided_at"] == "2026-11-20T10:00:00Z"
     assert recs[1].status == "excluded"  # still rejected from the ledger
+
+
+def test_review_touches_only_what_it_decides_and_a_takedown_comes_first(tmp_path):
+    """Rows neither named by a decision nor waiting for review go through untouched (their
+    evidence byte for byte; pending ones become included); a record taken down is excluded
+    before review: it leaves the queue, and a reviewer's clear does not bring it back."""
+    from curation import record_table as rt
+
+    decisions = tmp_path / "decisions.csv"
+    decisions.write_text("source,id,decision,reviewer,note\nfma,1,clear,ann,\nfma,7,clear,ann,\n")
+    takedowns = tmp_path / "takedowns.csv"
+    takedowns.write_text("source,id,reason,requested_at\nfma,2,uploader asked,2026-11-20T10:00:00Z\n"
+                         "fma,7,uploader asked,2026-11-20T10:00:00Z\n")
+    cfg = Config(path=tmp_path / "c.toml", output_dir=tmp_path / "out")
+    cfg.copyright.review_decisions = decisions
+    cfg.release.takedowns = takedowns
+    untouched = Record(source="fma", id="5", title="Ünïcode — title")
+    untouched.evidence["music"] = {"is_music": False, "music_seconds": 0.1 + 0.2, "top": [["Speech", 0.91]]}
+    gone = Record(source="fma", id="6")
+    gone.exclude("license_not_allowed", license={"raw": "CC BY-NC"})
+    recs = [waiting("fma", "1"), waiting("fma", "2"), waiting("fma", "3"), untouched, gone, waiting("fma", "7")]
+    before = rt.from_records(recs)
+    out, queue, rep = run_review(recs, cfg, tmp_path)
+    by_id = {r.id: r for r in out}
+    assert (by_id["1"].status, by_id["1"].reason) == ("included", "")
+    # taken down while waiting: out, and not in the queue; taken down and cleared: the clear does not undo it
+    assert (by_id["2"].status, by_id["2"].reason) == ("excluded", "takedown")
+    assert (by_id["7"].status, by_id["7"].reason) == ("excluded", "takedown")
+    assert (by_id["3"].status, by_id["3"].reason) == ("review", "copyright_match_review")
+    assert [q["id"] for q in queue] == ["3"] and rep.counts["takedown"] == 2
+    assert (by_id["5"].status, by_id["6"].status, by_id["6"].reason) == ("included", "excluded", "license_not_allowed")
+    after = rt.from_records(out)
+    for col in [c for c in before.column_names if c.startswith("ev_")]:
+        for i in (3, 4):  # the untouched rows: evidence as it was, byte for byte
+            assert after.column(col)[i].as_py() == before.column(col)[i].as_py(), col
 
 
 def test_review_page_embeds_evidence_audio_and_a_form(tmp_path):

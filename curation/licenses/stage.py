@@ -9,9 +9,8 @@ import pyarrow.compute as pc
 
 from .. import record_table as rt
 from ..config import Config
-from ..records import Record
 from ..sources import fma as fma_src
-from ..stage import Stage, StageReport, reason_counts
+from ..stage import Stage
 from . import terms as licenses
 
 
@@ -155,27 +154,6 @@ def licenses_table(table, cfg: Config):
         if pc.any(changed).as_py():
             table = rt.where(changed, "license_changed", table, "reason")
     return table
-
-
-def _update_records(records: list[Record], table) -> None:
-    """Put a table's decisions back into the `Record`s it was made from (same order)."""
-    for r, new in zip(records, rt.to_records(table)):
-        r.__dict__.update(new.__dict__)
-
-
-def _report(name: str, before, after) -> StageReport:
-    """What a stage did: the reason it gave each row it decided, `passed` for pending rows it let by."""
-    rep = StageReport(name)
-    rep.merge(reason_counts(before, after, count_passed=True))
-    return rep
-
-
-def apply_licenses(records: list[Record], cfg: Config) -> StageReport:
-    """`licenses_table` over a list of records, updating them in place."""
-    before = rt.from_records(records)
-    after = licenses_table(before, cfg)
-    _update_records(records, after)
-    return _report("license", before, after)
 
 
 def _licenses(cfg, info, progress):

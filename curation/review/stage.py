@@ -69,19 +69,6 @@ def decisions_elsewhere(decisions: dict, keys: set, rep: StageReport) -> None:
                          + ", ".join(f"{s} {i}" for s, i in elsewhere[:10]))
 
 
-def apply_review(records: list[Record], cfg: Config) -> tuple[list[dict], StageReport]:
-    """Apply the persisted and new decisions; return the queue of what still waits."""
-    rep = StageReport("review")
-    decisions = load_decisions(cfg, rep)
-    queue = apply_decisions(records, decisions, rep)
-    for q in queue:
-        q.pop("audio_path")
-    rep.counts["waiting"] = len(queue)
-    decisions_elsewhere(decisions, {(r.source, r.id) for r in records}, rep)
-    return queue, rep
-
-
-
 def review_parts(parts: list[str], cfg: Config, out_dir: Path) -> tuple[list[str], list[dict], StageReport]:
     """Review decisions over every partition (a fan-in: the ledger and queue are global);
     what is still pending after it is included."""
