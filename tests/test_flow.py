@@ -319,3 +319,34 @@ def test_identification_services_in_the_flow(work):
         else:
             assert ev["matches"][0]["isrc"] == "USRC17607839" and ev["sample"]["from_music_spans"]
         assert "Someone Famous" in (work / f"out_{name}" / "review" / "index.html").read_text()
+
+
+def test_music_decisions_follow_the_audio_in_the_flow(work, tmp_path, labels_csv):
+    """With a model whose decisions depend on the audio (benchmarks/standin_panns.py: the real
+    Cnn14 architecture, a random trunk, a music head fitted on synthetic music against field
+    recordings made with other seeds; not PANNs), the flow decides the demo's 40 s of music as
+    music and 40 s of field recording in the place of 1003's audio as not music, each from the
+    model's frames (the random checkpoint of the other flow tests calls every frame music)."""
+    from benchmarks.standin_panns import build
+    from curation import synth
+    from curation.audio import load_mono
+
+    clips = {kind: [gen(20.0, sr=32000, seed=s).astype("float32") for s in (101, 102, 103)]
+             for kind, gen in (("music", synth.music), ("other", synth.field_recording))}
+    fitted = build(tmp_path / "standin.pth", labels_csv, clips["music"], clips["other"])
+    assert fitted["train_accuracy"] > 0.9
+    demo = tmp_path / "demo"
+    shutil.copytree(work, demo, ignore=shutil.ignore_patterns("out", "out*", "prefect_home"))
+    sf.write(str(demo / "freesound" / "audio" / "1003.ogg"), synth.field_recording(40.0, seed=7), 44100,
+             format="OGG", subtype="VORBIS")
+    text = (demo / "curate.toml").read_text().replace("enabled = true", "enabled = false")
+    text = text.replace('checkpoint = "models/panns_random_init.pth"', f'checkpoint = "{tmp_path / "standin.pth"}"')
+    (demo / "curate.toml").write_text(text)
+    proc = curate("run", str(demo / "curate.toml"), env=cli_env(demo))
+    assert fitted["sha256"][:16] in proc.stderr + proc.stdout  # the run names the model it used
+    df = manifest(demo / "out").set_index(["source", "id"])
+    music = {i: json.loads(df.loc[("freesound", i), "evidence"])["music"] for i in ("1001", "1003")}
+    assert music["1001"]["is_music"] is True and music["1001"]["decided"] in ("full", "early")
+    assert music["1003"]["is_music"] is False and music["1003"]["decided"] in ("full", "early")
+    assert music["1001"]["music_seconds"] >= 30 > music["1003"]["music_seconds"]
+    assert len(load_mono(demo / "freesound" / "audio" / "1003.ogg", 8000)) >= 39 * 8000
