@@ -35,3 +35,32 @@ def run_review(records: list[Record], cfg, work: Path) -> tuple[list[Record], li
     write_part(src, rt.from_records(records))
     parts, queue, rep = review_parts([str(src)], cfg, work / f"out-{n:03d}")
     return rt.to_records(read_part(parts[0])), queue, rep
+
+
+def release_shards(records: list[Record], shard_dir: Path, max_records: int, work: Path) -> list[dict]:
+    """The release's shards as the flow writes them: `release_plan` over one partition of the
+    records (each included), then `write_shard_job` for every shard it plans. One entry per
+    shard, in order: name, keys (in the shard's order), and whether it was written this time."""
+    import copy
+
+    from curation.config import Config
+    from curation.release.stage import release_plan, write_shard_job
+
+    work = Path(work)
+    cfg = Config(path=work / "curate.toml", output_dir=work / "out")
+    cfg.release.shard_dir, cfg.release.shard_max_records = Path(shard_dir), max_records
+    recs = [copy.deepcopy(r) for r in records]
+    for r in recs:
+        r.status, r.reason = "included", ""
+    (work / "release-in").mkdir(parents=True, exist_ok=True)
+    n = len(list((work / "release-in").glob("*.parquet")))
+    src = work / "release-in" / f"part-{n:03d}.parquet"
+    write_part(src, rt.from_records(recs))
+    where, jobs, _ = release_plan([str(src)], cfg)
+    for name, job, fingerprint in jobs:
+        write_shard_job(name, job, fingerprint, cfg)
+    shards: dict[str, list[str]] = {}
+    for row in read_part(where).to_pylist():
+        shards.setdefault(row["shard"], []).append(row["key"])
+    written = {name for name, _, _ in jobs}
+    return [{"name": name, "keys": keys, "written": name in written} for name, keys in shards.items()]

@@ -9,7 +9,8 @@ import soundfile as sf
 
 from curation import synth
 from curation.records import Record
-from curation.release.writers import ATTRIBUTION_FIELDS, prompt_for, write_attribution, write_shards
+from curation.release.writers import ATTRIBUTION_FIELDS, prompt_for, write_attribution
+from tests.stage_run import release_shards
 
 
 def make_records(tmp_path, n=5):
@@ -37,7 +38,7 @@ def test_prompt_from_metadata():
 
 def test_shards_hold_flac_44k_stereo_and_json(tmp_path):
     recs = make_records(tmp_path)
-    shards = write_shards(tmp_path / "shards", recs, 2, tmp_path / "state")
+    shards = release_shards(recs, tmp_path / "shards", 2, tmp_path)
     assert [s["name"] for s in shards] == ["shard-000000.tar", "shard-000001.tar", "shard-000002.tar"]
     seen = []
     for s in shards:
@@ -62,12 +63,12 @@ def test_shards_hold_flac_44k_stereo_and_json(tmp_path):
 
 def test_unchanged_shards_are_not_rewritten_and_stale_ones_go(tmp_path):
     recs = make_records(tmp_path)
-    write_shards(tmp_path / "shards", recs, 2, tmp_path / "state")
+    release_shards(recs, tmp_path / "shards", 2, tmp_path)
     before = {p.name: p.read_bytes() for p in (tmp_path / "shards").iterdir()}
-    again = write_shards(tmp_path / "shards", recs, 2, tmp_path / "state")
+    again = release_shards(recs, tmp_path / "shards", 2, tmp_path)
     assert [s["written"] for s in again] == [False, False, False]
     recs[0].title = "changed"  # freesound_10, in the second shard once sorted
-    third = write_shards(tmp_path / "shards", recs[:4], 2, tmp_path / "state")
+    third = release_shards(recs[:4], tmp_path / "shards", 2, tmp_path)
     assert [s["written"] for s in third] == [False, True]
     after = {p.name: p.read_bytes() for p in (tmp_path / "shards").iterdir()}
     assert set(after) == {"shard-000000.tar", "shard-000001.tar"}
@@ -78,12 +79,12 @@ def test_shard_assignment_is_stable_and_append_only(tmp_path):
     """A record stays in its shard: removing one rewrites that shard only; new records go to
     new shards; the shards before are byte for byte the same."""
     recs = make_records(tmp_path, 8)
-    first = write_shards(tmp_path / "shards", recs, 3, tmp_path / "state")
+    first = release_shards(recs, tmp_path / "shards", 3, tmp_path)
     assert [len(s["keys"]) for s in first] == [3, 3, 2]
     before = {p.name: p.read_bytes() for p in (tmp_path / "shards").iterdir()}
     gone = first[0]["keys"][1]  # from the middle of the first shard: sorted packing would shift every shard
     kept = [r for r in recs if f"{r.source}_{r.id}" != gone]
-    second = write_shards(tmp_path / "shards", kept, 3, tmp_path / "state")
+    second = release_shards(kept, tmp_path / "shards", 3, tmp_path)
     assert [s["written"] for s in second] == [True, False, False]
     assert [s["keys"] for s in second[1:]] == [s["keys"] for s in first[1:]]
     after = {p.name: p.read_bytes() for p in (tmp_path / "shards").iterdir()}
@@ -92,7 +93,7 @@ def test_shard_assignment_is_stable_and_append_only(tmp_path):
     more = make_records(tmp_path / "more", 12)[8:]  # four new recordings
     for r in more:
         r.id = str(int(r.id) + 1)  # ids not used before
-    third = write_shards(tmp_path / "shards", kept + more, 3, tmp_path / "state")
+    third = release_shards(kept + more, tmp_path / "shards", 3, tmp_path)
     assert [s["name"] for s in third if s["written"]] == ["shard-000003.tar", "shard-000004.tar"]
     assert sorted(k for s in third[3:] for k in s["keys"]) == sorted(f"{r.source}_{r.id}" for r in more)
     # every record once, in some shard
@@ -112,7 +113,7 @@ def test_stable_audio_tools_reads_the_shards(tmp_path):
     from stable_audio_tools.data.dataset import create_dataloader_from_config
 
     recs = make_records(tmp_path, 4)
-    write_shards(tmp_path / "shards", recs, 2, tmp_path / "state")
+    release_shards(recs, tmp_path / "shards", 2, tmp_path)
     loader = create_dataloader_from_config(
         {"dataset_type": "wds", "datasets": [{"id": "t", "path": str(tmp_path / "shards")}], "random_crop": False},
         batch_size=2, sample_size=16384, sample_rate=44100, audio_channels=2, num_workers=1,

@@ -223,23 +223,3 @@ def prune_shards(shard_dir: Path, keep: set[str]) -> None:
     for old in list(shard_dir.iterdir()):
         if old.name not in keep and (old.suffix == ".tar" or old.name.startswith(".tmp-")):
             old.unlink()
-
-
-def write_shards(
-    shard_dir: Path,
-    records: list[Record],
-    max_records: int,
-    state_dir: Path,
-    progress: Callable[[int], None] | None = None,
-) -> list[dict]:
-    """Write the shards; returns one entry per shard (name, keys, written). Unchanged shards are
-    kept as they are; shards no longer produced are removed."""
-    storage.mkdirs(shard_dir)
-    plans = plan_shards(records, max_records, shard_dir, state_dir)
-    prune_shards(shard_dir, {p["name"] for p in plans})
-    for p in plans:
-        if p["write"]:
-            write_shard(shard_dir, state_dir, p["name"], p["records"], p["fingerprint"], progress)
-        elif progress:
-            progress(len(p["records"]))
-    return [{"name": p["name"], "keys": p["keys"], "written": p["write"]} for p in plans]
