@@ -53,27 +53,41 @@ class KnownModel:
         return out
 
 
+def score_file(det, audio, tmp_path):
+    """`det`'s result for `audio` the way the flow gets it: written as a file (32 kHz float WAV,
+    so the time stamps survive) and scored by `score_files` in full."""
+    import soundfile as sf
+
+    from curation.music.stream import score_files
+
+    path = tmp_path / f"clip-{len(list(tmp_path.glob('clip-*.wav')))}.wav"
+    sf.write(str(path), audio, SAMPLE_RATE, subtype="FLOAT")
+    (done,) = list(score_files(det, [("clip", str(path), "full")], workers=0))
+    assert done.error is None, done.error
+    return done.result
+
+
 def stamped(seconds):
     n = int(seconds * SAMPLE_RATE)
     return (np.arange(n) / SAMPLE_RATE).astype(np.float32)
 
 
 @pytest.mark.parametrize("seconds,music_from,expected_music", [(100, 70, 30.0), (100, 70.5, 29.5), (45, 10, 35.0)])
-def test_rule_counts_seconds_of_music_frames(labels_csv, seconds, music_from, expected_music):
+def test_rule_counts_seconds_of_music_frames(labels_csv, seconds, music_from, expected_music, tmp_path):
     model = KnownModel(lambda t: np.where(t >= music_from, 0.2, 0.1))
     det = MusicDetector(model, labels_csv, threshold=0.15, min_music_seconds=30)
-    res = det.score(stamped(seconds))
+    res = score_file(det, stamped(seconds), tmp_path)
     assert res.music_seconds == pytest.approx(expected_music, abs=0.011)
     assert res.is_music == (expected_music >= 30)
     assert res.max_music_prob == pytest.approx(0.2)
     assert res.top_labels[0].startswith("Speech")
 
 
-def test_threshold_is_inclusive(labels_csv):
+def test_threshold_is_inclusive(labels_csv, tmp_path):
     det = MusicDetector(KnownModel(lambda t: np.full_like(t, 0.15)), labels_csv, 0.15, 30)
-    assert det.score(stamped(31)).is_music
+    assert score_file(det, stamped(31), tmp_path).is_music
     det = MusicDetector(KnownModel(lambda t: np.full_like(t, 0.1499)), labels_csv, 0.15, 30)
-    assert not det.score(stamped(31)).is_music
+    assert not score_file(det, stamped(31), tmp_path).is_music
 
 
 @pytest.mark.parametrize("seconds,chunk,context,block,first", [
@@ -100,19 +114,19 @@ def test_chunks_are_stitched_without_gaps_or_overlap(seconds, chunk, context, bl
     assert np.allclose(np.diff(t), HOP / SAMPLE_RATE, atol=1e-4)
 
 
-def test_music_seconds_across_a_chunk_border(labels_csv):
+def test_music_seconds_across_a_chunk_border(labels_csv, tmp_path):
     """Music from 50 s to 80 s straddles the 60 s border: 30 s counted, once."""
     model = KnownModel(lambda t: np.where((t >= 50) & (t < 80), 0.9, 0.0))
     det = MusicDetector(model, labels_csv, 0.15, 30, chunk_seconds=60, context_seconds=1, first_chunks=())
-    res = det.score(stamped(125))
+    res = score_file(det, stamped(125), tmp_path)
     assert res.music_seconds == pytest.approx(30.0, abs=0.011) and res.is_music and res.rule == "seconds"
     assert len(model.calls) == 3
 
 
-def test_short_clip_is_padded_to_its_bucket(labels_csv):
+def test_short_clip_is_padded_to_its_bucket(labels_csv, tmp_path):
     model = KnownModel(lambda t: np.full_like(t, 0.5))
     det = MusicDetector(model, labels_csv, 0.15, 30)
-    res = det.score(stamped(0.2))
+    res = score_file(det, stamped(0.2), tmp_path)
     assert model.calls == [(1, SAMPLE_RATE)]
     assert res.seconds == 0.2
 
@@ -124,15 +138,15 @@ def test_short_clip_is_padded_to_its_bucket(labels_csv):
     (40, 0, 0.5, ("seconds", True)),    # long recordings keep Stable Audio Open's rule
     (40, 25, 0.3, ("none", False)),     # 15 s of 40 s: the fraction rule is only for short clips
 ])
-def test_short_clip_fraction_rule(labels_csv, seconds, music_from, fraction, expected):
+def test_short_clip_fraction_rule(labels_csv, seconds, music_from, fraction, expected, tmp_path):
     model = KnownModel(lambda t: np.where(t >= music_from, 0.5, 0.0))
     det = MusicDetector(model, labels_csv, 0.15, 30, min_music_fraction=fraction)
-    res = det.score(stamped(seconds))
+    res = score_file(det, stamped(seconds), tmp_path)
     assert (res.rule, res.is_music) == expected
     assert res.music_fraction == pytest.approx((seconds - music_from) / seconds, abs=0.002)
 
 
-def test_random_checkpoint_of_the_real_architecture(random_checkpoint, labels_csv):
+def test_random_checkpoint_of_the_real_architecture(random_checkpoint, labels_csv, tmp_path):
     from curation.music.models import is_random_checkpoint
 
     model = music.PannsModel(random_checkpoint, labels_csv, device="cpu")
@@ -142,7 +156,7 @@ def test_random_checkpoint_of_the_real_architecture(random_checkpoint, labels_cs
     assert fw.shape == (2, 2 * FPS + 1, 527)  # centred frames: one at each end
     assert ((fw >= 0) & (fw <= 1)).all()
     det = MusicDetector(model, labels_csv, 0.15, 30)
-    res = det.score(np.zeros(SAMPLE_RATE * 3, dtype=np.float32))
+    res = score_file(det, np.zeros(SAMPLE_RATE * 3, dtype=np.float32), tmp_path)
     assert res.seconds == 3.0 and res.checkpoint_sha256 == music.checkpoint_sha256(random_checkpoint)
 
 

@@ -465,8 +465,8 @@ class Accumulator:
 
 
 class MusicDetector:
-    """Mono 32 kHz audio in, :class:`MusicResult` out (the whole array at once; the
-    streaming scorer in `music_stream` does the same over files, in bounded memory)."""
+    """The rule and the model together: what the streaming scorer (`stream.score_files`) asks
+    of each recording's frames, and the :class:`MusicResult` it makes of them."""
 
     def __init__(self, model: FramewiseModel, labels_csv: Path, threshold: float = 0.15,
                  min_music_seconds: float = 30.0, top_k: int = 3, min_music_fraction: float = 0.0,
@@ -503,14 +503,6 @@ class MusicDetector:
             return False
         left = max(0, total_frames - acc.scored_frames)
         return acc.music_frames(self.rule.threshold) + left < self.rule.needed_frames
-
-    def score(self, mono32k: np.ndarray) -> MusicResult:
-        seg = self.segmenter(None)
-        segments = seg.feed(mono32k) + seg.finish()
-        acc = Accumulator(self.music_idx)
-        for s in segments:
-            acc.add(s, run_segments(self.model, [s], seg.max_len)[0])
-        return self.result(acc)
 
 
 def save_random_checkpoint(path: Path, labels_csv: Path, seed: int = 0) -> str:
