@@ -462,33 +462,39 @@ def copyright_match(
     config: Path = typer.Option(None, help="A run's TOML config: match with its [copyright] thresholds, "
                                            "exactly as its runs do (default: the matcher's defaults)."),
 ) -> None:
-    """Match FMA titles and artists against the Spotify table; one row per FMA track."""
+    """Match FMA titles and artists against the Spotify table; one row per FMA track (the
+    copyright stage of the flow, run over the tracks alone)."""
+    import tempfile
+
     import pandas as pd
 
+    from . import record_table as rt
     from .atomic import atomic_write_text
-    from .config import ConfigError, load_config
-    from .copyright.metadata_match import CatalogueMatcher, MatchSettings
-    from .copyright.stage import match_settings
+    from .config import Config, ConfigError, load_config
+    from .copyright.stage import COPYRIGHT
     from .sources.fma import FMAFormatError, read_tracks
+    from .stage import StageReport, noop
 
     try:
-        settings = match_settings(load_config(config)) if config else MatchSettings()
+        cfg = load_config(config) if config else Config(path=Path(tempfile.gettempdir()) / "curate.toml",
+                                                         output_dir=Path(tempfile.gettempdir()))
+        cfg.copyright.spotify_tracks_csv = spotify_csv
         records = list(read_tracks(tracks_csv))
-        matcher = CatalogueMatcher.from_csv(spotify_csv, settings)
+        ok = [r for r in records if not r.reason]
+        rep = StageReport("copyright")
+        table = COPYRIGHT.setup(cfg, None, noop)(rt.from_records(ok), rep)
     except (ConfigError, FMAFormatError, OSError, ValueError) as e:
         _fail(str(e))
-    ok = [r for r in records if not r.reason]
-    res = matcher.match([r.title for r in ok], [r.author for r in ok])
+    ev = [r.evidence.get("copyright", {}) for r in rt.to_records(table)]
     rows = pd.DataFrame({
         "id": [r.id for r in ok],
-        "flagged": ["true" if f else "false" for f in res["flagged"]],
-        "score": res["score"].round(2),
-        "candidate_track_id": [matcher.candidate(int(c)).get("track_id", "") if f else ""
-                               for f, c in zip(res["flagged"], res["crow"])],
+        "flagged": ["true" if e.get("flagged") else "false" for e in ev],
+        "score": [round(float(e.get("score", 0.0)), 2) for e in ev],
+        "candidate_track_id": [(e.get("candidate") or {}).get("track_id", "") if e.get("flagged") else "" for e in ev],
     })
     atomic_write_text(out, rows.to_csv(index=False, lineterminator="\n"))
     bad = len(records) - len(ok)
-    err.print(f"{len(ok)} tracks matched, {int(res['flagged'].sum())} flagged"
+    err.print(f"{len(ok)} tracks matched, {rep.counts.get('review', 0)} flagged"
               + (f"; {bad} malformed rows skipped" if bad else ""), markup=False)
     typer.echo(str(out))
 

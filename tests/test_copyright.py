@@ -157,8 +157,8 @@ def test_copyright_match_cli(tmp_path, demo_dir):
 
 
 def test_copyright_match_cli_with_a_config_agrees_with_the_run(tmp_path, demo_dir):
-    """With --config, the CLI matches with the run's thresholds (the same function the flow's
-    copyright stage calls), so the two cannot disagree."""
+    """With --config, the CLI matches with the run's thresholds (it runs the flow's
+    copyright stage over the tracks), so the two cannot disagree."""
     import csv
     import shutil
 
