@@ -240,28 +240,6 @@ def test_killed_runs_resume_to_the_same_release(first_run, work):
     # (a rerun of a finished run redoing nothing: test_first_contact's copied output folder)
 
 
-def test_fingerprint_backend_in_the_flow(work):
-    """Freesound music goes through the fingerprint backend: an excerpt of a reference is sent
-    to review with the reference and offset, and the manifest and review page carry it."""
-    from curation.copyright.fingerprint import FingerprintIndex
-
-    with FingerprintIndex(work / "fp_index") as ix:
-        ix.add(work / "freesound" / "audio" / "1001.wav", name="takedown/loop.wav")
-    text = (work / "curate.toml").read_text().replace('output_dir = "out"', 'output_dir = "out_fp"')
-    text = text.replace("[copyright]", '[copyright]\naudio_backend = "fingerprint"\nfingerprint_index = "fp_index"')
-    text = text.replace("enabled = true", "enabled = false")
-    config = work / "fp.toml"
-    config.write_text(text)
-    curate("run", str(config), env=cli_env(work, music_cache=True))
-    df = manifest(work / "out_fp").set_index(["source", "id"])
-    row = df.loc[("freesound", "1001")]
-    assert row["status"] == "review" and row["reason"] == "copyright_audio_match"
-    ev = json.loads(row["evidence"])["copyright"]
-    assert ev["method"] == "audio:fingerprint" and ev["matches"][0]["reference"] == "takedown/loop.wav"
-    assert abs(ev["matches"][0]["offset_seconds"]) < 0.1
-    assert "takedown/loop.wav" in (work / "out_fp" / "review" / "index.html").read_text()
-
-
 def test_identification_services_in_the_flow(work):
     """Freesound music through AcoustID, then ACRCloud (local servers speaking their APIs):
     the reference recording is found with its MusicBrainz id / ISRC and sent to review, and
@@ -321,26 +299,32 @@ def test_identification_services_in_the_flow(work):
         assert "Someone Famous" in (work / f"out_{name}" / "review" / "index.html").read_text()
 
 
-def test_music_decisions_follow_the_audio_in_the_flow(work, tmp_path, labels_csv):
+def test_music_decided_by_the_audio_then_fingerprinted_in_the_flow(work, tmp_path, labels_csv):
     """With a model whose decisions depend on the audio (benchmarks/standin_panns.py: the real
     Cnn14 architecture, a random trunk, a music head fitted on synthetic music against field
     recordings made with other seeds; not PANNs), the flow decides the demo's 40 s of music as
     music and 40 s of field recording in the place of 1003's audio as not music, each from the
-    model's frames (the random checkpoint of the other flow tests calls every frame music)."""
+    model's frames (the random checkpoint of the other flow tests calls every frame music). The
+    music then goes through the fingerprint backend: an excerpt of a reference is sent to review
+    with the reference and offset, and the manifest and review page carry it."""
     from benchmarks.standin_panns import build
     from curation import synth
     from curation.audio import load_mono
+    from curation.copyright.fingerprint import FingerprintIndex
 
-    clips = {kind: [gen(20.0, sr=32000, seed=s).astype("float32") for s in (101, 102, 103)]
+    clips = {kind: [gen(12.0, sr=32000, seed=s).astype("float32") for s in (101, 102)]
              for kind, gen in (("music", synth.music), ("other", synth.field_recording))}
     fitted = build(tmp_path / "standin.pth", labels_csv, clips["music"], clips["other"])
     assert fitted["train_accuracy"] > 0.9
     demo = tmp_path / "demo"
-    shutil.copytree(work, demo, ignore=shutil.ignore_patterns("out", "out*", "prefect_home"))
+    shutil.copytree(work, demo, ignore=shutil.ignore_patterns("out", "out*", "prefect_home", "fp_index"))
     sf.write(str(demo / "freesound" / "audio" / "1003.ogg"), synth.field_recording(40.0, seed=7), 44100,
              format="OGG", subtype="VORBIS")
+    with FingerprintIndex(demo / "fp_index") as ix:
+        ix.add(demo / "freesound" / "audio" / "1001.wav", name="takedown/loop.wav")
     text = (demo / "curate.toml").read_text().replace("enabled = true", "enabled = false")
     text = text.replace('checkpoint = "models/panns_random_init.pth"', f'checkpoint = "{tmp_path / "standin.pth"}"')
+    text = text.replace("[copyright]", '[copyright]\naudio_backend = "fingerprint"\nfingerprint_index = "fp_index"')
     (demo / "curate.toml").write_text(text)
     proc = curate("run", str(demo / "curate.toml"), env=cli_env(demo))
     assert fitted["sha256"][:16] in proc.stderr + proc.stdout  # the run names the model it used
@@ -350,3 +334,10 @@ def test_music_decisions_follow_the_audio_in_the_flow(work, tmp_path, labels_csv
     assert music["1003"]["is_music"] is False and music["1003"]["decided"] in ("full", "early")
     assert music["1001"]["music_seconds"] >= 30 > music["1003"]["music_seconds"]
     assert len(load_mono(demo / "freesound" / "audio" / "1003.ogg", 8000)) >= 39 * 8000
+    row = df.loc[("freesound", "1001")]
+    assert row["status"] == "review" and row["reason"] == "copyright_audio_match"
+    ev = json.loads(row["evidence"])["copyright"]
+    assert ev["method"] == "audio:fingerprint" and ev["matches"][0]["reference"] == "takedown/loop.wav"
+    assert abs(ev["matches"][0]["offset_seconds"]) < 0.1
+    assert "takedown/loop.wav" in (demo / "out" / "review" / "index.html").read_text()
+    assert df.loc[("freesound", "1003"), "status"] == "included"  # not music: not listened to
