@@ -57,6 +57,12 @@ def row_keys(table: pa.Table) -> pa.Array:
     return pc.binary_join_element_wise(table.column("source"), table.column("id"), "\x1f")
 
 
+def rows_named(table: pa.Table, keys) -> pa.Array:
+    """A mask of the rows whose (source, id) is one of `keys`."""
+    named = pa.array([f"{s}\x1f{i}" for s, i in keys], type=pa.string())
+    return pc.is_in(row_keys(table), value_set=named)
+
+
 def ev_columns(table: pa.Table) -> list[str]:
     return sorted(c for c in table.column_names if c.startswith(EV))
 

@@ -162,8 +162,7 @@ def audio_and_music(
     rule = Rule(m.threshold, m.min_music_seconds, m.min_music_fraction)
     by_key: dict[tuple[str, str], Record] = {}
     jobs: list[tuple[tuple[str, str], str, str]] = []
-    keys: dict[tuple[str, str], tuple[str, str]] = {}  # record -> (cache key, audio sha256)
-    path_of: dict[tuple[str, str], Path] = {}
+    keys: dict[tuple[str, str], tuple[str, str, Path]] = {}  # record -> (cache key, audio sha256, file)
 
     def settle(r: Record, entry: dict) -> None:
         r.evidence["audio"] = entry["audio"]
@@ -214,9 +213,8 @@ def audio_and_music(
             settle(r, entry)
             continue
         rid = (r.source, r.id)
-        by_key[rid], keys[rid] = r, (key, sha)
+        by_key[rid], keys[rid] = r, (key, sha, path)
         jobs.append((rid, str(path), mode))
-        path_of[rid] = path
 
     if jobs:
         scoring = any(mode != "check" for _, _, mode in jobs)
@@ -225,11 +223,11 @@ def audio_and_music(
         for done in score_files(detector, jobs, batch_size=m.batch_size, workers=min(m.workers, len(jobs)),
                                 max_batch_seconds=m.max_batch_seconds, stats=stats):
             r = by_key[done.key]
-            key, sha = keys[done.key]
+            key, sha, path = keys[done.key]
             if done.error is not None:
                 if done.error.reason in CONTENT_ERRORS:
                     cache.put(error_key(sha), {"audio": {"sha256": sha}, "error": {
-                        "reason": done.error.reason, "detail": done.error.detail.replace(str(path_of[done.key]), PATH_TOKEN)}})
+                        "reason": done.error.reason, "detail": done.error.detail.replace(str(path), PATH_TOKEN)}})
                 r.exclude(done.error.reason, audio={"error": done.error.detail, "sha256": sha})
                 rep.add(done.error.reason)
                 progress(1)

@@ -123,9 +123,7 @@ def apply(table: pa.Table, takedowns: dict[tuple[str, str], Takedown]) -> tuple[
     before (kept in the evidence). Returns the table and how many rows it took down."""
     if not takedowns or table.num_rows == 0:
         return table, 0
-    named = pa.array([f"{s}\x1f{i}" for s, i in takedowns], type=pa.string())
-    mask = pc.is_in(pc.binary_join_element_wise(table.column("source"), table.column("id"), "\x1f"),
-                    value_set=named)
+    mask = rt.rows_named(table, takedowns)
     hits = pc.sum(mask).as_py() or 0
     if not hits:
         return table, 0

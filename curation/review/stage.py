@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pyarrow as pa
 import pyarrow.compute as pc
 
 from .. import record_table as rt
@@ -50,8 +49,7 @@ def apply_decisions(records: list[Record], decisions: dict, rep: StageReport) ->
 def review_table(table, decisions: dict, rep: StageReport):
     """Decisions applied to the rows they name and to the rows waiting for review; what is
     still pending after that is included. Returns the table and the review queue."""
-    named = pa.array([f"{s}\x1f{i}" for s, i in decisions], type=pa.string())
-    touch = pc.or_(pc.is_in(rt.row_keys(table), value_set=named), pc.equal(table.column("status"), "review"))
+    touch = pc.or_(rt.rows_named(table, decisions), pc.equal(table.column("status"), "review"))
     recs = rt.to_records(table.filter(touch))
     queue = apply_decisions(recs, decisions, rep)
     if recs:
