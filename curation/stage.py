@@ -15,13 +15,14 @@ import os
 import time
 from dataclasses import dataclass, field, is_dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Collection, Iterable, Mapping
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import storage
 from .atomic import atomic_write_text
+from .records import STATUSES
 
 
 #: A stage's progress callback: records done since the last call.
@@ -47,13 +48,14 @@ class Stage:
     says which finished partitions a matching marker does not settle (answers that were only
     "ask again"); `start_run(cfg)` runs once per run, before the first partition. `reads` and
     `writes` name the columns it reads and may write (`ev_*`: evidence), `reasons` the reason
-    codes it may set (their meanings: `records.REASONS`)."""
+    codes it may set with what each means (the stage list, `curation/stages.py`, assembles the
+    whole table from them; the runner refuses a reason the stage did not declare)."""
 
     name: str
     version: int
     reads: tuple[str, ...]
     writes: tuple[str, ...]
-    reasons: tuple[str, ...]
+    reasons: Mapping[str, str]
     settings: Callable[[Any, Any], tuple]
     setup: Callable[[Any, Any, Progress], Callable[[pa.Table, "StageReport"], pa.Table]]
     count_passed: bool = True  # count the pending rows it lets by as `passed`
@@ -63,6 +65,26 @@ class Stage:
     def key(self, cfg, info) -> str:
         """What its completion markers are keyed by, besides the input partition's key."""
         return settings_key(self.name, self.version, *self.settings(cfg, info), paths=cfg.portable)
+
+    def run(self, cfg, info, src: str, dst: str, key: str, progress: Progress = noop) -> dict:
+        """This stage over partition `src` into `dst` (the runner's marker keyed by `key`):
+        what the flow's task and the CLI verbs that run one stage call."""
+        return run_on_partition(self.name, self.setup(cfg, info, progress), src, dst, key,
+                                count_passed=self.count_passed, rerun_if=self.rerun_if(cfg), reasons=self.reasons)
+
+
+@dataclass(frozen=True)
+class FanIn:
+    """A step over all partitions at once, not one by one (ingest makes them; review applies one
+    ledger and writes one queue; the release plans shards over every included record): it
+    declares what it reads, writes and may decide as a `Stage` does, and `run` is its one
+    function (its signature is its own: what the flow hands it)."""
+
+    name: str
+    reads: tuple[str, ...]
+    writes: tuple[str, ...]
+    reasons: Mapping[str, str]
+    run: Callable[..., Any]
 
 
 def settings_key(*parts: Any, paths: Callable[[Any], str] | None = None) -> str:
@@ -194,8 +216,13 @@ def write_marker(part: Path, info: dict) -> None:
 WORK_DONE = ("scored", "cached")
 
 
+class UndeclaredReason(RuntimeError):
+    """A stage set a reason it does not declare: a bug in the stage, never bad input."""
+
+
 def run_on_partition(name: str, fn: Callable[[pa.Table, StageReport], pa.Table], src: str, dst: str, key: str,
-                     count_passed: bool = True, rerun_if: Callable[[dict], bool] | None = None) -> dict:
+                     count_passed: bool = True, rerun_if: Callable[[dict], bool] | None = None,
+                     reasons: Collection[str] | None = None) -> dict:
     """Apply stage `fn` to partition `src`, writing `dst` and its marker; or skip it when the
     marker says `dst` was made from the same key. Returns the marker: path, key, rows, counts,
     notes, and whether it was skipped."""
@@ -213,6 +240,10 @@ def run_on_partition(name: str, fn: Callable[[pa.Table, StageReport], pa.Table],
         raise RuntimeError(f"stage {name} changed the number of records in {src_p.name}: "
                            f"{before.num_rows} in, {after.num_rows} out")
     counts = reason_counts(before, after, count_passed)
+    if reasons is not None:
+        undeclared = sorted(k for k in counts if k not in reasons and k not in (*STATUSES, "pending", "passed"))
+        if undeclared:
+            raise UndeclaredReason(f"stage {name} set reason(s) it does not declare: {', '.join(undeclared)}")
     for k, v in rep.counts.items():
         counts.setdefault(k, v)  # the stage's own tallies, where the reasons did not already count it
     write_part(dst_p, after)

@@ -1,14 +1,38 @@
-"""The per-partition stages, in the order the flow runs them: each one `Stage` (curation/stage.py),
+"""The stages, in the order the flow runs them, and the table of reasons assembled from them.
+
+Ingest makes the partitions; each per-partition stage is one `Stage` (curation/stage.py),
 defined in its stage's folder, that says what it reads, writes and may decide, what keys its
-completion marker, and what it loads once per worker. The flow (flows/curate.py) runs this list;
-adding a stage is adding its module and one line here."""
+completion marker, and what it loads once per worker; review and the release are `FanIn`
+steps over every partition at once. The flow (flows/curate.py) runs this list; adding a stage
+is adding its module and one line here."""
 from __future__ import annotations
 
 from .copyright.stage import COPYRIGHT
 from .licenses.stage import LICENSES
 from .music.stage import MUSIC
-from .stage import Stage
+from .release.stage import RELEASE
+from .review.stage import REVIEW
+from .sources.ingest import INGEST
+from .stage import FanIn, Stage
 
 #: What runs over each partition, in order.
 PER_PARTITION: tuple[Stage, ...] = (LICENSES, MUSIC, COPYRIGHT)
+#: Every step, in the order a run takes them.
+ALL: tuple[Stage | FanIn, ...] = (INGEST, *PER_PARTITION, REVIEW, RELEASE)
 BY_NAME = {s.name: s for s in PER_PARTITION}
+
+
+def _assemble(steps) -> tuple[dict[str, str], dict[str, str]]:
+    meanings: dict[str, str] = {}
+    owner: dict[str, str] = {}
+    for s in steps:
+        for code, meaning in s.reasons.items():
+            if code in owner:
+                raise RuntimeError(f"reason {code} is declared by both {owner[code]} and {s.name}")
+            meanings[code], owner[code] = meaning, s.name
+    return meanings, owner
+
+
+#: Every reason code a record can carry (a value of the manifest's `reason` column; the empty
+#: string means "included"), with its meaning, and the step that sets it.
+REASONS, REASON_STEP = _assemble(ALL)

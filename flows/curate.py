@@ -18,14 +18,13 @@ from prefect.cache_policies import NO_CACHE
 
 from curation import storage
 from curation.release import stage as release
-from curation.review import stage as review
 from curation.sources import ingest
 from curation.atomic import atomic_write_text
 from curation.config import Config, load_config
 from curation.run_lock import run_lock
-from curation.stage import StageReport, run_on_partition, settings_key
+from curation.stage import StageReport, settings_key
 from curation.music.stage import ModelInfo, model_info
-from curation.stages import BY_NAME, PER_PARTITION
+from curation.stages import BY_NAME, INGEST, PER_PARTITION, REASONS, RELEASE, REVIEW
 
 # Tasks never cache through Prefect: the stages keep their own content-keyed caches in
 # OUT/work, which survive a killed run and are what makes a rerun cheap.
@@ -41,7 +40,7 @@ def _no_progress(_label: str, _total: int) -> Callable[[int], None]:
 @task(name="ingest", **TASK)
 def ingest_task(cfg: Config) -> tuple[list[str], StageReport]:
     workers = cfg.ingest_workers or os.cpu_count() or 1
-    return ingest.ingest_parts(cfg, cfg.work_dir / "stages" / "ingest", cfg.partition_records, workers)
+    return INGEST.run(cfg, cfg.work_dir / "stages" / "ingest", cfg.partition_records, workers)
 
 
 @task(name="model-info", **TASK)
@@ -53,9 +52,7 @@ def model_info_task(cfg: Config) -> ModelInfo:
 def stage_task(name: str, src: str, dst: str, key: str, cfg: Config, info: ModelInfo,
                progress: Callable[[int], None] | None = None) -> dict:
     """One stage over one partition; only paths and counts cross the task boundary."""
-    stage = BY_NAME[name]
-    fn = stage.setup(cfg, info, progress or (lambda _n: None))
-    return run_on_partition(name, fn, src, dst, key, count_passed=stage.count_passed, rerun_if=stage.rerun_if(cfg))
+    return BY_NAME[name].run(cfg, info, src, dst, key, progress or (lambda _n: None))
 
 
 @task(name="review", **TASK)
@@ -63,16 +60,16 @@ def review_task(parts: list[str], cfg: Config) -> tuple[list[str], int, StageRep
     from curation.copyright.review import write_queue
     from curation.copyright.review_page import write_review_page
 
-    parts, queue, rep = review.review_parts(parts, cfg, cfg.work_dir / "stages" / "review")
+    parts, queue, rep = REVIEW.run(parts, cfg, cfg.work_dir / "stages" / "review")
     paths = {(q["source"], q["id"]): str(cfg.resolve(q.pop("audio_path")) or "") for q in queue}
     write_queue(cfg.output_dir / "review" / "queue.csv", queue)
-    write_review_page(cfg.output_dir / "review" / "index.html", queue, paths)
+    write_review_page(cfg.output_dir / "review" / "index.html", queue, paths, REASONS)
     return parts, len(queue), rep
 
 
 @task(name="release-plan", **TASK)
 def release_plan_task(parts: list[str], cfg: Config) -> tuple[str, list[tuple[str, str, str]], StageReport]:
-    return release.release_plan(parts, cfg)
+    return RELEASE.run(parts, cfg)
 
 
 @task(name="shard", **TASK)

@@ -19,27 +19,23 @@ from pathlib import Path
 import duckdb
 
 from curation import storage
-from curation.records import REASONS
+from curation.stages import REASON_STEP, REASONS
 
 VIEWS = ["records", "decisions", "reviews", "releases", "release_records", "reason_stages"]
 
-# The stage that decides each reason, in the order the stages run.
+# The funnel's rows: the steps of a run (`curation.stages`), with the music stage's audio check
+# (a file missing or not decoding) shown as a row of its own, and a takedown counted where it takes
+# a record out, the release.
 STAGES = ["ingest", "licenses", "audio", "music", "copyright", "review", "release"]
-_STAGE_OF = {
-    "malformed_record": "ingest", "duplicate_conflict": "ingest", "source_deleted": "ingest",
-    "license_changed": "licenses", "attribution_incomplete": "licenses",
-    "music_detection_failed": "music", "copyright_rejected": "review", "takedown": "release",
-}
+_SHOWN_AS = {"takedown": "release"}
 
 
 def stage_of(reason: str) -> str:
-    if reason in _STAGE_OF:
-        return _STAGE_OF[reason]
-    for prefix, stage in (("license_", "licenses"), ("genai_", "licenses"), ("audio_", "audio"),
-                          ("copyright_", "copyright")):
-        if reason.startswith(prefix):
-            return stage
-    return "review"
+    """The funnel row of a reason: the step that declares it (an unknown one: review)."""
+    if reason in _SHOWN_AS:
+        return _SHOWN_AS[reason]
+    step = REASON_STEP.get(reason, "review")
+    return "audio" if step == "music" and reason.startswith("audio_") else step
 
 
 class AuditError(RuntimeError):

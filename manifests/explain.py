@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 from curation import storage
-from curation.records import REASONS
+from curation.stages import REASONS
 from curation.sources.fma import url_was_derived
 
 

@@ -7,7 +7,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from curation import storage
-from curation.records import REASONS
+from curation.stages import REASONS
 
 DECISION_COLUMNS = ["source", "id", "status", "reason"]
 

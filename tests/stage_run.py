@@ -1,5 +1,5 @@
 """One stage over a list of records, the way the flow runs it: the records as one partition,
-the stage's `setup` and the runner's `run_on_partition` (counting, marker, the written part),
+the stage's `run` (its `setup`, then the runner's `run_on_partition`) (counting, marker, the written part),
 keyed as `map_stage` keys it. Tests that want a stage's decisions call this, not a twin."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 from curation import record_table as rt
 from curation.records import Record
-from curation.stage import Stage, noop, read_part, run_on_partition, settings_key, write_part
+from curation.stage import Stage, read_part, settings_key, write_part
 
 
 def run_stage(stage: Stage, records: list[Record], cfg, work: Path, info=None) -> tuple[list[Record], dict]:
@@ -17,9 +17,7 @@ def run_stage(stage: Stage, records: list[Record], cfg, work: Path, info=None) -
     n = len(list(work.glob("in-*.parquet")))
     src, dst = work / f"in-{n:03d}.parquet", work / f"out-{n:03d}.parquet"
     write_part(src, rt.from_records(records))
-    res = run_on_partition(stage.name, stage.setup(cfg, info, noop), str(src), str(dst),
-                           settings_key(f"test-{n}", stage.key(cfg, info)), count_passed=stage.count_passed,
-                           rerun_if=stage.rerun_if(cfg))
+    res = stage.run(cfg, info, str(src), str(dst), settings_key(f"test-{n}", stage.key(cfg, info)))
     return rt.to_records(read_part(dst)), res["counts"]
 
 

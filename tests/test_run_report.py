@@ -2,7 +2,7 @@
 the Markdown and table a scheduled run publishes."""
 import pyarrow as pa
 
-from curation.records import REASONS
+from curation.stages import REASONS
 from manifests.run_report import Tally, changes, reasons_rows, summary_markdown
 from manifests.schema import SCHEMA
 

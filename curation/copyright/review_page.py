@@ -9,12 +9,12 @@ import html
 import io
 import json
 from pathlib import Path
+from typing import Mapping
 
 import numpy as np
 import soundfile as sf
 
 from ..atomic import atomic_write_text
-from ..records import REASONS
 from ..safe_text import safe_href
 
 PREVIEW_SECONDS = 30.0
@@ -127,7 +127,9 @@ def _link(url: str) -> str:
     return f"<a href='{html.escape(href, quote=True)}' rel='noopener noreferrer'>{html.escape(href)}</a>"
 
 
-def write_review_page(path: Path, queue: list[dict], audio_paths: dict[tuple[str, str], str]) -> None:
+def write_review_page(path: Path, queue: list[dict], audio_paths: dict[tuple[str, str], str],
+                      meanings: Mapping[str, str] | None = None) -> None:
+    meanings = meanings or {}  # reason -> what it means (`curation.stages.REASONS`)
     e = html.escape
     items = []
     for q in queue:
@@ -144,7 +146,7 @@ def write_review_page(path: Path, queue: list[dict], audio_paths: dict[tuple[str
             f"<div class='item' data-source='{e(q['source'])}' data-id='{e(q['id'])}'>"
             f"<h3>{e(q['title']) or '(untitled)'} <span class='key'>{e(q['source'])} {e(q['id'])}</span></h3>"
             f"<p>by {e(q['author'])} &middot; {_link(q['url'])}</p>"
-            f"<p>{e(q['reason'])}: {e(REASONS.get(q['reason'], ''))}</p>{player}{_evidence_html(ev)}"
+            f"<p>{e(q['reason'])}: {e(meanings.get(q['reason'], ''))}</p>{player}{_evidence_html(ev)}"
             f"<p><label><input type='radio' name='{e(name)}' value='clear'> clear</label> "
             f"<label><input type='radio' name='{e(name)}' value='reject'> reject</label> "
             f"note: <input class='note' size='50'></p></div>")

@@ -113,12 +113,21 @@ def _copyright_start(cfg) -> None:
     RunStop(cfg.work_dir).clear()
 
 
+#: The reasons this stage may set, and what each means.
+COPYRIGHT_REASONS = {
+    "copyright_match_review": "possible copyright match: waiting for human review",
+    "copyright_audio_review": "music: waiting for audio identification / human review",
+    "copyright_audio_match": "the audio holds an excerpt of a reference recording: waiting for human review",
+    "copyright_audio_retry": "music: the identification service gave no answer (error recorded); kept out, asked again next run",
+}
+
+
 COPYRIGHT = Stage(
     name="copyright",
     version=1,
     reads=("source", "title", "author", "audio_path", "status", "ev_music"),
     writes=("status", "reason", "ev_copyright"),
-    reasons=("copyright_match_review", "copyright_audio_review", "copyright_audio_match", "copyright_audio_retry"),
+    reasons=COPYRIGHT_REASONS,
     settings=_copyright_settings,
     setup=lambda cfg, info, progress: (lambda t, rep: copyright_table(t, cfg, rep)),
     rerun_if=lambda cfg: (lambda prev: prev.get("counts", {}).get("copyright_audio_retry", 0) > 0),

@@ -160,6 +160,23 @@ def _licenses(cfg, info, progress):
     return lambda t, rep: licenses_table(t, cfg)
 
 
+#: The reasons this stage may set, and what each means.
+LICENSES_REASONS = {
+    "license_missing": "no license given",
+    "license_unknown": "license not recognised with certainty",
+    "license_not_allowed": "license is not CC0, CC BY or CC Sampling+",
+    "license_conflict": "the license title and the license URL name different licenses (or versions)",
+    "license_changed": "the uploader changed the license to one not allowed (seen when the sound was fetched again)",
+    "genai_opt_out": "the uploader opted out of generative AI training (gen_ai_preference)",
+    "genai_noncommercial_only": "uploader allows only noncommercial open-source models; release is commercial",
+    "genai_closed_model": "uploader allows only open-source models; the release does not declare one",
+    "genai_preference_unknown": "gen_ai_preference value not one of Freesound's four: fail closed",
+    "genai_preference_missing": "no gen_ai_preference in the response and require_genai_preference is set",
+    "attribution_incomplete": "the license asks for attribution and no real URL (or license version) is known",
+    "url_unsafe": "the work's URL is not an http(s) link (javascript:, data:, ...): never published or shown as a link",
+}
+
+
 LICENSES = Stage(
     name="licenses",
     version=3,
@@ -167,9 +184,7 @@ LICENSES = Stage(
            "ev_fma_raw", "ev_attribution", "ev_license_changed_from"),
     writes=("license", "license_url", "url", "status", "reason", "ev_license", "ev_genai", "ev_detail",
             "ev_gen_ai_preference", "ev_url_raw"),
-    reasons=("license_missing", "license_unknown", "license_not_allowed", "license_conflict", "license_changed",
-             "genai_opt_out", "genai_noncommercial_only", "genai_closed_model", "genai_preference_unknown",
-             "genai_preference_missing", "attribution_incomplete", "url_unsafe"),
+    reasons=LICENSES_REASONS,
     settings=lambda cfg, info: (cfg.release, cfg.freesound.require_genai_preference, cfg.fma.derived_urls),
     setup=_licenses,
 )

@@ -314,12 +314,22 @@ def _music_rerun(cfg):
     return None
 
 
+#: The reasons this stage may set, and what each means.
+MUSIC_REASONS = {
+    "audio_missing": "no audio file for the record",
+    "audio_unreadable": "the audio file could not be decoded",
+    "audio_empty": "the audio file decodes to no samples",
+    "audio_truncated": "the audio file stops decoding part way (truncated or corrupt): not scored on a part",
+    "music_detection_failed": "the music classifier failed on this recording",
+}
+
+
 MUSIC = Stage(
     name="music",
     version=4,
     reads=("source", "id", "audio_path", "download_url", "status", "ev_declared"),
     writes=("audio_path", "status", "reason", "ev_audio", "ev_music"),
-    reasons=("audio_missing", "audio_unreadable", "audio_empty", "audio_truncated", "music_detection_failed"),
+    reasons=MUSIC_REASONS,
     settings=_music_settings,
     setup=_music,
     count_passed=False,  # every record it reads is decided: music or not

@@ -11,7 +11,7 @@ from .. import storage
 from .. import record_table as rt
 from ..atomic import atomic_write_text
 from ..config import Config
-from ..stage import Progress, StageReport, release_memory
+from ..stage import FanIn, Progress, StageReport, release_memory
 from ..music.stage import ModelInfo
 
 
@@ -116,3 +116,12 @@ def write_shard_job(name: str, job: str, fingerprint: str, cfg: Config, progress
     write_shard(cfg.shard_dir, cfg.work_dir / "shards", name, recs, fingerprint, progress)
     storage.as_path(job).unlink(missing_ok=True)
     return len(recs)
+
+
+RELEASE = FanIn(
+    name="release",
+    reads=("status",),  # of the included rows, every column: the attribution CSVs and the shards carry them
+    writes=(),  # the release's files: attribution CSVs, shards, work/release/shards.parquet
+    reasons={},  # decides nothing: what it is given included, it publishes
+    run=release_plan,
+)

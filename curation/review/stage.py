@@ -9,7 +9,7 @@ import pyarrow.compute as pc
 from .. import record_table as rt
 from ..config import Config
 from ..records import Record
-from ..stage import StageReport, release_memory
+from ..stage import FanIn, StageReport, release_memory
 
 
 def load_decisions(cfg: Config, rep: StageReport) -> dict:
@@ -101,3 +101,18 @@ def review_parts(parts: list[str], cfg: Config, out_dir: Path) -> tuple[list[str
         rep.notes.append(f"{len(absent)} takedown(s) for records not in this run stay in force: "
                          + ", ".join(f"{s} {i}" for s, i in absent[:10]))
     return out, queue, rep
+
+
+#: The reasons this step may set, and what each means.
+REVIEW_REASONS = {
+    "copyright_rejected": "a reviewer rejected the recording",
+    "takedown": "a takedown was requested (the release's takedown list): out of this and every later release",
+}
+
+REVIEW = FanIn(
+    name="review",
+    reads=("source", "id", "title", "author", "url", "audio_path", "status", "reason", "ev_copyright"),
+    writes=("status", "reason", "ev_review", "ev_takedown"),
+    reasons=REVIEW_REASONS,
+    run=review_parts,
+)

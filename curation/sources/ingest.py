@@ -15,7 +15,7 @@ from .. import record_table as rt
 from ..atomic import atomic_write_text
 from ..config import Config
 from ..records import Record
-from ..stage import StageReport
+from ..stage import FanIn, StageReport
 from ..sources import fma as fma_src
 from ..sources import freesound as fs_src
 from ..sources.freesound import freesound_dirs
@@ -248,3 +248,19 @@ def dedupe(records: Iterable[Record], latest_wins: frozenset[str] = frozenset())
                         first.evidence.setdefault(k, v)
         out.append(first)
     return out
+
+
+#: The reasons this step may set, and what each means.
+INGEST_REASONS = {
+    "malformed_record": "a metadata row or API result could not be read (see evidence)",
+    "duplicate_conflict": "the same (source, id) was seen more than once with different metadata",
+    "source_deleted": "the sound was deleted from the source (404 when fetched again)",
+}
+
+INGEST = FanIn(
+    name="ingest",
+    reads=(),  # the sources' own files: Freesound API pages, FMA's tracks.csv and raw_tracks.csv
+    writes=tuple(rt.FIELDS),
+    reasons=INGEST_REASONS,
+    run=ingest_parts,
+)
