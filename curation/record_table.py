@@ -126,6 +126,20 @@ def set_column(table: pa.Table, name: str, values: pa.Array) -> pa.Table:
     return table.append_column(name, values)
 
 
+def put(table: pa.Table, mask: pa.Array, columns: dict[str, pa.Array]) -> pa.Table:
+    """Each of `columns` set on the rows under `mask`: its values are those rows', in order
+    (as `table.filter(mask)` takes them); other rows keep theirs (a new column: null there)."""
+    if isinstance(mask, pa.ChunkedArray):
+        mask = mask.combine_chunks()
+    for name, values in columns.items():
+        if isinstance(values, pa.ChunkedArray):
+            values = values.combine_chunks()
+        old = table.column(name) if name in table.column_names else pa.nulls(table.num_rows, values.type)
+        old = old.combine_chunks() if isinstance(old, pa.ChunkedArray) else old
+        table = set_column(table, name, pc.replace_with_mask(old, mask, values.cast(old.type)))
+    return table
+
+
 def where(mask: pa.Array, values, table: pa.Table, name: str) -> pa.Table:
     """Set column `name` to `values` on the rows under `mask` (others keep theirs)."""
     old = table.column(name) if name in table.column_names else pa.nulls(table.num_rows, pa.string())

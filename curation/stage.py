@@ -255,6 +255,19 @@ def run_on_partition(name: str, fn: Callable[[pa.Table, StageReport], pa.Table],
     return {**info, "skipped": False}
 
 
+_PER_WORKER: dict[tuple, Any] = {}
+
+
+def per_worker(key: tuple, make: Callable[[], Any]) -> Any:
+    """What a stage loads once per worker process (a model, a catalogue, an index), made the
+    first time `key` is asked for and kept for every later partition and run in the process.
+    `key` names everything it was made from (a file's version, the settings), so a changed
+    input is loaded again."""
+    if key not in _PER_WORKER:
+        _PER_WORKER[key] = make()
+    return _PER_WORKER[key]
+
+
 def release_memory() -> None:
     """Hand a finished partition's memory back to the system before the next is read: Arrow's
     allocator otherwise keeps it, and a run's peak grows with every partition."""

@@ -12,13 +12,19 @@ from curation.stage import Stage, read_part, settings_key, write_part
 
 def run_stage(stage: Stage, records: list[Record], cfg, work: Path, info=None) -> tuple[list[Record], dict]:
     """(the records as the stage left them, its counts)."""
+    recs, res = run_stage_result(stage, records, cfg, work, info)
+    return recs, res["counts"]
+
+
+def run_stage_result(stage: Stage, records: list[Record], cfg, work: Path, info=None) -> tuple[list[Record], dict]:
+    """(the records as the stage left them, the runner's result: counts, notes, marker)."""
     work = Path(work) / f"stage-{stage.name}"
     work.mkdir(parents=True, exist_ok=True)
     n = len(list(work.glob("in-*.parquet")))
     src, dst = work / f"in-{n:03d}.parquet", work / f"out-{n:03d}.parquet"
     write_part(src, rt.from_records(records))
     res = stage.run(cfg, info, str(src), str(dst), settings_key(f"test-{n}", stage.key(cfg, info)))
-    return rt.to_records(read_part(dst)), res["counts"]
+    return rt.to_records(read_part(dst)), res
 
 
 def run_review(records: list[Record], cfg, work: Path) -> tuple[list[Record], list[dict], object]:

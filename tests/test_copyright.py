@@ -163,9 +163,10 @@ def test_copyright_match_cli_with_a_config_agrees_with_the_run(tmp_path, demo_di
     import shutil
 
     from curation.config import load_config
-    from curation.copyright.stage import check_copyright
+    from curation.copyright.stage import COPYRIGHT
     from curation.sources.fma import read_tracks
     from tests.conftest import curate
+    from tests.stage_run import run_stage
 
     shutil.copytree(demo_dir, tmp_path / "demo", ignore=shutil.ignore_patterns("out*"))
     cfg_path = tmp_path / "demo" / "curate.toml"
@@ -178,6 +179,37 @@ def test_copyright_match_cli_with_a_config_agrees_with_the_run(tmp_path, demo_di
     curate("copyright", "match", str(tracks), str(spotify), "--out", str(out_cfg), "--config", str(cfg_path))
     flagged = lambda p: {r["id"] for r in csv.DictReader(open(p)) if r["flagged"] == "true"}  # noqa: E731
     recs = [r for r in read_tracks(tracks) if not r.reason]
-    check_copyright(recs, load_config(cfg_path))
+    recs, _ = run_stage(COPYRIGHT, recs, load_config(cfg_path), tmp_path / "work")
     assert flagged(out_cfg) == {r.id for r in recs if r.status == "review"}
     assert flagged(out_cfg) < flagged(out_default)  # stricter thresholds: fewer, and the CLI used them
+
+
+def test_the_catalogue_is_read_once_per_worker_and_again_when_it_changes(tmp_path, demo_dir, monkeypatch):
+    """The copyright stage's setup keeps the indexed catalogue for every later partition in the
+    process; a catalogue file that changes is read again, and the decisions follow it."""
+    import shutil
+
+    from curation.config import load_config
+    from curation.copyright import metadata_match
+    from curation.copyright.stage import COPYRIGHT
+    from curation.sources.fma import read_tracks
+    from tests.stage_run import run_stage
+
+    shutil.copytree(demo_dir, tmp_path / "demo", ignore=shutil.ignore_patterns("out*"))
+    cfg = load_config(tmp_path / "demo" / "curate.toml")
+    reads = []
+    real = metadata_match.CatalogueMatcher.from_csv.__func__
+    monkeypatch.setattr(metadata_match.CatalogueMatcher, "from_csv",
+                        classmethod(lambda cls, *a, **k: reads.append(a[0]) or real(cls, *a, **k)))
+    tracks = [r for r in read_tracks(tmp_path / "demo" / "fma_metadata" / "tracks.csv") if not r.reason]
+    half = len(tracks) // 2
+    first, _ = run_stage(COPYRIGHT, tracks[:half], cfg, tmp_path / "w")
+    second, _ = run_stage(COPYRIGHT, tracks[half:], cfg, tmp_path / "w")
+    assert len(reads) == 1
+    flagged = {r.id for r in first + second if r.status == "review"}
+    assert flagged and all(r.reason == "copyright_match_review" for r in first + second if r.id in flagged)
+    cat = cfg.copyright.spotify_tracks_csv
+    lines = cat.read_text().splitlines(keepends=True)
+    cat.write_text(lines[0])  # the catalogue emptied: header only
+    again, counts = run_stage(COPYRIGHT, tracks, cfg, tmp_path / "w")
+    assert len(reads) == 2 and {r.status for r in again} == {"pending"} and counts["clear"] == len(tracks)

@@ -284,6 +284,7 @@ def test_a_spent_quota_stops_the_asking_for_the_rest_of_the_run_in_every_partiti
     from curation.copyright import stage as copyright_stage
     from curation.config import load_config
     from curation.copyright.audio_id import RunStop
+    from tests.stage_run import run_stage_result
 
     out = tmp_path / "out"
     (tmp_path / "x.pth").write_bytes(b"")
@@ -300,18 +301,20 @@ def test_a_spent_quota_stops_the_asking_for_the_rest_of_the_run_in_every_partiti
 
     def part(ids):
         recs = [record(audio["known"], rid=i, spans=[[20.0, 40.0]]) for i in ids]
-        return recs, copyright_stage.check_copyright(recs, cfg)
+        return run_stage_result(copyright_stage.COPYRIGHT, recs, cfg, tmp_path / "work")
 
     first, rep1 = part(["1", "2", "3"])
     assert [r.reason for r in first] == ["copyright_audio_match", "copyright_audio_retry", "copyright_audio_retry"]
-    assert len(acr.requests) == 2 and rep1.counts["not_asked"] == 1
+    assert len(acr.requests) == 2 and rep1["counts"]["not_asked"] == 1
     assert "ACRCloud 3003" in first[1].evidence["copyright"]["stop_run"]
     assert "3003" in first[2].evidence["copyright"]["not_asked"]
-    assert any("quota is spent" in n and "asked again by the next run" in n for n in rep1.notes)
+    assert any("quota is spent" in n and "asked again by the next run" in n for n in rep1["notes"])
     second, rep2 = part(["4", "5"])  # another partition, another task: not asked either
     assert {r.reason for r in second} == {"copyright_audio_retry"} and len(acr.requests) == 2
-    assert rep2.counts["not_asked"] == 2
-    RunStop(cfg.work_dir).clear()  # the next run's copyright stage
+    assert rep2["counts"]["not_asked"] == 2
+    assert RunStop(cfg.work_dir).read()
+    copyright_stage.COPYRIGHT.start_run(cfg)  # the next run's copyright stage, as the flow starts it
+    assert RunStop(cfg.work_dir).read() is None
     acr.quota = 5
     third, _ = part(["4", "5"])
     assert {r.reason for r in third} == {"copyright_audio_match"} and len(acr.requests) == 4

@@ -10,14 +10,21 @@ import pyarrow.compute as pc
 from .. import record_table as rt
 from ..config import Config
 from ..records import Record
-from ..stage import Stage, StageReport, files_key, folder_key
+from .. import storage
+from ..stage import Stage, StageReport, files_key, folder_key, per_worker
 
 
-def copyright_table(table, cfg: Config, rep: "StageReport | None" = None):
-    """The copyright stage over a table: FMA rows still pending against the catalogue,
-    Freesound music against the audio backend; only those rows travel as records."""
+def copyright_table(table, cfg: Config, rep: "StageReport | None" = None, catalogue=None):
+    """The copyright stage over a table: FMA rows still pending against the catalogue (in
+    columns: titles and artists in, evidence, status and reason out), Freesound music against the
+    audio backend (only those rows travel as records: the backends ask one recording at a time).
+    `catalogue()` gives the loaded catalogue (the stage's setup keeps one per worker)."""
+    rep = rep if rep is not None else StageReport("copyright")
     src = table.column("source")
     pend = rt.pending(table)
+    fma = pc.and_(pend, pc.equal(src, "fma"))
+    if pc.any(fma).as_py():
+        table = _fma_against_catalogue(table, fma, catalogue() if catalogue else load_catalogue(cfg), cfg, rep)
     if "ev_music" in table.column_names:
         is_music = rt.per_distinct(table, ["ev_music"], lambda row: {
             "m": bool(row["ev_music"] and json.loads(row["ev_music"]).get("is_music"))}, {"m": pa.bool_()},
@@ -25,16 +32,16 @@ def copyright_table(table, cfg: Config, rep: "StageReport | None" = None):
         is_music = pc.fill_null(is_music, False)
     else:
         is_music = pa.repeat(False, table.num_rows)
-    need = pc.and_(pend, pc.or_(pc.equal(src, "fma"), pc.and_(pc.equal(src, "freesound"), is_music)))
-    recs = rt.to_records(table.filter(need))
+    asked = pc.and_(pend, pc.and_(pc.equal(src, "freesound"), is_music))
+    recs = rt.to_records(table.filter(asked))
     if recs:
         kept = [r.audio_path for r in recs]
         for r in recs:  # the backends read the file where it is now
             r.audio_path = str(cfg.resolve(r.audio_path) or "")
-        check_copyright(recs, cfg, rep)
+        _music_against_audio_id(recs, cfg, rep)
         for r, p in zip(recs, kept):
             r.audio_path = p
-        table = rt.replace_rows(table, need, rt.from_records(recs))
+        table = rt.replace_rows(table, asked, rt.from_records(recs))
     return table
 
 
@@ -47,35 +54,45 @@ def match_settings(cfg: Config):
                          common_title_artists=c.common_title_artists, short_title_chars=c.short_title_chars)
 
 
-def check_copyright(records: list[Record], cfg: Config, rep: "StageReport | None" = None) -> StageReport:
-    from .audio_id import make_backend
+def load_catalogue(cfg: Config):
+    """The Spotify tracks table as a matcher with the config's thresholds, read and indexed."""
     from .metadata_match import CatalogueMatcher
 
-    rep = rep if rep is not None else StageReport("copyright")
-    fma = [r for r in records if r.pending and r.source == "fma"]
-    if fma:
-        matcher = CatalogueMatcher.from_csv(cfg.copyright.spotify_tracks_csv, match_settings(cfg))
-        if matcher.cat.empty:
-            rep.notes.append(f"the copyright catalogue {cfg.copyright.spotify_tracks_csv} has no rows: "
-                             f"no FMA track matched it")
-        res = matcher.match([r.title for r in fma], [r.author for r in fma])
-        for r, m in zip(fma, res.itertuples(index=False)):
-            r.evidence["copyright"] = {
-                "method": "metadata:spotify", "flagged": bool(m.flagged), "score": round(float(m.score), 2),
-                "title_score": round(float(m.title_score), 2), "artist_score": round(float(m.artist_score), 2),
-                "candidate": matcher.candidate(int(m.crow)) if m.flagged else {},
-                "candidates": m.candidates, "normalizations": list(m.normalizations),
-                "candidates_considered": int(m.candidates_considered),
-            }
-            if m.flagged:
-                r.status, r.reason = "review", "copyright_match_review"
-                rep.add("review")
-            else:
-                rep.add("clear")
-    asked = [r for r in records if r.pending and r.source == "freesound" and r.evidence.get("music", {}).get("is_music")]
-    if not asked:
-        return rep
-    from .audio_id import IdResult, RunStop, stop_note
+    return CatalogueMatcher.from_csv(cfg.copyright.spotify_tracks_csv, match_settings(cfg))
+
+
+def _fma_against_catalogue(table, mask, matcher, cfg: Config, rep: StageReport):
+    if matcher.cat.empty:
+        rep.notes.append(f"the copyright catalogue {cfg.copyright.spotify_tracks_csv} has no rows: "
+                         f"no FMA track matched it")
+    sub = table.filter(mask)
+    res = matcher.match(sub.column("title").to_pylist(), sub.column("author").to_pylist())
+    flagged, evidence = [], []
+    for m in res.itertuples(index=False):
+        flagged.append(bool(m.flagged))
+        evidence.append(rt.ev_json({
+            "method": "metadata:spotify", "flagged": bool(m.flagged), "score": round(float(m.score), 2),
+            "title_score": round(float(m.title_score), 2), "artist_score": round(float(m.artist_score), 2),
+            "candidate": matcher.candidate(int(m.crow)) if m.flagged else {},
+            "candidates": m.candidates, "normalizations": list(m.normalizations),
+            "candidates_considered": int(m.candidates_considered),
+        }))
+    n = sum(flagged)
+    if n:
+        rep.add("review", n)
+    if len(flagged) - n:
+        rep.add("clear", len(flagged) - n)
+    flag = pa.array(flagged, pa.bool_())
+    return rt.put(table, mask, {
+        "status": pc.if_else(flag, "review", sub.column("status")),
+        "reason": pc.if_else(flag, "copyright_match_review", sub.column("reason")),
+        "ev_copyright": pa.array(evidence, pa.string()),
+    })
+
+
+def _music_against_audio_id(asked: list[Record], cfg: Config, rep: StageReport) -> None:
+    """Each Freesound recording called music, asked of the configured backend, one at a time."""
+    from .audio_id import IdResult, RunStop, make_backend, stop_note
 
     backend = make_backend(cfg.copyright)
     stop = RunStop(cfg.work_dir)
@@ -97,7 +114,17 @@ def check_copyright(records: list[Record], cfg: Config, rep: "StageReport | None
             rep.add("clear")
     if stop.read():
         rep.notes.append(stop_note(stop.read()))
-    return rep
+
+
+def _copyright(cfg, info, progress):
+    """The catalogue is read and indexed once per worker process (and again only when its file
+    or the thresholds change), the first time a partition holds an FMA track to match."""
+    path = cfg.copyright.spotify_tracks_csv
+
+    def catalogue():
+        return per_worker(("catalogue", str(path), storage.file_version(path), match_settings(cfg)),
+                          lambda: load_catalogue(cfg))
+    return lambda t, rep: copyright_table(t, cfg, rep, catalogue)
 
 
 def _copyright_settings(cfg, info) -> tuple:
@@ -129,7 +156,7 @@ COPYRIGHT = Stage(
     writes=("status", "reason", "ev_copyright"),
     reasons=COPYRIGHT_REASONS,
     settings=_copyright_settings,
-    setup=lambda cfg, info, progress: (lambda t, rep: copyright_table(t, cfg, rep)),
+    setup=_copyright,
     rerun_if=lambda cfg: (lambda prev: prev.get("counts", {}).get("copyright_audio_retry", 0) > 0),
     start_run=_copyright_start,
 )

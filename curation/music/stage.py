@@ -18,7 +18,7 @@ from ..records import Record, valid_id
 from ..sources import fma as fma_src
 from ..sources import freesound as fs_src
 from ..sources.freesound import freesound_dirs
-from ..stage import Progress, Stage, StageReport, folder_key, noop
+from ..stage import Progress, Stage, StageReport, folder_key, noop, per_worker
 
 
 class AudioLocator:
@@ -273,22 +273,20 @@ def model_info(cfg: Config) -> ModelInfo:
                      is_published_checkpoint(cfg.music.checkpoint, sha))
 
 
-_DETECTORS: dict[tuple, object] = {}
-
-
 def load_detector(cfg: Config, info: ModelInfo):
     """One detector per process and model: loading Cnn14 costs seconds and 300 MB."""
     from .detector import MusicDetector, PannsModel
 
     m = cfg.music
-    key = (info.checkpoint, info.sha256, info.labels_csv, m.device, m.threshold, m.min_music_seconds, m.top_labels,
-           m.min_music_fraction, m.chunk_seconds, m.context_seconds, tuple(m.first_chunks))
-    if key not in _DETECTORS:
+    key = ("music detector", info.checkpoint, info.sha256, info.labels_csv, m.device, m.threshold,
+           m.min_music_seconds, m.top_labels, m.min_music_fraction, m.chunk_seconds, m.context_seconds,
+           tuple(m.first_chunks))
+
+    def make():
         model = PannsModel(Path(info.checkpoint), Path(info.labels_csv), m.device, checksum=info.sha256)
-        _DETECTORS[key] = MusicDetector(model, Path(info.labels_csv), m.threshold, m.min_music_seconds,
-                                        m.top_labels, m.min_music_fraction, m.chunk_seconds, m.context_seconds,
-                                        m.first_chunks)
-    return _DETECTORS[key]
+        return MusicDetector(model, Path(info.labels_csv), m.threshold, m.min_music_seconds, m.top_labels,
+                             m.min_music_fraction, m.chunk_seconds, m.context_seconds, m.first_chunks)
+    return per_worker(key, make)
 
 
 def _music_settings(cfg, info) -> tuple:
