@@ -37,6 +37,10 @@ def _never(_cfg) -> None:
     return None
 
 
+def _nothing_to_say(_row: dict, _evidence: dict) -> list[str]:
+    return []
+
+
 @dataclass(frozen=True)
 class Stage:
     """One stage over the records table's partitions: all the runner needs to know of it.
@@ -46,7 +50,8 @@ class Stage:
     key matches skips the partition). `setup(cfg, info, progress)` loads what the stage needs
     once per worker and returns its one function, `fn(table, rep) -> table`. `rerun_if(cfg)`
     says which finished partitions a matching marker does not settle (answers that were only
-    "ask again"); `start_run(cfg)` runs once per run, before the first partition. `reads` and
+    "ask again"); `start_run(cfg)` runs once per run, before the first partition; `explain(row,
+    evidence)` gives `curate explain`'s lines of what it did to a manifest row. `reads` and
     `writes` name the columns it reads and may write (`ev_*`: evidence), `reasons` the reason
     codes it may set with what each means (the stage list, `curation/stages.py`, assembles the
     whole table from them; the runner refuses a reason the stage did not declare)."""
@@ -61,6 +66,7 @@ class Stage:
     count_passed: bool = True  # count the pending rows it lets by as `passed`
     rerun_if: Callable[[Any], Callable[[dict], bool] | None] = _never
     start_run: Callable[[Any], None] | None = None
+    explain: Callable[[dict, dict], list[str]] = _nothing_to_say  # `curate explain`'s lines of it
 
     def key(self, cfg, info) -> str:
         """What its completion markers are keyed by, besides the input partition's key."""
@@ -85,6 +91,7 @@ class FanIn:
     writes: tuple[str, ...]
     reasons: Mapping[str, str]
     run: Callable[..., Any]
+    explain: Callable[[dict, dict], list[str]] = _nothing_to_say
 
 
 def settings_key(*parts: Any, paths: Callable[[Any], str] | None = None) -> str:

@@ -4,6 +4,7 @@ import pyarrow.compute as pc
 import pytest
 
 from curation.config import Config
+from curation.stage import Stage
 import pyarrow.parquet as pq
 
 from curation.stages import ALL, BY_NAME, PER_PARTITION, REASON_STEP, REASONS
@@ -19,6 +20,8 @@ def test_every_reason_is_declared_with_its_meaning_by_one_step():
             assert REASON_STEP[code] == s.name and REASONS[code] == meaning
             assert len(meaning) > 15 and code.replace("_", "").isalpha(), code
     assert REASON_STEP["takedown"] == "review" and REASON_STEP["malformed_record"] == "ingest"
+    for s in ALL:  # each tells `curate explain` its part, from its own module
+        assert s.explain.__module__ == (s.setup if isinstance(s, Stage) else s.run).__module__, s.name
     assert BY_NAME["music"].rerun_if is not None
 
 
@@ -73,6 +76,26 @@ def test_the_demo_run_changed_only_what_each_stage_declares(demo_run):
             checked += 1
         before_dir = s.name
     assert checked == 3 * len(list((stages / "ingest").glob("part-*.parquet")))
+
+
+def test_curate_explain_is_told_by_the_steps_in_order(demo_run):
+    """Every step says its part of the demo's records, and `curate explain` prints those parts
+    after the record's status, in the order the steps ran."""
+    import json
+
+    from manifests.explain import explain_lines
+
+    rows = pq.read_table(demo_run["out"] / "manifests" / "records.parquet").to_pylist()
+    said = {s.name: 0 for s in ALL}
+    for row in rows:
+        ev = json.loads(row["evidence"] or "{}")
+        parts = []
+        for s in ALL:
+            lines = s.explain(row, ev)
+            said[s.name] += bool(lines)
+            parts += lines
+        assert explain_lines(row)[2:] == parts
+    assert all(said.values()), said
 
 
 def test_arrows_point_one_way():

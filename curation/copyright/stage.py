@@ -140,6 +140,23 @@ def _copyright_start(cfg) -> None:
     RunStop(cfg.work_dir).clear()
 
 
+def explain(row: dict, ev: dict) -> list[str]:
+    """The copyright check's method, score and candidate, for `curate explain`."""
+    out: list[str] = []
+    cr = ev.get("copyright")
+    if cr:
+        line = f"  copyright: {cr.get('method')}"
+        if "flagged" in cr:
+            line += f", flagged={cr['flagged']} score={cr.get('score')} (title {cr.get('title_score')}, " \
+                    f"artist {cr.get('artist_score')})"
+        out.append(line)
+        if cr.get("candidate"):
+            out.append(f"  copyright candidate: {json.dumps(cr['candidate'], ensure_ascii=False)}")
+        if cr.get("normalizations"):
+            out.append(f"  normalisations: {', '.join(cr['normalizations'])}")
+    return out
+
+
 #: The reasons this stage may set, and what each means.
 COPYRIGHT_REASONS = {
     "copyright_match_review": "possible copyright match: waiting for human review",
@@ -159,4 +176,5 @@ COPYRIGHT = Stage(
     setup=_copyright,
     rerun_if=lambda cfg: (lambda prev: prev.get("counts", {}).get("copyright_audio_retry", 0) > 0),
     start_run=_copyright_start,
+    explain=explain,
 )

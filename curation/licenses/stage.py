@@ -160,6 +160,29 @@ def _licenses(cfg, info, progress):
     return lambda t, rep: licenses_table(t, cfg)
 
 
+def explain(row: dict, ev: dict) -> list[str]:
+    """The license, attribution and gen-AI preference as read, for `curate explain`."""
+    out: list[str] = []
+    lic = ev.get("license")
+    if lic:
+        out.append(f"  license: raw {lic['raw']!r} -> {lic['class']} ({'allowed' if lic['allowed'] else 'rejected'})"
+                   + (f", license URL from raw_tracks.csv {lic['license_url_raw']!r}" if lic.get("license_url_raw") else "")
+                   + (f", deed {lic['license_url']}" if lic.get("license_url") else ""))
+    att = ev.get("attribution")
+    if att is not None:
+        src = att.get("url_source") or "none"
+        out.append(f"  attribution: url {row['url'] or '(none)'} (source: {src})"
+                   + (f"; {att['detail']}" if att.get("detail") else "")
+                   + ("  [DERIVED: check before publishing]" if fma_src.url_was_derived(ev) else ""))
+    genai = ev.get("genai")
+    if genai:
+        shown = repr(genai["preference"]) if genai.get("present") else "absent"
+        out.append(f"  gen_ai_preference: {shown}; release declares open_source_model="
+                   f"{str(genai['release_open_source_model']).lower()}, noncommercial="
+                   f"{str(genai['release_noncommercial']).lower()}; rule: {genai['rule']}")
+    return out
+
+
 #: The reasons this stage may set, and what each means.
 LICENSES_REASONS = {
     "license_missing": "no license given",
@@ -187,4 +210,5 @@ LICENSES = Stage(
     reasons=LICENSES_REASONS,
     settings=lambda cfg, info: (cfg.release, cfg.freesound.require_genai_preference, cfg.fma.derived_urls),
     setup=_licenses,
+    explain=explain,
 )

@@ -312,6 +312,48 @@ def _music_rerun(cfg):
     return None
 
 
+def explain(row: dict, ev: dict) -> list[str]:
+    """The audio as decoded and the music decision, for `curate explain`."""
+    out: list[str] = []
+    audio = ev.get("audio")
+    if audio:
+        if "error" in audio:
+            out.append(f"  audio: {audio['error']}")
+        else:
+            out.append(f"  audio: {audio.get('format')} {audio.get('seconds')} s, {audio.get('sample_rate')} Hz, "
+                       f"{audio.get('channels')} ch, sha256 {str(audio.get('sha256'))[:16]}")
+    music = ev.get("music")
+    if music:
+        if "error" in music:
+            out.append(f"  music: classifier failed: {music['error']}")
+        elif music.get("decided") == "source":
+            out.append(f"  music: taken as music because its source is {music.get('source')} "
+                       f"(music.{music.get('source')} = \"source\"); the model was not run")
+        elif music.get("decided") == "short":
+            out.append(f"  music: not music, decided without the model: {music.get('seconds')} s is shorter "
+                       f"than the {music.get('min_music_seconds')} s of music frames the rule needs")
+        else:
+            verdict = "music" if music.get("is_music") else "not music"
+            if music.get("decided") == "early":
+                why = ("enough music frames were found" if music.get("is_music") else
+                       "the frames left could not make up the music frames it lacks")
+                out.append(f"  music: scoring stopped early at {music.get('measured_seconds')} s of "
+                           f"{music.get('seconds')} s, once the rule was settled ({why}); "
+                           "music_seconds is a lower bound")
+            rules = f">= {music.get('min_music_seconds')} s"
+            if music.get("min_music_fraction"):
+                rules += f", or >= {music['min_music_fraction']:.0%} of a shorter clip"
+            fired = f"; rule fired: {music['rule']}" if music.get("is_music") and music.get("rule") else ""
+            out.append(
+                f"  music: {verdict}: {music.get('music_seconds')} s ({music.get('music_fraction') or 0:.0%} of "
+                f"{music.get('seconds')} s) of frames >= {music.get('threshold')} (rule: {rules}{fired}), "
+                f"max prob {music.get('max_music_prob')}, top {', '.join(music.get('top_labels') or [])}"
+            )
+            out.append(f"  music model sha256 {str(music.get('checkpoint_sha256'))[:16]}"
+                       + ("  [RANDOM WEIGHTS: decision not real]" if music.get("checkpoint_random") else ""))
+    return out
+
+
 #: The reasons this stage may set, and what each means.
 MUSIC_REASONS = {
     "audio_missing": "no audio file for the record",
@@ -332,4 +374,5 @@ MUSIC = Stage(
     setup=_music,
     count_passed=False,  # every record it reads is decided: music or not
     rerun_if=_music_rerun,
+    explain=explain,
 )

@@ -118,10 +118,19 @@ def write_shard_job(name: str, job: str, fingerprint: str, cfg: Config, progress
     return len(recs)
 
 
+def explain(row: dict, ev: dict) -> list[str]:
+    """The shard the record was released in, for `curate explain`."""
+    out: list[str] = []
+    if ev.get("shard"):
+        out.append(f"  release: in {ev['shard']}")
+    return out
+
+
 RELEASE = FanIn(
     name="release",
     reads=("status",),  # of the included rows, every column: the attribution CSVs and the shards carry them
     writes=(),  # the release's files: attribution CSVs, shards, work/release/shards.parquet
     reasons={},  # decides nothing: what it is given included, it publishes
     run=release_plan,
+    explain=explain,
 )

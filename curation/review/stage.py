@@ -103,6 +103,21 @@ def review_parts(parts: list[str], cfg: Config, out_dir: Path) -> tuple[list[str
     return out, queue, rep
 
 
+def explain(row: dict, ev: dict) -> list[str]:
+    """The review decision and a takedown, for `curate explain`."""
+    out: list[str] = []
+    rv = ev.get("review")
+    if rv:
+        out.append(f"  review: {rv.get('decision')} by {rv.get('reviewer') or '?'}"
+                   + (f" at {rv['decided_at']}" if rv.get("decided_at") else "")
+                   + (f" ({rv['note']})" if rv.get("note") else ""))
+    td = ev.get("takedown")
+    if td:
+        out.append(f"  takedown: requested {td.get('requested_at')} ({td.get('reason') or 'no reason given'}); "
+                   f"before it: {td.get('status_before')}" + (f" ({td['reason_before']})" if td.get("reason_before") else ""))
+    return out
+
+
 #: The reasons this step may set, and what each means.
 REVIEW_REASONS = {
     "copyright_rejected": "a reviewer rejected the recording",
@@ -115,4 +130,5 @@ REVIEW = FanIn(
     writes=("status", "reason", "ev_review", "ev_takedown"),
     reasons=REVIEW_REASONS,
     run=review_parts,
+    explain=explain,
 )

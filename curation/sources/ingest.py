@@ -257,10 +257,24 @@ INGEST_REASONS = {
     "source_deleted": "the sound was deleted from the source (404 when fetched again)",
 }
 
+def explain(row: dict, ev: dict) -> list[str]:
+    """What ingest did with the record, for `curate explain`."""
+    out: list[str] = []
+    if row.get("seen", 1) and row.get("seen", 1) > 1:
+        out.append(f"  ingest: seen {row['seen']} times, kept once")
+    if ev.get("versions", 1) > 1:
+        out.append(f"  ingest: fetched {ev['versions']} times from the API; the newest version stands")
+    for k in ("detail", "conflicting_fields", "licenses_seen", "license_changed_from", "download_error", "text_cleaned"):
+        if k in ev:
+            out.append(f"  ingest: {k} = {ev[k]}")
+    return out
+
+
 INGEST = FanIn(
     name="ingest",
     reads=(),  # the sources' own files: Freesound API pages, FMA's tracks.csv and raw_tracks.csv
     writes=tuple(rt.FIELDS),
     reasons=INGEST_REASONS,
     run=ingest_parts,
+    explain=explain,
 )
