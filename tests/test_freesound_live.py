@@ -8,6 +8,8 @@ import soundfile as sf
 from curation import synth
 from curation.config import FreesoundAPIConfig
 from curation.sources import freesound as fs
+from curation.sources import freesound_api as fs_api
+from curation.sources import freesound_crawl as fs_crawl
 from tests.fake_freesound import OAUTH, TOKEN, FakeFreesound, sounds_for
 
 
@@ -34,13 +36,13 @@ def api_cfg(srv, **kw) -> FreesoundAPIConfig:
 
 
 def client(srv, sleeps=None, **kw):
-    return fs.FreesoundClient(srv.url + "/apiv2", TOKEN, timeout_s=5, max_retries=3, backoff_s=0.01,
+    return fs_api.FreesoundClient(srv.url + "/apiv2", TOKEN, timeout_s=5, max_retries=3, backoff_s=0.01,
                               sleep=(sleeps.append if sleeps is not None else (lambda s: None)), **kw)
 
 
 def test_crawl_pages_by_creation_time_and_asks_for_every_field(server, tmp_path):
     pages = tmp_path / "pages"
-    summary = fs.crawl(api_cfg(server), pages, client=client(server))
+    summary = fs_crawl.crawl(api_cfg(server), pages, client=client(server))
     assert summary["caught_up"] and not summary["error"] and summary["sounds"] == 5
     assert summary["pages"] == summary["requests"] == 4  # 2 new, then 1 new beside the last one seen
     assert server.search_pages() == [1, 1, 1, 1]  # keyset: always the first page of a moving filter
@@ -66,7 +68,7 @@ def test_429_backs_off_and_5xx_and_bad_json_are_retried(server, tmp_path, caplog
     server.faults = {"search:1": [429], "search:3": [500], "search:4": ["malformed"], "search:6": [429],
                      "search:7": [500]}
     sleeps = []
-    summary = fs.crawl(api_cfg(server), tmp_path / "pages", client=client(server, sleeps))
+    summary = fs_crawl.crawl(api_cfg(server), tmp_path / "pages", client=client(server, sleeps))
     assert summary["caught_up"] and summary["pages"] == 4 and not summary["error"]
     assert summary["requests"] == 4 + 5  # every attempt counts against the budget
     assert sleeps == [0.01] * 5  # two 429s, two 500s, one malformed page: each backs off once
@@ -77,19 +79,19 @@ def test_429_backs_off_and_5xx_and_bad_json_are_retried(server, tmp_path, caplog
 def test_a_later_run_continues_after_the_last_sound_and_sees_new_uploads(server, tmp_path):
     server.down_from_search = 3
     pages = tmp_path / "pages"
-    first = fs.crawl(api_cfg(server), pages, client=client(server))
+    first = fs_crawl.crawl(api_cfg(server), pages, client=client(server))
     assert first["pages"] == 2 and not first["caught_up"] and "HTTP 500" in first["error"]
     server.down_from_search = 0
     # meanwhile sound 4 is deleted and two sounds are uploaded: page numbers would skip one
     server.sounds = [x for x in server.sounds if x["id"] != 4] + sounds_for(server.url, [6, 7])
     server.requests.clear()
-    second = fs.crawl(api_cfg(server), pages, client=client(server))
+    second = fs_crawl.crawl(api_cfg(server), pages, client=client(server))
     assert second["caught_up"] and second["sounds"] == 3
     assert server.search_filters()[0] == f"created:[{server.sounds[2]['created']} TO *]"
     assert [r.id for r in fs.read_pages(pages)] == ["1", "2", "3", "5", "6", "7"]
     # nothing new: one request, nothing saved
     server.requests.clear()
-    third = fs.crawl(api_cfg(server), pages, client=client(server))
+    third = fs_crawl.crawl(api_cfg(server), pages, client=client(server))
     assert third["caught_up"] and third["sounds"] == 0 and third["requests"] == 1
 
 
@@ -97,7 +99,7 @@ def test_ties_in_creation_time_across_a_page_are_all_fetched(server, tmp_path):
     for x in server.sounds:
         x["created"] = "2024-02-02T10:00:00.000000"  # five sounds uploaded at once
     pages = tmp_path / "pages"
-    summary = fs.crawl(api_cfg(server), pages, client=client(server))
+    summary = fs_crawl.crawl(api_cfg(server), pages, client=client(server))
     assert summary["caught_up"] and summary["sounds"] == 5
     assert sorted(r.id for r in fs.read_pages(pages)) == ["1", "2", "3", "4", "5"]
 
@@ -123,9 +125,9 @@ def test_the_budget_is_a_sliding_24_hours_not_a_utc_day(server, tmp_path):
 
     def run():
         c = client(server)
-        c.budget = fs.RequestBudget(tmp_path / "api_budget.json", per_day=3, per_minute=1, clock=lambda: now[0],
+        c.budget = fs_api.RequestBudget(tmp_path / "api_budget.json", per_day=3, per_minute=1, clock=lambda: now[0],
                                     sleep=sleep)
-        return fs.crawl(api_cfg(server), pages, client=c, clock=lambda: now[0])
+        return fs_crawl.crawl(api_cfg(server), pages, client=c, clock=lambda: now[0])
 
     first = run()
     assert first["requests"] == 3 and first["stopped"] and "budget (3 per 24 h) is spent" in first["error"]
@@ -155,8 +157,8 @@ def test_the_apis_daily_limit_stops_the_crawl_and_a_later_run_asks_again(server,
 
     def run():
         c = client(server, sleeps)
-        c.budget = fs.RequestBudget(tmp_path / "api_budget.json", per_day=2000, per_minute=0, clock=lambda: now[0])
-        return fs.crawl(api_cfg(server), pages, client=c, clock=lambda: now[0])
+        c.budget = fs_api.RequestBudget(tmp_path / "api_budget.json", per_day=2000, per_minute=0, clock=lambda: now[0])
+        return fs_crawl.crawl(api_cfg(server), pages, client=c, clock=lambda: now[0])
 
     first = run()
     assert first["pages"] == 1 and "daily request limit" in first["stopped"] and not sleeps  # no waiting out a day
@@ -186,14 +188,14 @@ def test_bounded_retries_then_a_clear_error_without_the_token(server, caplog):
 
 
 def test_bad_token_error_never_echoes_it(server):
-    c = fs.FreesoundClient(server.url + "/apiv2", "wrong-token-123", max_retries=1, sleep=lambda s: None)
+    c = fs_api.FreesoundClient(server.url + "/apiv2", "wrong-token-123", max_retries=1, sleep=lambda s: None)
     with pytest.raises(fs.FreesoundAPIError) as e:
         c.get_json(server.url + "/apiv2/search/text/")
     assert "401" in str(e.value) and "wrong-token-123" not in str(e.value)
 
 
 def test_connection_refused_is_retried_then_reported():
-    c = fs.FreesoundClient("http://127.0.0.1:9/apiv2", TOKEN, timeout_s=0.5, max_retries=2, backoff_s=0,
+    c = fs_api.FreesoundClient("http://127.0.0.1:9/apiv2", TOKEN, timeout_s=0.5, max_retries=2, backoff_s=0,
                            sleep=lambda s: None)
     with pytest.raises(fs.FreesoundAPIError, match="ConnectionError after 3 attempts"):
         c.get_json("http://127.0.0.1:9/apiv2/search/text/")
@@ -202,23 +204,23 @@ def test_connection_refused_is_retried_then_reported():
 def test_token_from_env_or_missing(monkeypatch):
     api = FreesoundAPIConfig(token_env="MY_FS_TOKEN")
     monkeypatch.setenv("MY_FS_TOKEN", "abc")
-    assert fs.resolve_token(api) == "abc"
+    assert fs_api.resolve_token(api) == "abc"
     monkeypatch.delenv("MY_FS_TOKEN")
     with pytest.raises(fs.FreesoundAPIError, match="MY_FS_TOKEN"):
-        fs.resolve_token(api)
+        fs_api.resolve_token(api)
 
 
 def test_download_preview_with_token_and_original_with_oauth(server, tmp_path):
     recs = [fs.result_to_record(s, str(i)) for i, s in enumerate(server.sounds)]
     server.faults = {"preview:1": [429]}
     c = client(server)
-    p = fs.download_audio(recs[0], api_cfg(server), tmp_path, c)
+    p = fs_crawl.download_audio(recs[0], api_cfg(server), tmp_path, c)
     assert p == tmp_path / "1.ogg" and p.read_bytes() == server.audio[1]
     # already there: not fetched again
     n = len(server.requests)
-    assert fs.download_audio(recs[0], api_cfg(server), tmp_path, c) == p and len(server.requests) == n
+    assert fs_crawl.download_audio(recs[0], api_cfg(server), tmp_path, c) == p and len(server.requests) == n
     c2 = client(server, oauth_token=OAUTH)
-    p2 = fs.download_audio(recs[1], api_cfg(server, download="original"), tmp_path / "orig", c2)
+    p2 = fs_crawl.download_audio(recs[1], api_cfg(server, download="original"), tmp_path / "orig", c2)
     assert p2.name == "2.wav" and p2.read_bytes() == server.audio[2]
     assert server.requests[-1][2]["Authorization"] == f"Bearer {OAUTH}"
 
@@ -227,12 +229,12 @@ def test_a_download_cut_off_or_timed_out_is_retried_and_never_left_half_written(
     recs = [fs.result_to_record(s, str(i)) for i, s in enumerate(server.sounds)]
     server.hang_s = 1.5
     server.faults = {"preview:1": ["reset", "hang", "reset"], "preview:2": ["reset"] * 4}
-    c = fs.FreesoundClient(server.url + "/apiv2", TOKEN, timeout_s=0.5, max_retries=3, backoff_s=0.0,
+    c = fs_api.FreesoundClient(server.url + "/apiv2", TOKEN, timeout_s=0.5, max_retries=3, backoff_s=0.0,
                            sleep=lambda s: None)
-    p = fs.download_audio(recs[0], api_cfg(server), tmp_path, c)
+    p = fs_crawl.download_audio(recs[0], api_cfg(server), tmp_path, c)
     assert p.read_bytes() == server.audio[1]  # whole, after two resets and a timeout
     with pytest.raises(fs.FreesoundAPIError, match="download incomplete after 4 attempts") as e:
-        fs.download_audio(recs[1], api_cfg(server), tmp_path, c)
+        fs_crawl.download_audio(recs[1], api_cfg(server), tmp_path, c)
     assert TOKEN not in str(e.value)
     assert not list(tmp_path.glob("2.*")) and not list(tmp_path.glob(".tmp-*"))  # nothing half-written
 
@@ -260,21 +262,21 @@ def test_refresh_finds_changed_licenses_opt_outs_and_deletions(server, tmp_path,
     pages, _ = freesound_dirs(cfg)
     day = 86_400
     start = _time.time() - 40 * day
-    first = fs.crawl(cfg.freesound.api, pages, client=client(server), clock=lambda: start)
+    first = fs_crawl.crawl(cfg.freesound.api, pages, client=client(server), clock=lambda: start)
     assert first["sounds"] == 5 and first["refreshed"] == 0
     # a month later: one license changed, one opt-out, one deletion, one new upload
     server.sounds[1]["license"] = "http://creativecommons.org/licenses/by-nc/4.0/"
     server.sounds[2]["gen_ai_preference"] = "no-gen-ai"
     server.sounds = [x for x in server.sounds if x["id"] != 4] + sounds_for(server.url, [6])
     server.requests.clear()
-    second = fs.crawl(cfg.freesound.api, pages, client=client(server), clock=lambda: start + 35 * day)
+    second = fs_crawl.crawl(cfg.freesound.api, pages, client=client(server), clock=lambda: start + 35 * day)
     assert second["sounds"] == 1 and second["refreshed"] == 5 and second["deleted"] == 1
     filters = server.search_filters()
     assert "id:(1 OR 2)" in filters and "id:(5)" in filters  # oldest first, a page of ids per request
     assert [p for p, _, _ in server.requests if p.startswith("/apiv2/sounds/")] == ["/apiv2/sounds/4/"]
     # within refresh_days nothing is asked again
     server.requests.clear()
-    third = fs.crawl(cfg.freesound.api, pages, client=client(server), clock=lambda: start + 36 * day)
+    third = fs_crawl.crawl(cfg.freesound.api, pages, client=client(server), clock=lambda: start + 36 * day)
     assert third["refreshed"] == 0 and third["lookback"]["found"] == 0
     assert third["requests"] == 1 + third["lookback"]["requests"]  # caught up; the lookback finds nothing
 
@@ -300,12 +302,12 @@ def test_a_sound_approved_after_the_cursor_passed_it_is_found_by_the_lookback(se
     cursor; the next run's lookback finds it, and says so."""
     server.sounds[2]["moderation_state"] = "PENDING"
     pages = tmp_path / "pages"
-    first = fs.crawl(api_cfg(server, lookback_days=30), pages, client=client(server))
+    first = fs_crawl.crawl(api_cfg(server, lookback_days=30), pages, client=client(server))
     assert first["caught_up"] and first["sounds"] == 4 and first["lookback"]["found"] == 0
     assert first["lookback"]["complete"] and first["lookback"]["to"] == server.sounds[4]["created"]
     server.sounds[2]["moderation_state"] = "OK"
     server.requests.clear()
-    second = fs.crawl(api_cfg(server, lookback_days=30), pages, client=client(server))
+    second = fs_crawl.crawl(api_cfg(server, lookback_days=30), pages, client=client(server))
     assert second["new_uploads"] == 0 and second["lookback"]["found"] == 1 and second["sounds"] == 1
     lb = [f for f in server.search_filters() if " TO " in f and not f.endswith("TO *]")]
     assert lb and lb[0] == f"created:[2023-12-02T00:05:00Z TO {server.sounds[4]['created']}]"
@@ -315,25 +317,25 @@ def test_a_sound_approved_after_the_cursor_passed_it_is_found_by_the_lookback(se
     # without the lookback the sound is never seen: the loss this guards against
     server.sounds[1]["moderation_state"] = "PENDING"
     other = tmp_path / "other" / "pages"
-    fs.crawl(api_cfg(server), other, client=client(server))
+    fs_crawl.crawl(api_cfg(server), other, client=client(server))
     server.sounds[1]["moderation_state"] = "OK"
-    fs.crawl(api_cfg(server), other, client=client(server))
+    fs_crawl.crawl(api_cfg(server), other, client=client(server))
     assert "2" not in {r.id for r in fs.read_pages(other)}
 
 
 def test_a_lookback_cut_short_by_the_budget_resumes_where_it_stopped(server, tmp_path):
     pages = tmp_path / "pages"
-    fs.crawl(api_cfg(server, lookback_days=30), pages, client=client(server))
+    fs_crawl.crawl(api_cfg(server, lookback_days=30), pages, client=client(server))
     server.sounds += sounds_for(server.url, [0])  # uploaded first, approved only now
     server.sounds[-1]["created"] = "2024-01-01T00:00:30Z"
     c = client(server)
-    c.budget = fs.RequestBudget(tmp_path / "b.json", per_day=2, per_minute=0)
-    cut = fs.crawl(api_cfg(server, lookback_days=30), pages, client=c)
+    c.budget = fs_api.RequestBudget(tmp_path / "b.json", per_day=2, per_minute=0)
+    cut = fs_crawl.crawl(api_cfg(server, lookback_days=30), pages, client=c)
     assert cut["stopped"] and cut["lookback"]["complete"] is False and cut["lookback"]["requests"] == 1
     at = json.loads((tmp_path / "crawl_cursor.json").read_text())["lookback_at"]
     assert at and at.endswith("Z")
     server.requests.clear()
-    done = fs.crawl(api_cfg(server, lookback_days=30), pages, client=client(server))
+    done = fs_crawl.crawl(api_cfg(server, lookback_days=30), pages, client=client(server))
     assert done["lookback"]["resumed_at"] == at and done["lookback"]["complete"]
     assert "0" in {r.id for r in fs.read_pages(pages)}
 
@@ -349,7 +351,7 @@ def test_a_cursor_from_pages_saved_before_the_api_was_zone_aware_is_normalised(s
                                                         "results": old}))
     (tmp_path / "crawl_cursor.json").write_text(json.dumps({"last_created": "2024-01-01T01:01:00.123456",
                                                             "last_id": 2, "pages": 1}))
-    summary = fs.crawl(api_cfg(server), pages, client=client(server))
+    summary = fs_crawl.crawl(api_cfg(server), pages, client=client(server))
     assert not summary["error"] and summary["caught_up"]
     assert server.search_filters()[0] == "created:[2024-01-01T00:01:00Z TO *]"  # 01:01 in Brussels is 00:01 UTC
     assert sorted(r.id for r in fs.read_pages(pages)) == ["1", "2", "3", "4", "5"]
@@ -357,15 +359,15 @@ def test_a_cursor_from_pages_saved_before_the_api_was_zone_aware_is_normalised(s
     c = client(server)
     with pytest.raises(fs.FreesoundAPIError, match="HTTP 400"):
         c.search({"query": "", "filter": "created:[2024-01-01T01:01:00.123456 TO *]"})
-    assert fs._cursor_from_pages(pages).endswith("Z")
+    assert fs_crawl._cursor_from_pages(pages).endswith("Z")
 
 
 def test_search_uses_the_current_endpoint_and_falls_back_only_where_it_is_missing(server, tmp_path):
-    fs.crawl(api_cfg(server), tmp_path / "a" / "pages", client=client(server))
+    fs_crawl.crawl(api_cfg(server), tmp_path / "a" / "pages", client=client(server))
     assert {p for p, _, _ in server.requests if "search" in p} == {"/apiv2/search/"}
     server.requests.clear()
     server.legacy_only = True
-    summary = fs.crawl(api_cfg(server), tmp_path / "b" / "pages", client=client(server))
+    summary = fs_crawl.crawl(api_cfg(server), tmp_path / "b" / "pages", client=client(server))
     assert summary["caught_up"] and summary["sounds"] == 5
     paths = [p for p, _, _ in server.requests if "search" in p]
     assert paths[0] == "/apiv2/search/" and set(paths[1:]) == {"/apiv2/search/text/"}  # asked once, then the old path
@@ -374,13 +376,13 @@ def test_search_uses_the_current_endpoint_and_falls_back_only_where_it_is_missin
 def test_null_results_are_counted_not_records_and_a_page_past_the_end_is_the_end(server, tmp_path):
     server.nulls = {2}
     pages = tmp_path / "pages"
-    summary = fs.crawl(api_cfg(server), pages, client=client(server))
+    summary = fs_crawl.crawl(api_cfg(server), pages, client=client(server))
     assert summary["caught_up"] and summary["null_results"] >= 1 and summary["sounds"] == 4
     assert sorted(r.id for r in fs.read_pages(pages)) == ["1", "3", "4", "5"]  # no record made of a null
     assert all(None not in json.loads(p.read_text())["results"] for p in fs.page_files(pages))
     # sound 2 serialises again: the lookback of a later run finds it
     server.nulls = set()
-    later = fs.crawl(api_cfg(server, lookback_days=30), pages, client=client(server))
+    later = fs_crawl.crawl(api_cfg(server, lookback_days=30), pages, client=client(server))
     assert later["lookback"]["found"] == 1 and "2" in {r.id for r in fs.read_pages(pages)}
     # a page past the end: the real API answers 404 (views.py: page > num_pages and count != 0)
     c = client(server)
@@ -398,7 +400,7 @@ def test_null_results_are_counted_not_records_and_a_page_past_the_end_is_the_end
     server.on_search = delete
     server.searches = 0
     server.requests.clear()
-    tie = fs.crawl(api_cfg(server), tmp_path / "tie" / "pages", client=client(server))
+    tie = fs_crawl.crawl(api_cfg(server), tmp_path / "tie" / "pages", client=client(server))
     assert server.search_pages() == [1, 1, 2, 3]  # the last one is past the end: a 404
     assert tie["caught_up"] and not tie["error"]
     assert sorted(r.id for r in fs.read_pages(tmp_path / "tie" / "pages")) == ["1", "2", "3", "4"]
@@ -407,8 +409,8 @@ def test_null_results_are_counted_not_records_and_a_page_past_the_end_is_the_end
 def test_previews_go_without_credentials(server, tmp_path):
     recs = [fs.result_to_record(s, str(i)) for i, s in enumerate(server.sounds)]
     c = client(server, oauth_token=OAUTH)
-    fs.download_audio(recs[0], api_cfg(server), tmp_path, c)
+    fs_crawl.download_audio(recs[0], api_cfg(server), tmp_path, c)
     path, _, headers = server.requests[-1]
     assert path == "/previews/1.ogg" and "Authorization" not in headers
-    fs.crawl(api_cfg(server), tmp_path / "pages", client=c)
+    fs_crawl.crawl(api_cfg(server), tmp_path / "pages", client=c)
     assert all(h.get("Authorization") == f"Token {TOKEN}" for p, _, h in server.requests if p.startswith("/apiv2/"))

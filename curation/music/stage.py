@@ -17,6 +17,8 @@ from ..config import Config
 from ..records import Record, valid_id
 from ..sources import fma as fma_src
 from ..sources import freesound as fs_src
+from ..sources import freesound_api as fs_api
+from ..sources import freesound_crawl as fs_crawl
 from ..sources.freesound import freesound_dirs
 from ..stage import Progress, Stage, StageReport, folder_key, noop, per_worker
 
@@ -53,7 +55,7 @@ class AudioLocator:
         return self.fma(rid) if source == "fma" else self.freesound_index().get(rid)
 
 
-def resolve_audio(r: Record, cfg: Config, client: fs_src.FreesoundClient | None,
+def resolve_audio(r: Record, cfg: Config, client: fs_api.FreesoundClient | None,
                   locator: AudioLocator | None = None) -> Path | None:
     found = (locator or AudioLocator(cfg)).locate(r.source, r.id)
     if r.source == "fma":
@@ -61,7 +63,7 @@ def resolve_audio(r: Record, cfg: Config, client: fs_src.FreesoundClient | None,
     _, audio_dir = freesound_dirs(cfg)
     if found is None and cfg.freesound.api is not None and client is not None:
         try:
-            found = fs_src.download_audio(r, cfg.freesound.api, audio_dir, client)
+            found = fs_crawl.download_audio(r, cfg.freesound.api, audio_dir, client)
         except fs_src.FreesoundAPIError as e:
             r.evidence["download_error"] = str(e)
             return None
@@ -85,7 +87,7 @@ def _audio_found(table, locator: AudioLocator) -> "pa.Array":
 
 
 def music_table(table, cfg: Config, detector_factory: Callable[[], "object"], checksum: str,
-                checkpoint_random: bool, client: fs_src.FreesoundClient | None = None,
+                checkpoint_random: bool, client: fs_api.FreesoundClient | None = None,
                 progress: Progress = noop, rep: "StageReport | None" = None):
     """The audio and music stage over a table. Rows without audio on disk (and none to
     download) are excluded in one step; only the rows with audio travel as records."""
@@ -141,7 +143,7 @@ def audio_and_music(
     detector_factory: Callable[[], "object"],
     checksum: str,
     checkpoint_random: bool,
-    client: fs_src.FreesoundClient | None = None,
+    client: fs_api.FreesoundClient | None = None,
     progress: Progress = noop,
     rep: StageReport | None = None,
     locator: AudioLocator | None = None,
@@ -300,7 +302,7 @@ def _music(cfg, info, progress):
         client = None
         if cfg.freesound.api is not None and pc.any(pc.and_(rt.pending(t),
                                                             pc.equal(t.column("source"), "freesound"))).as_py():
-            client = fs_src.FreesoundClient.from_config(cfg.freesound.api)
+            client = fs_api.FreesoundClient.from_config(cfg.freesound.api)
         return music_table(t, cfg, lambda: load_detector(cfg, info), info.sha256, info.random_init,
                            client=client, progress=progress, rep=rep)
     return music

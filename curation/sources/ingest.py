@@ -18,6 +18,8 @@ from ..records import Record
 from ..stage import FanIn, StageReport
 from ..sources import fma as fma_src
 from ..sources import freesound as fs_src
+from ..sources import freesound_api as fs_api
+from ..sources import freesound_crawl as fs_crawl
 from ..sources.freesound import freesound_dirs
 
 
@@ -52,7 +54,7 @@ def _ingest_inputs(cfg: Config) -> list[Path]:
 
 
 def ingest_parts(cfg: Config, out_dir: Path, partition_records: int, workers: int = 2,
-                 client: fs_src.FreesoundClient | None = None) -> tuple[list[str], StageReport]:
+                 client: fs_api.FreesoundClient | None = None) -> tuple[list[str], StageReport]:
     """Ingest into partitions `out_dir/part-NNNNN.parquet`, duplicates resolved across all of
     them. Skipped (nothing read) when the inputs and settings are those of the last ingest."""
     import concurrent.futures as cf
@@ -63,7 +65,7 @@ def ingest_parts(cfg: Config, out_dir: Path, partition_records: int, workers: in
     rep = StageReport("ingest")
     pages_dir, _ = freesound_dirs(cfg)
     if cfg.freesound.api is not None:
-        summary = fs_src.crawl(cfg.freesound.api, pages_dir, client=client)
+        summary = fs_crawl.crawl(cfg.freesound.api, pages_dir, client=client)
         atomic_write_text(crawl_summary_path(cfg), json.dumps(summary, sort_keys=True))
         rep.counts["freesound_pages"] = summary["pages"]
         rep.counts["api_requests"] = summary["requests"]
