@@ -169,6 +169,14 @@ class CopyrightConfig:
 
 
 @dataclass
+class DedupConfig:
+    # Published lists of public evaluation sets cut from Freesound (ESC-50, UrbanSound8K, FSD50K,
+    # Clotho, DCASE Task 6, WavCaps, FSDKaggle2018, or plain `source,id` CSVs; see
+    # curation/dedup/eval_lists.py): a sound one names is excluded (`eval_set`).
+    eval_lists: list[Path] = field(default_factory=list)
+
+
+@dataclass
 class ReleaseConfig:
     shard_max_records: int = 1000
     shard_dir: Path | None = None  # default OUT/release/shards; may be an object store URL
@@ -213,6 +221,7 @@ class Config:
     fma: FMAConfig = field(default_factory=FMAConfig)
     music: MusicConfig = field(default_factory=MusicConfig)
     copyright: CopyrightConfig = field(default_factory=CopyrightConfig)
+    dedup: DedupConfig = field(default_factory=DedupConfig)
     release: ReleaseConfig = field(default_factory=ReleaseConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     deployment: DeploymentConfig = field(default_factory=DeploymentConfig)
@@ -320,6 +329,11 @@ def _fill(obj: Any, table: dict, section: str, base: Path, *, required_dirs=(), 
             raise ConfigError(f"unknown config key '{name}'")
         current = getattr(obj, key)
         ftype = known[key].type
+        if str(ftype).startswith("list[Path"):
+            if not isinstance(value, list):
+                raise ConfigError(f"config key '{name}' must be a list of paths, got {type(value).__name__} {value!r}")
+            setattr(obj, key, [_path_value(f"{name}[{i}]", v, base) for i, v in enumerate(value)])
+            continue
         if "Path" in str(ftype):
             setattr(obj, key, _path_value(name, value, base))
             continue
@@ -368,6 +382,7 @@ def load_config(path: str | Path, check_inputs: bool = True) -> Config:
         "fma": (cfg.fma, ("audio_dir",), ("tracks_csv", "raw_tracks_csv")),
         "music": (cfg.music, (), ("checkpoint", "labels_csv")),
         "copyright": (cfg.copyright, ("fingerprint_index",), ("spotify_tracks_csv", "review_decisions")),
+        "dedup": (cfg.dedup, (), ()),  # the lists are read whole before a run (curation/inputs.py)
         "release": (cfg.release, (), ("takedowns",)),
         "training": (cfg.training, ("hf_home",), ("model_config", "pretrained_ckpt_path")),
         "deployment": (cfg.deployment, (), ()),

@@ -148,7 +148,19 @@ def check_inputs(cfg: Config) -> None:
     check_output_dir(cfg)
     for t in tables(cfg):
         check_table(t)
+    check_eval_lists(cfg)
     check_services(cfg)
+
+
+def check_eval_lists(cfg: Config) -> None:
+    """Every evaluation-set list read whole: one that cannot be read with certainty stops the run."""
+    from .dedup.eval_lists import EvalListError, read_eval_list
+
+    for p in cfg.dedup.eval_lists:
+        try:
+            read_eval_list(p)
+        except EvalListError as e:
+            raise InputError(f"{e} (dedup.eval_lists)") from None
 
 
 def check_services(cfg: Config) -> None:

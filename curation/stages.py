@@ -8,6 +8,7 @@ is adding its module and one line here."""
 from __future__ import annotations
 
 from .copyright.stage import COPYRIGHT
+from .dedup.stage import EVAL_SETS
 from .licenses.stage import LICENSES
 from .music.stage import MUSIC
 from .release.stage import RELEASE
@@ -16,7 +17,7 @@ from .sources.ingest import INGEST
 from .stage import FanIn, Stage
 
 #: What runs over each partition, in order.
-PER_PARTITION: tuple[Stage, ...] = (LICENSES, MUSIC, COPYRIGHT)
+PER_PARTITION: tuple[Stage, ...] = (LICENSES, EVAL_SETS, MUSIC, COPYRIGHT)
 #: Every step, in the order a run takes them.
 ALL: tuple[Stage | FanIn, ...] = (INGEST, *PER_PARTITION, REVIEW, RELEASE)
 BY_NAME = {s.name: s for s in PER_PARTITION}

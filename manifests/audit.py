@@ -26,7 +26,7 @@ VIEWS = ["records", "decisions", "reviews", "releases", "release_records", "reas
 # The funnel's rows: the steps of a run (`curation.stages`), with the music stage's audio check
 # (a file missing or not decoding) shown as a row of its own, and a takedown counted where it takes
 # a record out, the release.
-STAGES = ["ingest", "licenses", "audio", "music", "copyright", "review", "release"]
+STAGES = ["ingest", "licenses", "eval_sets", "audio", "music", "copyright", "review", "release"]
 _SHOWN_AS = {"takedown": "release"}
 
 
@@ -119,8 +119,7 @@ CANNED: dict[str, tuple[str, str]] = {
         SELECT source, status, coalesce(nullif(reason, ''), '-') AS reason, count(*) AS records
         FROM records GROUP BY ALL ORDER BY source, status, records DESC, reason"""),
     "funnel": ("records left after each stage, and how many it took out", """
-        WITH s AS (SELECT * FROM (VALUES ('ingest', 0), ('licenses', 1), ('audio', 2), ('music', 3),
-                                           ('copyright', 4), ('review', 5), ('release', 6)) t(stage, stage_order)),
+        WITH s AS (SELECT * FROM (VALUES """ + ", ".join(f"('{st}', {i})" for i, st in enumerate(STAGES)) + """) t(stage, stage_order)),
              out AS (SELECT rs.stage_order, count(*) AS n FROM records r
                      JOIN reason_stages rs ON rs.reason = r.reason WHERE r.status = 'excluded' GROUP BY ALL),
              waiting AS (SELECT count(*) AS n FROM records WHERE status = 'review'),
@@ -130,7 +129,7 @@ CANNED: dict[str, tuple[str, str]] = {
                  AS taken_out,
                CAST((SELECT n FROM total)
                  - (SELECT coalesce(sum(n), 0) FROM out WHERE out.stage_order <= s.stage_order)
-                 - CASE WHEN s.stage_order >= 5 THEN (SELECT n FROM waiting) ELSE 0 END AS BIGINT) AS remaining
+                 - CASE WHEN s.stage_order >= """ + str(STAGES.index("review")) + """ THEN (SELECT n FROM waiting) ELSE 0 END AS BIGINT) AS remaining
         FROM s LEFT JOIN out o ON o.stage_order = s.stage_order ORDER BY s.stage_order"""),
     "included": ("license mix of the included records by source (the current manifest)", """
         SELECT source, coalesce(license, '') AS license, count(*) AS records FROM records

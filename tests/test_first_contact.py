@@ -114,7 +114,7 @@ def test_a_copied_output_folder_resumes_with_nothing_to_do(demo_run, tmp_path):
     p = curate("run", str(work / "curate.toml"), env=env)
     summary = json.loads((work / "out" / "manifests" / "run_summary.json").read_text())
     stages = {s["name"]: s for s in summary["stages"]}
-    for name in ("licenses", "music", "copyright"):
+    for name in ("licenses", "eval_sets", "music", "copyright"):
         assert any("unchanged since the last run: skipped" in n for n in stages[name]["notes"]), (name, stages[name])
     assert stages["music"]["counts"].get("scored", 0) == 0 and stages["music"]["counts"].get("cached", 0) == 0
     assert stages["release"]["counts"]["shards_written"] == 0

@@ -1,0 +1,1 @@
+"""Nothing twice, nothing from the test sets: evaluation-set lists (and, to come, duplicates)."""
