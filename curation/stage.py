@@ -42,6 +42,18 @@ def _nothing_to_say(_row: dict, _evidence: dict) -> list[str]:
 
 
 @dataclass(frozen=True)
+class ModelInfo:
+    """The music model as the run uses it (`music.stage.model_info`), handed to every stage's
+    `settings` and `setup` as `info`: its checksum, and whether its weights are real."""
+
+    checkpoint: str
+    labels_csv: str
+    sha256: str
+    random_init: bool
+    published: bool
+
+
+@dataclass(frozen=True)
 class Stage:
     """One stage over the records table's partitions: all the runner needs to know of it.
 

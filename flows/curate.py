@@ -22,8 +22,8 @@ from curation.sources import ingest
 from curation.atomic import atomic_write_text
 from curation.config import Config, load_config
 from curation.run_lock import run_lock
-from curation.stage import StageReport, settings_key
-from curation.music.stage import ModelInfo, model_info
+from curation.stage import ModelInfo, StageReport, settings_key
+from curation.music.stage import model_info
 from curation.stages import BY_NAME, INGEST, PER_PARTITION, REASONS, RELEASE, REVIEW
 
 # Tasks never cache through Prefect: the stages keep their own content-keyed caches in

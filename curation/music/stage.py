@@ -3,7 +3,6 @@ not by the PANNs model (`stream`, `detector`), with results cached by content (`
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -20,7 +19,7 @@ from ..sources import freesound as fs_src
 from ..sources import freesound_api as fs_api
 from ..sources import freesound_crawl as fs_crawl
 from ..sources.freesound import freesound_dirs
-from ..stage import Progress, Stage, StageReport, folder_key, noop, per_worker
+from ..stage import ModelInfo, Progress, Stage, StageReport, folder_key, noop, per_worker
 
 
 class AudioLocator:
@@ -251,17 +250,6 @@ def audio_and_music(
             rep.notes.append(f"model ran on {stats['model_seconds']:.1f} s of (padded) audio, "
                              f"{stats['scored_seconds']:.1f} s of frames scored")
     return rep
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """The music model as the run uses it: its checksum, and whether its weights are real."""
-
-    checkpoint: str
-    labels_csv: str
-    sha256: str
-    random_init: bool
-    published: bool
 
 
 def model_info(cfg: Config) -> ModelInfo:

@@ -11,8 +11,7 @@ from .. import storage
 from .. import record_table as rt
 from ..atomic import atomic_write_text
 from ..config import Config
-from ..stage import FanIn, Progress, StageReport, release_memory
-from ..music.stage import ModelInfo
+from ..stage import FanIn, ModelInfo, Progress, StageReport, release_memory
 
 
 def release_plan(parts: list[str], cfg: Config) -> tuple[str, list[tuple[str, str, str]], StageReport]:
