@@ -167,9 +167,12 @@ def test_a_run_with_a_damaged_list_stops_before_any_stage(tmp_path, demo_dir):
     assert "clotho.csv line 3 (sound_id): 'n/a' is not a Freesound id" in res.stderr
     assert "Traceback" not in res.stderr + res.stdout and len(res.stderr.strip().splitlines()) <= 2
     assert not (tmp_path / "demo" / "out" / "work" / "stages").exists()
+    from curation.config import load_config
+    from curation.inputs import InputError, check_inputs
+
     cfg.write_text(cfg.read_text().replace('"clotho.csv"', '"nothere.csv"'))
-    res = curate("run", str(cfg), check=False)
-    assert res.returncode == 1 and "nothere.csv" in res.stderr and "does not exist" in res.stderr
+    with pytest.raises(InputError, match=r"nothere.csv does not exist \(dedup.eval_lists\)"):
+        check_inputs(load_config(cfg))  # what `curate run` and a scheduled run check first
 
 
 def test_the_config_takes_a_list_of_paths_relative_to_it(tmp_path, demo_dir):
