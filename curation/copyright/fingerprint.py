@@ -74,7 +74,7 @@ def _spectrum(audio: np.ndarray) -> np.ndarray:
     return np.log(np.abs(z[1:, :]) + 1e-6).T  # (frames, bins), DC dropped
 
 
-def _pick(spec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _pick(spec: np.ndarray, per_second: int = PEAKS_PER_SECOND) -> tuple[np.ndarray, np.ndarray]:
     from scipy.ndimage import maximum_filter
 
     local = maximum_filter(spec, size=(21, 15), mode="constant", cval=-np.inf)
@@ -88,17 +88,17 @@ def _pick(spec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     order = np.lexsort((-strength, sec))
     t, f, sec = t[order], f[order], sec[order]
     rank = np.arange(len(t)) - np.searchsorted(sec, sec, side="left")
-    keep = rank < PEAKS_PER_SECOND
+    keep = rank < per_second
     t, f = t[keep], f[keep]
     order = np.lexsort((f, t))
     return t[order], f[order]
 
 
-def peaks(audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(frame, bin) of local maxima of the log spectrogram, the strongest few per second."""
+def peaks(audio: np.ndarray, per_second: int = PEAKS_PER_SECOND) -> tuple[np.ndarray, np.ndarray]:
+    """(frame, bin) of local maxima of the log spectrogram, the strongest `per_second` per second."""
     if len(audio) < N_FFT:
         return np.zeros(0, int), np.zeros(0, int)
-    return _pick(_spectrum(audio))
+    return _pick(_spectrum(audio), per_second)
 
 
 def precise_peaks(audio: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -128,11 +128,12 @@ def hashes(audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return peak_hashes(*peaks(audio))
 
 
-def peak_hashes(t: np.ndarray, f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """`hashes` of peaks given as (frame, bin), sorted by frame then bin."""
+def peak_hashes(t: np.ndarray, f: np.ndarray, fan_out: int = FAN_OUT) -> tuple[np.ndarray, np.ndarray]:
+    """`hashes` of peaks given as (frame, bin), sorted by frame then bin, each anchor paired
+    with up to `fan_out` partners."""
     n = len(t)
     anchors, hs = [], []
-    for k in range(1, FAN_OUT * 4):
+    for k in range(1, fan_out * 4):
         if k >= n:
             break
         dt = t[k:] - t[:-k]
@@ -147,7 +148,7 @@ def peak_hashes(t: np.ndarray, f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     order = np.argsort(anchor, kind="stable")  # within an anchor, nearest partner first
     anchor, h = anchor[order], h[order]
     rank = np.arange(len(anchor)) - np.searchsorted(anchor, anchor, side="left")
-    keep = rank < FAN_OUT
+    keep = rank < fan_out
     return h[keep].astype(np.int32), t[anchor[keep]].astype(np.int32)
 
 
