@@ -174,6 +174,13 @@ class DedupConfig:
     # Clotho, DCASE Task 6, WavCaps, FSDKaggle2018, or plain `source,id` CSVs; see
     # curation/dedup/eval_lists.py): a sound one names is excluded (`eval_set`).
     eval_lists: list[Path] = field(default_factory=list)
+    # Folders of evaluation audio (clips cut from Freesound sounds, ids unknown): a recording
+    # that holds one is excluded (`eval_overlap`).
+    eval_audio_dirs: list[Path] = field(default_factory=list)
+    # An excerpt is a copy when it covers at least this share of the shorter recording.
+    excerpt_min_share: float = 0.9
+    # Where prints are kept between runs (by audio content); default OUT/work/prints.
+    cache_dir: Path | None = None
 
 
 @dataclass
@@ -413,6 +420,12 @@ def load_config(path: str | Path, check_inputs: bool = True) -> Config:
                 _fill(getattr(obj, sub), inner, f"{key}.{sub}", base)
         _fill(obj, table, key, base, required_dirs=dirs, required_files=files, check=check_inputs)
 
+    d = cfg.dedup
+    if not 0.0 < d.excerpt_min_share <= 1.0:
+        raise ConfigError("config key 'dedup.excerpt_min_share' must be in (0, 1]")
+    for folder in d.eval_audio_dirs if check_inputs else ():
+        if not Path(folder).is_dir():
+            raise ConfigError(f"config key 'dedup.eval_audio_dirs': not a folder: {folder}")
     if cfg.task_runner not in ("local", "dask"):
         raise ConfigError("config key 'task_runner' must be 'local' or 'dask'")
     fs = cfg.freesound

@@ -8,6 +8,7 @@ is adding its module and one line here."""
 from __future__ import annotations
 
 from .copyright.stage import COPYRIGHT
+from .dedup.duplicates import DUPLICATES
 from .dedup.stage import EVAL_SETS
 from .licenses.stage import LICENSES
 from .music.stage import MUSIC
@@ -18,8 +19,11 @@ from .stage import FanIn, Stage
 
 #: What runs over each partition, in order.
 PER_PARTITION: tuple[Stage, ...] = (LICENSES, EVAL_SETS, MUSIC, COPYRIGHT)
+#: What runs between ingest and review, in order: the per-partition stages, and the duplicates
+#: step over every partition at once (after the audio is checked, before copyright).
+BETWEEN: tuple[Stage | FanIn, ...] = (LICENSES, EVAL_SETS, MUSIC, DUPLICATES, COPYRIGHT)
 #: Every step, in the order a run takes them.
-ALL: tuple[Stage | FanIn, ...] = (INGEST, *PER_PARTITION, REVIEW, RELEASE)
+ALL: tuple[Stage | FanIn, ...] = (INGEST, *BETWEEN, REVIEW, RELEASE)
 BY_NAME = {s.name: s for s in PER_PARTITION}
 
 

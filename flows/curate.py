@@ -24,7 +24,7 @@ from curation.config import Config, load_config
 from curation.run_lock import run_lock
 from curation.stage import ModelInfo, StageReport, settings_key
 from curation.music.stage import model_info
-from curation.stages import BY_NAME, INGEST, PER_PARTITION, REASONS, RELEASE, REVIEW
+from curation.stages import BETWEEN, BY_NAME, DUPLICATES, INGEST, REASONS, RELEASE, REVIEW
 
 # Tasks never cache through Prefect: the stages keep their own content-keyed caches in
 # OUT/work, which survive a killed run and are what makes a rerun cheap.
@@ -53,6 +53,11 @@ def stage_task(name: str, src: str, dst: str, key: str, cfg: Config, info: Model
                progress: Callable[[int], None] | None = None) -> dict:
     """One stage over one partition; only paths and counts cross the task boundary."""
     return BY_NAME[name].run(cfg, info, src, dst, key, progress or (lambda _n: None))
+
+
+@task(name="duplicates", **TASK)
+def duplicates_task(parts: list[tuple[str, str]], cfg: Config) -> tuple[list[tuple[str, str]], StageReport]:
+    return DUPLICATES.run(parts, cfg, cfg.work_dir / "stages" / "duplicates")
 
 
 @task(name="review", **TASK)
@@ -203,8 +208,14 @@ def run_stages(cfg: Config, progress: Progress | None = None) -> dict:
         what = "RANDOMLY INITIALISED" if info.random_init else "not the published PANNs checkpoint"
         logger.warning("music model %s is %s (sha256 %s): its music decisions are not real",
                        info.checkpoint, what, info.sha256[:16])
-    for stage in PER_PARTITION:
-        keyed, rep = map_stage(stage.name, keyed, cfg, info, progress)
+    for step in BETWEEN:
+        if step is DUPLICATES:
+            t0 = time.perf_counter()
+            keyed, rep = duplicates_task(keyed, cfg)
+            reports.append(_timed(rep, t0, n))
+            logger.info("duplicates: %s in %.1f s", rep.counts, rep.seconds)
+            continue
+        keyed, rep = map_stage(step.name, keyed, cfg, info, progress)
         reports.append(rep)
     release.save_decided_parts(cfg, [p for p, _ in keyed])
     from curation.copyright.audio_id import RunStop, stop_note

@@ -26,7 +26,7 @@ VIEWS = ["records", "decisions", "reviews", "releases", "release_records", "reas
 # The funnel's rows: the steps of a run (`curation.stages`), with the music stage's audio check
 # (a file missing or not decoding) shown as a row of its own, and a takedown counted where it takes
 # a record out, the release.
-STAGES = ["ingest", "licenses", "eval_sets", "audio", "music", "copyright", "review", "release"]
+STAGES = ["ingest", "licenses", "eval_sets", "audio", "music", "duplicates", "copyright", "review", "release"]
 _SHOWN_AS = {"takedown": "release"}
 
 
@@ -142,6 +142,15 @@ CANNED: dict[str, tuple[str, str]] = {
                round(coalesce(sum(music_seconds), 0) / 3600, 3) AS music_hours,
                bool_or(coalesce(music_seconds_lower_bound, false)) AS lower_bound
         FROM records WHERE is_music IS NOT NULL GROUP BY ALL ORDER BY source, music_rule"""),
+    "duplicates": ("groups of recordings that hold the same audio: the copy kept, its status, how many copies "
+                   "of which kinds, and under how many authors", """
+        SELECT "group" AS kept, count(*) AS records,
+               any_value(status) FILTER (WHERE source || '_' || id = "group") AS kept_status,
+               count(*) FILTER (WHERE reason = 'duplicate') AS copies,
+               string_agg(DISTINCT duplicate_kind, ',' ORDER BY duplicate_kind) AS kinds,
+               count(DISTINCT lower(author)) AS authors,
+               string_agg(DISTINCT author, ', ' ORDER BY author) AS author_names
+        FROM records WHERE "group" IS NOT NULL GROUP BY "group" ORDER BY records DESC, kept"""),
     "releases": ("the published versions", "SELECT * FROM releases ORDER BY number"),
     "licenses": ("license mix of a release (--version, default the latest)", """
         SELECT source, license, license_url, count(*) AS records, round(sum(audio_seconds) / 3600, 3) AS hours

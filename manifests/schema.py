@@ -45,6 +45,8 @@ SCHEMA = pa.schema(
         ("music_top_labels", pa.list_(pa.string())),
         ("music_checkpoint_sha256", pa.string()),
         ("music_checkpoint_random", pa.bool_()),
+        ("group", pa.string()),  # a duplicates group: the key of the copy kept
+        ("duplicate_kind", pa.string()),  # a copy's kind: exact / near / excerpt
         ("copyright_method", pa.string()),
         ("copyright_score", pa.float64()),
         ("copyright_candidate", pa.string()),
@@ -81,6 +83,8 @@ _FROM_EVIDENCE = {
     "music_top_labels": ("music", "top_labels", None),
     "music_checkpoint_sha256": ("music", "checkpoint_sha256", None),
     "music_checkpoint_random": ("music", "checkpoint_random", None),
+    "group": ("same_audio", "group", None),
+    "duplicate_kind": ("same_audio", "kind", None),
     "copyright_method": ("copyright", "method", None),
     "copyright_score": ("copyright", "score", None),
     "copyright_candidate": ("copyright", "candidate",

@@ -73,7 +73,12 @@ def test_canned_queries_answer_from_the_files(audited):
     want = m.assign(reason=m["reason"].replace("", "-")).groupby(["source", "status", "reason"]).size().to_dict()
     assert got == want
     funnel = audit_csv(audited, "funnel")
-    assert [f["stage"] for f in funnel] == ["ingest", "licenses", "eval_sets", "audio", "music", "copyright", "review", "release"]
+    assert [f["stage"] for f in funnel] == ["ingest", "licenses", "eval_sets", "audio", "music", "duplicates", "copyright",
+                                            "review", "release"]
+    assert int(next(f for f in funnel if f["stage"] == "duplicates")["taken_out"]) == 1  # 1013, a copy of 1002
+    groups = audit_csv(audited, "duplicates")
+    assert [(g["kept"], g["records"], g["copies"], g["kinds"], g["authors"]) for g in groups] == [
+        ("freesound_1002", "2", "1", "near", "1")]
     assert int(funnel[-1]["remaining"]) == (m["status"] == "included").sum()
     assert sum(int(f["taken_out"]) for f in funnel) == len(m) - (m["status"] == "included").sum()
     assert funnel[-1]["taken_out"] == "1"  # the takedown

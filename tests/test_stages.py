@@ -7,11 +7,12 @@ from curation.config import Config
 from curation.stage import Stage
 import pyarrow.parquet as pq
 
-from curation.stages import ALL, BY_NAME, PER_PARTITION, REASON_STEP, REASONS
+from curation.stages import ALL, BETWEEN, BY_NAME, PER_PARTITION, REASON_STEP, REASONS
 
 
 def test_every_reason_is_declared_with_its_meaning_by_one_step():
-    assert [s.name for s in ALL] == ["ingest", "licenses", "eval_sets", "music", "copyright", "review", "release"]
+    assert [s.name for s in ALL] == ["ingest", "licenses", "eval_sets", "music", "duplicates", "copyright", "review",
+                                     "release"]
     assert [s.name for s in PER_PARTITION] == ["licenses", "eval_sets", "music", "copyright"]
     declared = [code for s in ALL for code in s.reasons]
     assert len(declared) == len(set(declared)) == len(REASONS)
@@ -20,6 +21,7 @@ def test_every_reason_is_declared_with_its_meaning_by_one_step():
             assert REASON_STEP[code] == s.name and REASONS[code] == meaning
             assert len(meaning) > 15 and code.replace("_", "").isalpha(), code
     assert REASON_STEP["takedown"] == "review" and REASON_STEP["malformed_record"] == "ingest"
+    assert REASON_STEP["duplicate"] == "duplicates" and REASON_STEP["reupload_other_author"] == "review"
     for s in ALL:  # each tells `curate explain` its part, from its own module
         assert s.explain.__module__ == (s.setup if isinstance(s, Stage) else s.run).__module__, s.name
     assert BY_NAME["music"].rerun_if is not None
@@ -60,7 +62,7 @@ def test_the_demo_run_changed_only_what_each_stage_declares(demo_run):
     stages = demo_run["out"] / "work" / "stages"
     before_dir = "ingest"
     checked = 0
-    for s in PER_PARTITION:
+    for s in BETWEEN:  # the per-partition stages and the duplicates step between them
         for after_p in sorted((stages / s.name).glob("part-*.parquet")):
             before = pq.read_table(stages / before_dir / after_p.name)
             after = pq.read_table(after_p)
@@ -75,7 +77,7 @@ def test_the_demo_run_changed_only_what_each_stage_declares(demo_run):
             assert reasons <= set(s.reasons), f"{s.name} set {sorted(reasons - set(s.reasons))}, undeclared"
             checked += 1
         before_dir = s.name
-    assert checked == len(PER_PARTITION) * len(list((stages / "ingest").glob("part-*.parquet")))
+    assert checked == len(BETWEEN) * len(list((stages / "ingest").glob("part-*.parquet")))
 
 
 def test_curate_explain_is_told_by_the_steps_in_order(demo_run):

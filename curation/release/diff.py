@@ -40,10 +40,13 @@ def diff_versions(a: Path, b: Path) -> list[dict]:
     sql = f"""
     WITH a AS (SELECT * FROM read_parquet({ra})), b AS (SELECT * FROM read_parquet({rb})),
          m AS (SELECT source, id, status, reason, evidence FROM read_parquet({mb})),
-         ma AS (SELECT source, id, status, reason FROM read_parquet({ma}))
+         ma AS (SELECT source, id, status, reason, evidence FROM read_parquet({ma}))
     SELECT 'added' AS change, b.source, b.id,
            CASE WHEN ma.status IS NULL THEN 'new' ELSE 'was ' || ma.status || coalesce(': ' || nullif(ma.reason, ''), '') END AS reason,
-           '' AS detail
+           CASE WHEN ma.reason = 'duplicate'
+                THEN 'the next copy of ' || coalesce(json_extract_string(ma.evidence, '$.same_audio.kept'), '?')
+                     || ', kept before and now out of this version'
+                ELSE '' END AS detail
     FROM b ANTI JOIN a USING (key) LEFT JOIN ma ON ma.source = b.source AND ma.id = b.id
     UNION ALL
     SELECT 'removed', a.source, a.id, {_CATEGORY},

@@ -65,6 +65,9 @@ def sample_metadata(r: Record) -> dict:
         meta[k] = "" if v is None else str(v)
     for k in SAMPLE_LIST_FIELDS:
         meta[k] = [str(v) for v in (getattr(r, k) or []) if v is not None]
+    # the copies of this recording that were left out (curation/dedup/duplicates.py)
+    same = r.evidence.get("same_audio") or {}
+    meta["duplicates"] = sorted(c["record"] for c in same.get("copies", [])) if same.get("role") == "kept" else []
     return meta
 
 
@@ -72,7 +75,7 @@ def sample_features_yaml() -> list[dict]:
     """The features of a release's samples as a dataset card's `dataset_info.features`
     (what `datasets` reads instead of inferring them from the first shard)."""
     json_fields = [{"name": k, "dtype": "string"} for k in SAMPLE_TEXT_FIELDS]
-    json_fields += [{"name": k, "list": "string"} for k in SAMPLE_LIST_FIELDS]
+    json_fields += [{"name": k, "list": "string"} for k in (*SAMPLE_LIST_FIELDS, "duplicates")]
     json_fields.append({"name": "seconds", "dtype": "float64"})  # written beside the audio (write_shard)
     return [{"name": "__key__", "dtype": "string"}, {"name": "__url__", "dtype": "string"},
             {"name": "flac", "dtype": "audio"}, {"name": "json", "struct": sorted(json_fields, key=lambda f: f["name"])}]

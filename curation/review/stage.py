@@ -39,10 +39,15 @@ def apply_decisions(records: list[Record], decisions: dict, rep: StageReport) ->
                 r.evidence["review"]["cleared_reason"] = r.reason
                 r.status, r.reason = "pending", ""
                 rep.add("cleared")
+        dup = r.evidence.get("same_audio") or {}
+        if r.status == "pending" and dup.get("other_authors") and (d is None or d.decision != "clear"):
+            # the same audio under other authors' names: whose license is it to give?
+            r.status, r.reason = "review", "reupload_other_author"
+            rep.add("reupload_held")
         if r.status == "review":
+            ev = dup if r.reason == "reupload_other_author" else r.evidence.get("copyright", {})
             queue.append({"source": r.source, "id": r.id, "title": r.title, "author": r.author, "url": r.url,
-                          "reason": r.reason, "evidence": r.evidence.get("copyright", {}),
-                          "audio_path": r.audio_path})
+                          "reason": r.reason, "evidence": ev, "audio_path": r.audio_path})
     return queue
 
 
@@ -50,6 +55,9 @@ def review_table(table, decisions: dict, rep: StageReport):
     """Decisions applied to the rows they name and to the rows waiting for review; what is
     still pending after that is included. Returns the table and the review queue."""
     touch = pc.or_(rt.rows_named(table, decisions), pc.equal(table.column("status"), "review"))
+    if "ev_same_audio" in table.column_names:
+        held = pc.fill_null(pc.match_substring(table.column("ev_same_audio"), '"other_authors": true'), False)
+        touch = pc.or_(touch, held)
     recs = rt.to_records(table.filter(touch))
     queue = apply_decisions(recs, decisions, rep)
     if recs:
@@ -121,12 +129,13 @@ def explain(row: dict, ev: dict) -> list[str]:
 #: The reasons this step may set, and what each means.
 REVIEW_REASONS = {
     "copyright_rejected": "a reviewer rejected the recording",
+    "reupload_other_author": "the same audio is also on the sources under another author's name: waits for a reviewer to say whose it is",
     "takedown": "a takedown was requested (the release's takedown list): out of this and every later release",
 }
 
 REVIEW = FanIn(
     name="review",
-    reads=("source", "id", "title", "author", "url", "audio_path", "status", "reason", "ev_copyright"),
+    reads=("source", "id", "title", "author", "url", "audio_path", "status", "reason", "ev_copyright", "ev_same_audio"),
     writes=("status", "reason", "ev_review", "ev_takedown"),
     reasons=REVIEW_REASONS,
     run=review_parts,
