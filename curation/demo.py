@@ -125,11 +125,15 @@ def write_freesound(root: Path) -> None:
         _fs_result(1011, "Harbour gulls", cc0, "coastal", ["gulls", "harbour"], "Noncommercial models only.",
                    "wav", 3.0, gen_ai="noncommercial-open-source-models"),
         _fs_result(1012, "Door creak", cc0, "someone", ["door"], "", "wav", 2.0, gen_ai="ask-me-first"),
+        # 1002 again, uploaded a second time as an mp3: a near copy (the duplicates step)
+        _fs_result(1013, "Forest wind and birds (mp3)", "https://creativecommons.org/licenses/by/4.0/", "fieldrec",
+                   ["field-recording", "birds", "wind", "forest"], "Recorded at dawn.", "mp3", 5.5,
+                   gen_ai="open-source-models"),
     ]
     base = "https://freesound.org/apiv2/search/?query=&page_size=6"
     docs = [
-        {"count": 14, "next": base + "&page=2", "previous": None, "results": page1},
-        {"count": 14, "next": None, "previous": base + "&page=1", "results": page2},
+        {"count": 15, "next": base + "&page=2", "previous": None, "results": page1},
+        {"count": 15, "next": None, "previous": base + "&page=1", "results": page2},
     ]
     for i, doc in enumerate(docs, start=1):
         (pages / f"page_{i:06d}.json").write_text(json.dumps(doc, indent=1), encoding="utf-8")
@@ -145,6 +149,7 @@ def write_freesound(root: Path) -> None:
     _write(audio / "1010.mp3", synth.field_recording(3.0, seed=10), 44100, "MP3")
     _write(audio / "1011.wav", synth.field_recording(3.0, seed=11), 44100, "WAV")
     _write(audio / "1012.wav", synth.field_recording(2.0, seed=12), 44100, "WAV")
+    _write(audio / "1013.mp3", synth.field_recording(6.0, seed=2), 48000, "MP3")
 
 
 RAW_TRACKS_HEADER = [
@@ -207,7 +212,11 @@ def write_fma(root: Path) -> None:
         df.loc[tid, ("track", "duration")] = str(int(secs or 0))
         if secs:
             p = audio / f"{tid:06d}"[:3] / f"{tid:06d}.mp3"
-            _write(p, synth.music(secs, seed=tid), 44100, "MP3")
+            # synth.music plays the same chords in one of twelve keys: two tracks in one key at
+            # one tempo are the same audio, which the duplicates step would rightly group. The
+            # short sketches (never scored: too short to be music) are played at their own tempo.
+            bpm = 110.0 if secs >= 30 else 100.0 + tid % 40
+            _write(p, synth.music(secs, seed=tid, bpm=bpm), 44100, "MP3")
         if raw is not None:
             row = dict.fromkeys(RAW_TRACKS_HEADER, "")
             row.update(track_id=str(tid), track_title=title, artist_name=artist, license_title=lic,

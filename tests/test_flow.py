@@ -19,7 +19,7 @@ from tests.conftest import cli_env, curate
 
 pytestmark = pytest.mark.slow
 
-ALL_INPUTS = {("freesound", str(i)) for i in range(1001, 1013)} | {("freesound", "malformed:page_000002.json#5")} | {
+ALL_INPUTS = {("freesound", str(i)) for i in range(1001, 1014)} | {("freesound", "malformed:page_000002.json#5")} | {
     ("fma", i) for i in ("2", "3", "5", "10", "20", "26", "33", "40", "41", "42")}
 
 
@@ -71,6 +71,7 @@ def test_reasons_for_each_kind_of_fault(first_run):
     # Freesound's gen-AI preference against the demo release (open-source model, commercial)
     assert reason[("freesound", "1011")] == "genai_noncommercial_only"
     assert reason[("freesound", "1012")] == "genai_preference_unknown"
+    assert reason[("freesound", "1013")] == "duplicate"  # 1002 uploaded again as an mp3
     for rid, pref, present in (("1001", "no-additional-preferences", True), ("1002", "open-source-models", True),
                                ("1003", "", False)):
         row = df.loc[("freesound", rid)]

@@ -216,7 +216,7 @@ def test_the_demo_on_the_store_with_dask_workers_matches_the_local_run(s3, tmp_p
 
         remote = pq.read_table(f, use_threads=False).to_pandas()
     local = read_pandas(work / "out" / "manifests" / "records.parquet")
-    assert len(remote) == len(local) == 23
+    assert len(remote) == len(local) == 24
     for col in local.columns:
         if col == "evidence":  # a decoder's error names the file: the object, not a local path
             ev = [json.loads(e) for e in remote[col]]

@@ -40,7 +40,7 @@ def test_fma_wrong_layout_is_a_clear_error(tmp_path):
 
 def test_freesound_saved_pages(demo_dir):
     recs = list(freesound.read_pages(demo_dir / "freesound" / "pages"))
-    assert len(recs) == 14
+    assert len(recs) == 15
     r = recs[0]
     assert (r.id, r.author, r.license_raw) == ("1001", "loopmaker", "http://creativecommons.org/publicdomain/zero/1.0/")
     assert "synth" in r.tags
