@@ -156,6 +156,10 @@ def _report_run(summary: dict) -> None:
     if tr and tr.get("t5", {}).get("random_init"):
         err.print("[bold yellow]WARNING: the T5 text encoder is a RANDOMLY INITIALISED stand-in: "
                   "the generated clip is not a real Stable Audio Open output.[/]")
+    for c in ((tr or {}).get("memorised") or {}).get("clips", []):
+        for m in c["records"]:
+            err.print(f"[bold yellow]MEMORISED: the generated clip {c['clip']} holds {m['shared_seconds']} s of "
+                      f"{m['record']} (from {m['at_seconds']} s of it), a training recording[/]", highlight=False)
     if summary.get("copyright_stopped"):
         from rich.markup import escape
 

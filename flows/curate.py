@@ -135,7 +135,22 @@ def training_task(cfg: Config, version: str) -> dict:
     from training.bridge import train_and_generate
 
     ds_config = storage.as_path(releases_dir(cfg.output_dir)) / version / DATASET_CONFIG
-    return train_and_generate(ds_config, cfg.training, cfg.output_dir / "training")
+    report = train_and_generate(ds_config, cfg.training, cfg.output_dir / "training")
+    report["memorised"] = memorised_check(cfg, cfg.output_dir / "training" / "generated.wav")
+    return report
+
+
+def memorised_check(cfg: Config, clip: Path) -> dict:
+    """The generated clip looked up against the release's recordings (curation/dedup/memorised.py);
+    a check that cannot run says why, and the run goes on."""
+    from curation.audio import AudioError
+    from curation.dedup.memorised import memorised
+
+    try:
+        return memorised(cfg, [clip])
+    except (AudioError, OSError, ValueError) as e:
+        get_run_logger().warning("could not look the generated clip up against the release: %s", e)
+        return {"error": str(e)}
 
 
 # Configs whose input tables `run` checked in this process before starting the flow.

@@ -274,3 +274,29 @@ def test_the_config_keys(tmp_path):
     cfg_path.write_text(base + '[copyright]\nspotify_tracks_csv = "t.csv"\n[dedup]\nexcerpt_min_share = 0\n')
     with pytest.raises(ConfigError, match="excerpt_min_share"):
         load_config(cfg_path)
+
+
+def test_a_generated_clip_that_holds_a_training_recording_is_reported(tmp_path, audio):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from curation.dedup.memorised import memorised
+
+    cfg = _cfg(tmp_path)
+    recs = [_record("60", audio["song0"]), _record("61", audio["song1"])]
+    _run(cfg, [recs], "a")  # the duplicates step leaves their prints in the cache
+    (cfg.output_dir / "manifests").mkdir(parents=True)
+    pq.write_table(pa.table({"source": ["freesound"] * 2, "id": ["60", "61"], "status": ["included"] * 2,
+                             "audio_sha256": [r.evidence["audio"]["sha256"] for r in recs]}),
+                   cfg.output_dir / "manifests" / "records.parquet")
+    copied = tmp_path / "generated.wav"  # 8 s of song1 from 4 s on, after 3 s of something else
+    ff("-ss", "4", "-t", "8", "-i", audio["song1"], tmp_path / "part.wav")
+    ff("-t", "3", "-i", audio["other-take"], "-i", tmp_path / "part.wav", "-filter_complex",
+       "[0][1]concat=n=2:v=0:a=1", "-ac", "1", "-ar", "44100", copied)
+    got = memorised(cfg, [copied, audio["song2"]])
+    assert got["references"] == 2
+    first, second = got["clips"]
+    assert [m["record"] for m in first["records"]] == ["freesound_61"]
+    m = first["records"][0]
+    assert 6.5 <= m["shared_seconds"] <= 8.5 and abs(m["at_seconds"] - 4) < 0.6 and abs(m["clip_at_seconds"] - 3) < 0.6
+    assert second == {"clip": "song2.wav", "records": []}
