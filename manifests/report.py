@@ -168,6 +168,27 @@ def build(cfg, now: datetime | None = None) -> Path:
         parts.append(_figure("music", _empty_plot("no recording was scored"), "No recording was scored."))
     parts.append(_table("music", mcols, mrows))
 
+    # duplicates: how large the groups are, and what kinds of copies
+    dcols, drows = audit.run_query(con, "duplicates")
+    parts.append("<h2>Duplicates <small class=muted>(query: duplicates)</small></h2>")
+    if drows:
+        sizes = [r[dcols.index("records")] for r in drows]
+        top = max(sizes)
+        labels = [f"{k} recordings" for k in range(2, min(top, 6) + 1)] + ([">= 7 recordings"] if top > 6 else [])
+        counts = [sum(1 for x in sizes if x == k) for k in range(2, min(top, 6) + 1)] + \
+                 ([sum(1 for x in sizes if x > 6)] if top > 6 else [])
+        parts.append(_figure("duplicates", _barh(labels, counts, colors="#b279a2", xlabel="groups"),
+                             f"{len(drows):,} group(s) of recordings that hold the same audio, by size."))
+        kinds = con.execute("SELECT duplicate_kind, count(*) FROM records WHERE reason = 'duplicate' "
+                            "GROUP BY ALL ORDER BY duplicate_kind").fetchall()
+        if kinds:
+            parts.append(_figure("duplicate-kinds", _barh([k or "?" for k, _ in kinds], [n for _, n in kinds],
+                                                          colors="#9d755d", xlabel="copies left out"),
+                                 "Copies left out, by kind (exact, near, excerpt)."))
+    else:
+        parts.append(_figure("duplicates", _empty_plot("no recording holds another's audio"), "No duplicates."))
+    parts.append(_table("duplicates", dcols, drows, limit=100))
+
     # review backlog and its age
     cols, rows = audit.run_query(con, "backlog")
     parts.append("<h2>Review backlog <small class=muted>(query: backlog)</small></h2>")

@@ -146,7 +146,8 @@ def test_report_renders_in_chromium_with_the_queries_numbers(audited):
             [t.dataset.query, [...t.querySelectorAll('tbody tr')].map(tr =>
                 [...tr.querySelectorAll('td')].map(td => td.textContent))]))""")
         assert page.errors() == []
-    assert [p["name"] for p in plots] == ["funnel", "licenses", "music", "backlog", "evidence", "since"]
+    assert [p["name"] for p in plots] == ["funnel", "licenses", "music", "duplicates", "duplicate-kinds", "backlog",
+                                          "evidence", "since"]
     img = Image.open(io.BytesIO(png)).convert("L")
     scale = img.size[0] / 1200
     for p in plots:
@@ -159,5 +160,5 @@ def test_report_renders_in_chromium_with_the_queries_numbers(audited):
     for name, shown in tables.items():
         cols, rows = run_query(con, name)
         assert shown == [["" if v is None else str(v) for v in r] for r in rows[:len(shown)]], name
-    assert set(tables) >= {"funnel", "reasons", "included", "licenses", "music", "backlog", "evidence", "since",
-                           "releases"}
+    assert set(tables) >= {"funnel", "reasons", "included", "licenses", "music", "duplicates", "backlog", "evidence",
+                           "since", "releases"}
