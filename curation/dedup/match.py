@@ -16,12 +16,13 @@ import numpy as np
 from ..copyright.fingerprint import DT_MAX, FRAME_SECONDS
 from .prints import Print
 
-MAX_REFS = 64  # a hash in more prints than this is too common to count
+MAX_REFS = 32  # a hash in more prints than this is too common to count (benchmarks/duplicates.py: the lookup stays flat)
 MIN_SCORE = 10  # agreeing hashes, at least
-#: ... and at least this share of the shorter print's hashes in the part the two share (two
-#: unrelated recordings agree on a few hashes at some offset; a copy keeps a good part of them,
-#: even as a 32 kbit/s mp3).
-MIN_AGREE = 0.05
+#: ... and at least this share of the query's hashes in the part the two share: two unrelated
+#: recordings agree on a few hashes at some offset; a copy keeps a good part of them (in
+#: benchmarks/duplicates.py, at least 0.15 of a copy against its original, 0.11 between two
+#: lossy copies of one original, 32 kbit/s mp3 and low-quality Ogg included).
+MIN_AGREE = 0.1
 PAIR_SPAN_PAD = DT_MAX * FRAME_SECONDS / 2  # a landmark spans half its zone on average
 
 
@@ -54,14 +55,17 @@ class Index:
     def __init__(self, prints: list[Print], max_refs: int = MAX_REFS):
         if len(prints) > MAX_PRINTS:
             raise IndexFull(f"{len(prints)} prints: the duplicates index holds at most {MAX_PRINTS}")
-        total = sum(int((p.frames <= MAX_FRAME).sum()) for p in prints)
+        total = sum(p.count for p in prints)
         packed = np.empty(total, np.uint64)
         at = 0
-        for i, p in enumerate(prints):
-            keep = p.frames <= MAX_FRAME
-            h, t = p.hashes[keep].astype(np.uint64), p.frames[keep].astype(np.uint64)
+        for i, p in enumerate(prints):  # each print's landmarks read once (from the cache, for a light one)
+            hashes, frames = p.arrays()
+            keep = frames <= MAX_FRAME
+            h, t = hashes[keep].astype(np.uint64), frames[keep].astype(np.uint64)
             packed[at:at + len(h)] = (h << np.uint64(R_BITS + T_BITS)) | (np.uint64(i) << np.uint64(T_BITS)) | t
             at += len(h)
+        if at < total:  # landmarks past MAX_FRAME: left out
+            packed = packed[:at].copy()
         packed.sort()
         # how many prints hold each hash (a print's own repeats count once), in blocks: no
         # temporary as large as the index
@@ -89,6 +93,7 @@ class Index:
             packed.resize(w, refcheck=False)
         self.packed = packed
         self.common = common
+        self.is_common = refs > max_refs  # by hash value: a lookup's test is one gather
         self.size = len(prints)
 
     @property
@@ -100,8 +105,9 @@ class Index:
 
     def indexed(self, p: Print) -> tuple[np.ndarray, np.ndarray]:
         """The print's hashes (and frames) that the index counts."""
-        keep = ~np.isin(p.hashes, self.common) & (p.frames <= MAX_FRAME)
-        return p.hashes[keep], p.frames[keep]
+        hashes, frames = p.arrays()
+        keep = ~self.is_common[hashes] & (frames <= MAX_FRAME)
+        return hashes[keep], frames[keep]
 
     def lookup(self, p: Print, exclude: int = -1, min_score: int = MIN_SCORE, min_agree: float = MIN_AGREE) -> list[Hit]:
         qh, qt = self.indexed(p)
@@ -125,7 +131,10 @@ class Index:
         if len(other) < min_score:
             return []
         key = (other.astype(np.int64) << 32) + (dt + (1 << 31))
-        uk, cnt = np.unique(key, return_counts=True)
+        order = np.argsort(key, kind="stable")
+        ks, tqs = key[order], tq[order]
+        starts = np.flatnonzero(np.r_[True, ks[1:] != ks[:-1]])
+        uk, cnt = ks[starts], np.diff(np.r_[starts, len(ks)])
         # a frame either way (a trim that is not a whole frame, a resampler's delay)
         smooth = cnt.copy()
         for d in (-1, 1):
@@ -137,20 +146,28 @@ class Index:
         if not cand.any():
             return []
         uk, smooth, owner = uk[cand], smooth[cand], owner[cand]
-        order = np.lexsort((-smooth, owner))
-        uk, smooth, owner = uk[order], smooth[order], owner[order]
+        pick = np.lexsort((-smooth, owner))
+        uk, smooth, owner = uk[pick], smooth[pick], owner[pick]
         best = np.ones(len(owner), bool)
         best[1:] = owner[1:] != owner[:-1]
+        kb, sb, ob = uk[best], smooth[best], owner[best]
+        # the agreeing hashes of each best offset (and a frame either way) lie together in the
+        # sorted keys: their first and last query frames, for every candidate at once
+        lo = np.searchsorted(ks, kb - 1, "left")
+        hi = np.searchsorted(ks, kb + 1, "right")
+        bounds = np.stack([lo, hi], axis=1).ravel()
+        padded = np.r_[tqs, 0]
+        f0 = np.minimum.reduceat(padded, bounds)[::2]
+        f1 = np.maximum.reduceat(padded, bounds)[::2]
+        sq = np.sort(qt)
+        inside = np.searchsorted(sq, f1, "right") - np.searchsorted(sq, f0, "left")
+        agree = sb / np.maximum(inside, 1)
         hits = []
-        for k, s, o in zip(uk[best], smooth[best], owner[best]):
-            d = int(k - (int(o) << 32) - (1 << 31))
-            sel = (other == o) & (np.abs(dt - d) <= 1)
-            f0, f1 = int(tq[sel].min()), int(tq[sel].max())
-            span = min((f1 - f0) * FRAME_SECONDS + PAIR_SPAN_PAD, p.seconds)
-            inside = int(((qt >= f0) & (qt <= f1)).sum())
-            agree = float(s) / max(inside, 1)
-            if agree < min_agree:
+        for k, s, o, a, b, g in zip(kb, sb, ob, f0, f1, agree):
+            if g < min_agree:
                 continue
-            hits.append(Hit(int(o), int(s), round(d * FRAME_SECONDS, 3), round(f0 * FRAME_SECONDS, 3),
-                            round(span, 2), round(min(agree, 1.0), 3)))
+            d = int(k - (int(o) << 32) - (1 << 31))
+            span = min((int(b) - int(a)) * FRAME_SECONDS + PAIR_SPAN_PAD, p.seconds)
+            hits.append(Hit(int(o), int(s), round(d * FRAME_SECONDS, 3), round(int(a) * FRAME_SECONDS, 3),
+                            round(span, 2), round(min(float(g), 1.0), 3)))
         return hits

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import io
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,25 +31,43 @@ MIN_DISTINCT = 24
 MIN_PAIRS = 12
 
 
-@dataclass
 class Print:
-    digest: str  # sha256 of the 8 kHz mono decode, 16-bit
-    seconds: float
-    hashes: np.ndarray  # int32, in frame order
-    frames: np.ndarray  # int32 anchor frame of each hash (FRAME_SECONDS each)
+    """A recording's print: its digest and length, what is known of its landmarks (how many,
+    from when to when, whether they tell it apart), and the landmarks themselves, held or
+    read again from the cache when asked for (`arrays`), so that hundreds of thousands of prints
+    need not all be in memory while the index is built and looked up."""
+
+    __slots__ = ("digest", "seconds", "count", "span_seconds", "usable", "_hashes", "_frames", "_load")
+
+    def __init__(self, digest: str, seconds: float, hashes: np.ndarray | None = None,
+                 frames: np.ndarray | None = None, load=None, meta: tuple | None = None):
+        self.digest, self.seconds = digest, float(seconds)
+        self._hashes, self._frames, self._load = hashes, frames, load
+        if meta is None:
+            h, t = self.arrays()
+            span = float(t.max() - t.min()) * FRAME_SECONDS if len(t) else 0.0
+            usable = len(np.unique(h)) >= MIN_DISTINCT and len(np.unique(h >> 6)) >= MIN_PAIRS
+            meta = (len(h), span, usable)
+        self.count, self.span_seconds, self.usable = int(meta[0]), float(meta[1]), bool(meta[2])
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """(hashes, frames): int32 landmark hashes in frame order, and each one's anchor frame
+        (FRAME_SECONDS each)."""
+        if self._hashes is not None:
+            return self._hashes, self._frames
+        return self._load()
 
     @property
-    def distinct(self) -> int:
-        return int(len(np.unique(self.hashes)))
+    def hashes(self) -> np.ndarray:
+        return self.arrays()[0]
 
     @property
-    def usable(self) -> bool:
-        return self.distinct >= MIN_DISTINCT and len(np.unique(self.hashes >> 6)) >= MIN_PAIRS
+    def frames(self) -> np.ndarray:
+        return self.arrays()[1]
 
-    @property
-    def span_seconds(self) -> float:
-        """From the first landmark to the last: the part of the recording that holds anything."""
-        return float(self.frames.max() - self.frames.min()) * FRAME_SECONDS if len(self.frames) else 0.0
+    def light(self, load) -> "Print":
+        """The same print, its landmarks read again by `load` when asked for."""
+        return Print(self.digest, self.seconds, load=load, meta=(self.count, self.span_seconds, self.usable))
 
 
 def make_print(audio: np.ndarray) -> Print:
@@ -96,6 +113,17 @@ class PrintCache:
         except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
             return None  # absent or damaged: made again
 
+    def get_light(self, sha: str) -> Print | None:
+        """The print without its landmarks in memory: they are read again when asked for."""
+        p = self.get(sha)
+        return None if p is None else p.light(lambda: self._arrays(sha))
+
+    def _arrays(self, sha: str) -> tuple[np.ndarray, np.ndarray]:
+        p = self.get(sha)
+        if p is None:
+            raise OSError(f"the print of {sha} left the cache ({self.root}) during the run")
+        return p.arrays()
+
     def put(self, sha: str, p: Print) -> None:
         from .. import storage
 
@@ -115,13 +143,14 @@ def _job(path: str):  # a path or an object store URL
 
 
 def prints_for(files: dict, cache: PrintCache, workers: int = 1) -> tuple[dict[str, Print], dict[str, str], int]:
-    """{sha256: print} for {sha256: file}, from the cache or made (in `workers` processes);
-    also {sha256: why} for files that did not decode, and how many were made."""
+    """{sha256: print} for {sha256: file}, from the cache or made (in `workers` processes),
+    their landmarks left in the cache until asked for; also {sha256: why} for files that did
+    not decode, and how many were made."""
     out: dict[str, Print] = {}
     errors: dict[str, str] = {}
     todo = []
     for sha, path in files.items():
-        p = cache.get(sha)
+        p = cache.get_light(sha)
         if p is None:
             todo.append((sha, path))
         else:
@@ -141,5 +170,5 @@ def prints_for(files: dict, cache: PrintCache, workers: int = 1) -> tuple[dict[s
             errors[sha] = f"{path}: {err}"
             continue
         cache.put(sha, p)
-        out[sha] = p
+        out[sha] = p.light(lambda sha=sha: cache._arrays(sha))
     return out, errors, len(todo)
