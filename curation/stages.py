@@ -2,8 +2,8 @@
 
 Ingest makes the partitions; each per-partition stage is one `Stage` (curation/stage.py),
 defined in its stage's folder, that says what it reads, writes and may decide, what keys its
-completion marker, and what it loads once per worker; review and the release are `FanIn`
-steps over every partition at once. The flow (flows/curate.py) runs this list; adding a stage
+completion marker, and what it loads once per worker; the duplicates step (between music and
+copyright), review and the release are `FanIn` steps over every partition at once. The flow (flows/curate.py) runs this list; adding a stage
 is adding its module and one line here."""
 from __future__ import annotations
 
