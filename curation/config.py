@@ -181,6 +181,10 @@ class DedupConfig:
     excerpt_min_share: float = 0.9
     # Where prints are kept between runs (by audio content); default OUT/work/prints.
     cache_dir: Path | None = None
+    # Which copy of a group is kept (after a reviewer's clear and the last release's copy):
+    # "obligations" (CC0, CC BY, CC Sampling+, then the lowest id) or "quality" (lossless,
+    # then the higher sample rate, then obligations).
+    keep: str = "obligations"
 
 
 @dataclass
@@ -421,6 +425,8 @@ def load_config(path: str | Path, check_inputs: bool = True) -> Config:
         _fill(obj, table, key, base, required_dirs=dirs, required_files=files, check=check_inputs)
 
     d = cfg.dedup
+    if d.keep not in ("obligations", "quality"):
+        raise ConfigError("config key 'dedup.keep' must be 'obligations' or 'quality'")
     if not 0.0 < d.excerpt_min_share <= 1.0:
         raise ConfigError("config key 'dedup.excerpt_min_share' must be in (0, 1]")
     for folder in d.eval_audio_dirs if check_inputs else ():

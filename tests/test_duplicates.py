@@ -126,7 +126,9 @@ def test_the_keep_rule_fewest_obligations_then_lowest_id(audio):
 
 def _record(rid: str, path: Path, author="ann", license="cc-by") -> Record:
     r = Record("freesound", rid, title=f"sound {rid}", author=author, license=license, audio_path=str(path))
-    r.evidence["audio"] = {"sha256": file_sha256(path), "seconds": sf.info(path).duration}
+    info = sf.info(path)
+    r.evidence["audio"] = {"sha256": file_sha256(path), "seconds": info.duration, "sample_rate": info.samplerate,
+                           "format": path.suffix.lstrip(".").lower()}
     return r
 
 
@@ -237,6 +239,16 @@ def test_a_recording_that_holds_evaluation_audio_is_out(tmp_path, audio):
     assert "holds clip-7.wav" in explain({}, recs["30"].evidence)[0]
 
 
+def test_keep_quality_keeps_the_lossless_copy_whatever_its_obligations(tmp_path, audio):
+    wav = lambda: _record("70", audio["song0"], license="cc-by")  # noqa: E731  (44.1 kHz wav)
+    mp3 = lambda: _record("71", audio["near-mp3"], license="cc0")  # noqa: E731  (22.05 kHz mp3)
+    recs, _, _ = _run(_cfg(tmp_path / "a"), [[wav(), mp3()]], "a")
+    assert recs["70"].reason == "duplicate" and recs["71"].status == "pending"  # fewest obligations
+    recs, _, _ = _run(_cfg(tmp_path / "b", keep="quality"), [[wav(), mp3()]], "a")
+    assert recs["71"].reason == "duplicate" and recs["70"].status == "pending"
+    assert recs["71"].evidence["same_audio"]["kept"] == "freesound_70"
+
+
 def test_the_kept_copy_is_stable_across_three_runs(tmp_path, audio, monkeypatch):
     import curation.release.versions as versions
 
@@ -273,6 +285,9 @@ def test_the_config_keys(tmp_path):
         load_config(cfg_path)
     cfg_path.write_text(base + '[copyright]\nspotify_tracks_csv = "t.csv"\n[dedup]\nexcerpt_min_share = 0\n')
     with pytest.raises(ConfigError, match="excerpt_min_share"):
+        load_config(cfg_path)
+    cfg_path.write_text(base + '[copyright]\nspotify_tracks_csv = "t.csv"\n[dedup]\nkeep = "newest"\n')
+    with pytest.raises(ConfigError, match="dedup.keep"):
         load_config(cfg_path)
 
 

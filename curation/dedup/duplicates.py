@@ -52,13 +52,16 @@ def _candidates(t: pa.Table, cfg: Config, released: set, decided: dict, down: di
         if (row["source"], row["id"]) in down:
             continue  # leaves at review; never the kept copy
         try:
-            sha = json.loads(row.get("ev_audio") or "{}").get("sha256")
+            audio = json.loads(row.get("ev_audio") or "{}")
         except ValueError:
-            sha = None
+            audio = {}
+        sha = audio.get("sha256")
         path = cfg.resolve(row.get("audio_path")) if row.get("audio_path") else None
         if not sha or path is None:
             continue
-        c = Candidate(row["source"], row["id"], sha, row.get("author") or "", row.get("license") or "")
+        c = Candidate(row["source"], row["id"], sha, row.get("author") or "", row.get("license") or "",
+                      format=str(audio.get("format") or ""), sample_rate=int(audio.get("sample_rate") or 0),
+                      keep=cfg.dedup.keep)
         c.released = c.key in released
         d = decided.get((row["source"], row["id"]))
         c.review = d.decision if d is not None else ""

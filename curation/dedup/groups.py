@@ -25,6 +25,8 @@ NEAR_SLACK_S = 5.0  # a near copy may be this much longer or shorter (trims, pad
 EXCERPT_MIN_S = 5.0  # an excerpt shares at least this much
 #: Fewest obligations first (README: Duplicates, the keep rule).
 LICENSE_RANK = {"cc0": 0, "cc-by": 1, "sampling+": 2}
+LOSSLESS = {"wav", "flac", "aiff", "aif", "wave"}
+KEEP_RULES = ("obligations", "quality")
 
 
 @dataclass
@@ -37,15 +39,24 @@ class Candidate:
     released: bool = False  # in the last published version
     review: str = ""  # "clear" / "reject": a reviewer's decision on it
     created: str = ""  # upload time where the source gives it
+    format: str = ""  # the audio's container/codec as the decoder saw it
+    sample_rate: int = 0
+    keep: str = "obligations"  # [dedup] keep
 
     @property
     def key(self) -> str:
         return f"{self.source}_{self.id}"
 
     def rank(self) -> tuple:
+        """Lower is kept. A reviewer's clear, then the last release's copy, always come first
+        (releases stay stable); then `keep`: "obligations" (CC0, CC BY, CC Sampling+), or
+        "quality" (lossless before lossy, then the higher sample rate, then obligations)."""
         rid = int(self.id) if self.id.isdigit() else 1 << 62
-        return ({"clear": 0, "reject": 2}.get(self.review, 1), 0 if self.released else 1,
-                LICENSE_RANK.get(self.license, 9), self.created or "~", rid, self.source, self.id)
+        first = ({"clear": 0, "reject": 2}.get(self.review, 1), 0 if self.released else 1)
+        obligations = (LICENSE_RANK.get(self.license, 9), self.created or "~", rid, self.source, self.id)
+        if self.keep == "quality":
+            return first + (0 if self.format.lower() in LOSSLESS else 1, -int(self.sample_rate or 0)) + obligations
+        return first + obligations
 
 
 @dataclass
