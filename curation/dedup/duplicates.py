@@ -21,6 +21,7 @@ import pyarrow.compute as pc
 from .. import record_table as rt
 from .. import storage
 from ..atomic import atomic_write_text
+from ..audio import file_sha256
 from ..config import Config
 from ..stage import FanIn, StageReport, read_part, release_memory, settings_key, write_part
 from .groups import Candidate, Decision, decide
@@ -112,17 +113,12 @@ def dedup_parts(parts: list[tuple[str, str]], cfg: Config, out_dir: Path) -> tup
             cands.append(c)
             files.setdefault(c.sha256, path)
         release_memory()
-    clip_files = eval_clip_files(cfg)
-    from ..audio import file_sha256
-
-    clip_sha = {str(f): file_sha256(f) for f in clip_files}
+    clip_sha = {str(f): file_sha256(f) for f in eval_clip_files(cfg)}
     cache = PrintCache(print_cache_dir(cfg))
     workers = max(1, cfg.music.workers)
-    prints, errors, made = prints_for({**files, **clip_sha_files(clip_sha)}, cache, workers)
+    prints, errors, made = prints_for({**files, **{s: f for f, s in clip_sha.items()}}, cache, workers)
     t1 = time.perf_counter()
-    clips = [(str(Path(f).relative_to(d)) if _under(f, d) else Path(f).name, prints[s])
-             for f, s in clip_sha.items() if s in prints
-             for d in [next((d for d in cfg.dedup.eval_audio_dirs if _under(f, d)), Path(f).parent)]]
+    clips = [(_clip_name(f, cfg.dedup.eval_audio_dirs), prints[s]) for f, s in clip_sha.items() if s in prints]
     memo = cfg.work_dir / "duplicates" / "pairs.json"
     try:
         known = json.loads(memo.read_text(encoding="utf-8"))
@@ -153,16 +149,14 @@ def dedup_parts(parts: list[tuple[str, str]], cfg: Config, out_dir: Path) -> tup
     return out, rep
 
 
-def clip_sha_files(clip_sha: dict[str, str]) -> dict[str, str]:
-    return {s: f for f, s in clip_sha.items()}
-
-
-def _under(f, d) -> bool:
-    try:
-        Path(f).relative_to(d)
-        return True
-    except ValueError:
-        return False
+def _clip_name(f: str, dirs) -> str:
+    """A clip's name as the evidence gives it: its path under its folder."""
+    for d in dirs:
+        try:
+            return str(Path(f).relative_to(d))
+        except ValueError:
+            continue
+    return Path(f).name
 
 
 def explain(row: dict, ev: dict) -> list[str]:

@@ -145,7 +145,7 @@ def _job(path: str):  # a path or an object store URL
 def prints_for(files: dict, cache: PrintCache, workers: int = 1) -> tuple[dict[str, Print], dict[str, str], int]:
     """{sha256: print} for {sha256: file}, from the cache or made (in `workers` processes),
     their landmarks left in the cache until asked for; also {sha256: why} for files that did
-    not decode, and how many were made."""
+    not decode, and how many were made (those that did not decode are not counted)."""
     out: dict[str, Print] = {}
     errors: dict[str, str] = {}
     todo = []
@@ -171,4 +171,4 @@ def prints_for(files: dict, cache: PrintCache, workers: int = 1) -> tuple[dict[s
             continue
         cache.put(sha, p)
         out[sha] = p.light(lambda sha=sha: cache._arrays(sha))
-    return out, errors, len(todo)
+    return out, errors, len(todo) - len(errors)
