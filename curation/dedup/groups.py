@@ -196,7 +196,7 @@ def decide(cands: list[Candidate], prints: dict[str, Print], eval_clips: list[tu
         group = [c for i in idx for c in by_digest[digests[i]]]
         kept = min(group, key=Candidate.rank)
         kept_of[root] = kept
-        kept_rep = digests.index(prints[kept.sha256].digest)
+        kept_rep = pos[prints[kept.sha256].digest]
         for i in idx:
             for c in by_digest[digests[i]]:
                 if c is kept:
@@ -231,7 +231,7 @@ def decide(cands: list[Candidate], prints: dict[str, Print], eval_clips: list[tu
         if top == root:
             continue
         kept = kept_of[top]
-        kept_rep = digests.index(prints[kept.sha256].digest)
+        kept_rep = pos[prints[kept.sha256].digest]
         # the edge to the kept copy itself where there is one (its offset is into the kept copy)
         best = max(((b, hit, share) for i in idx for b, hit, share in inside.get(i, [])),
                    key=lambda v: (v[0] == kept_rep, v[1].score))
