@@ -9,7 +9,7 @@ install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	@if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then \
-	  pkgs="ffmpeg sox libsndfile1 libchromaprint-tools chromium"; \
+	  pkgs="ffmpeg sox libsox-fmt-mp3 libsndfile1 libchromaprint-tools chromium"; \
 	  python3 -c "import venv, ensurepip" 2>/dev/null || pkgs="$$pkgs python3-venv"; \
 	  if ! dpkg -s $$pkgs >/dev/null 2>&1; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$pkgs; \

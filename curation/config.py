@@ -179,6 +179,9 @@ class DedupConfig:
     eval_audio_dirs: list[Path] = field(default_factory=list)
     # An excerpt is a copy when it covers at least this share of the shorter recording.
     excerpt_min_share: float = 0.9
+    # Also group copies played up to 5% faster or slower, stretched or moved by up to one
+    # semitone (kind `derived`); false: only exact, near and excerpt copies.
+    derived: bool = True
     # Where prints are kept between runs (by audio content); default OUT/work/prints.
     cache_dir: Path | None = None
     # Which copy of a group is kept (after a reviewer's clear and the last release's copy):

@@ -184,7 +184,7 @@ def build(cfg, now: datetime | None = None) -> Path:
         if kinds:
             parts.append(_figure("duplicate-kinds", _barh([k or "?" for k, _ in kinds], [n for _, n in kinds],
                                                           colors="#9d755d", xlabel="copies left out"),
-                                 "Copies left out, by kind (exact, near, excerpt)."))
+                                 "Copies left out, by kind (exact, near, excerpt, derived)."))
     else:
         parts.append(_figure("duplicates", _empty_plot("no recording holds another's audio"), "No duplicates."))
     parts.append(_table("duplicates", dcols, drows, limit=100))

@@ -46,7 +46,7 @@ SCHEMA = pa.schema(
         ("music_checkpoint_sha256", pa.string()),
         ("music_checkpoint_random", pa.bool_()),
         ("group", pa.string()),  # a duplicates group: the key of the copy kept
-        ("duplicate_kind", pa.string()),  # a copy's kind: exact / near / excerpt
+        ("duplicate_kind", pa.string()),  # a copy's kind: exact / near / excerpt / derived
         ("copyright_method", pa.string()),
         ("copyright_score", pa.float64()),
         ("copyright_candidate", pa.string()),

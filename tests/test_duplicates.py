@@ -54,7 +54,16 @@ def audio(tmp_path_factory) -> dict[str, Path]:
     ff("-ss", "2", "-i", s, "-af", "volume=-6dB", "-ac", "1", d / "near-trim.wav")
     ff("-ss", "6", "-t", "10", "-i", s, d / "excerpt.wav")
     ff("-ss", "6", "-t", "8", "-i", s, "-ar", "16000", d / "clip.wav")
-    for name in ("exact.flac", "near-mp3.mp3", "near-trim.wav", "excerpt.wav", "clip.wav"):
+    # derived: played 3% faster (time and pitch), stretched 3.5% (pitch kept, between two of the
+    # steps tried), a semitone up (resampled, then stretched back to its length)
+    ff("-i", s, "-af", f"asetrate={int(44100 * 1.03)},aresample=44100", d / "derived-speed.wav")
+    ff("-i", s, "-af", "atempo=0.965", d / "derived-tempo.wav")
+    ff("-i", s, "-af", f"asetrate={round(44100 * 2 ** (1 / 12))},aresample=44100,atempo={2 ** (-1 / 12):.6f}",
+       d / "derived-pitch.wav")
+    # ... and beyond what is looked for: 10% faster
+    ff("-i", s, "-af", f"asetrate={int(44100 * 1.1)},aresample=44100", d / "faster.wav")
+    for name in ("exact.flac", "near-mp3.mp3", "near-trim.wav", "excerpt.wav", "clip.wav", "derived-speed.wav",
+                 "derived-tempo.wav", "derived-pitch.wav", "faster.wav"):
         out[name.split(".")[0]] = d / name
     # hard negatives: the same kind of music again, tones, silence, noise, a shared short sample
     sf.write(d / "other-take.wav", _unique(24, 99), 44100)
@@ -100,6 +109,25 @@ def test_each_kind_of_copy_is_grouped_with_its_original(audio):
     assert abs(abs(trim["offset_seconds"]) - 2.0) < 0.1
     assert got["song1"] is None and got["song2"] is None
     assert counts["duplicate"] == 4 and counts["groups"] == 1
+
+
+def test_copies_played_faster_slower_or_in_another_key_are_derived_copies(audio):
+    names = ["song0", "derived-speed", "derived-tempo", "derived-pitch", "faster", "song1"]
+    got, name_of, counts = _decide({n: audio[n] for n in names})
+    assert got["song0"].action == "kept"
+    for n, speed, pitch in (("derived-speed", 1.03, 0.51), ("derived-tempo", 0.965, 0.0), ("derived-pitch", 1.0, 1.0)):
+        ev = got[n].evidence
+        assert got[n].action == "duplicate" and ev["kind"] == "derived" and ev["kept"] == "freesound_1", (n, ev)
+        # the copy's speed and key against the kept one, as measured
+        assert abs(ev["speed"] - speed) < 0.006 and abs(ev["pitch_semitones"] - pitch) < 0.1, (n, ev)
+        assert ev["shared_seconds"] >= 0.9 * min(24 / speed, 24), (n, ev)
+    assert got["faster"] is None and got["song1"] is None  # 10% is beyond what is looked for
+    assert counts["derived"] == 3
+    lines = explain({}, {"same_audio": got["derived-tempo"].evidence})
+    assert "a derived copy of freesound_1" in lines[0] and "played at 96.5% speed" in lines[0]
+    # [dedup] derived = false: only copies as they are
+    got, _, counts = _decide({n: audio[n] for n in names}, derived=False)
+    assert all(got[n] is None for n in ("derived-speed", "derived-tempo", "derived-pitch")) and counts["derived"] == 0
 
 
 def test_hard_negatives_are_never_grouped(audio):
@@ -277,9 +305,11 @@ def test_the_config_keys(tmp_path):
     (tmp_path / "t.csv").write_text("x\n")
     (tmp_path / "c.pth").write_bytes(b"x")
     cfg_path = tmp_path / "c.toml"
-    cfg_path.write_text(base + '[copyright]\nspotify_tracks_csv = "t.csv"\n[dedup]\nexcerpt_min_share = 0.8\neval_audio_dirs = ["."]\n')
+    cfg_path.write_text(base + '[copyright]\nspotify_tracks_csv = "t.csv"\n[dedup]\nexcerpt_min_share = 0.8\neval_audio_dirs = ["."]\n'
+                        'derived = false\n')
     cfg = load_config(cfg_path)
-    assert cfg.dedup.excerpt_min_share == 0.8 and cfg.dedup.eval_audio_dirs == [tmp_path]
+    assert cfg.dedup.excerpt_min_share == 0.8 and cfg.dedup.eval_audio_dirs == [tmp_path] and cfg.dedup.derived is False
+    assert Config(path=tmp_path / "x.toml", output_dir=tmp_path).dedup.derived is True
     cfg_path.write_text(base + '[copyright]\nspotify_tracks_csv = "t.csv"\n[dedup]\neval_audio_dirs = ["nowhere"]\n')
     with pytest.raises(ConfigError, match="eval_audio_dirs"):
         load_config(cfg_path)

@@ -101,7 +101,7 @@ def peaks(audio: np.ndarray, per_second: int = PEAKS_PER_SECOND) -> tuple[np.nda
     return _pick(_spectrum(audio), per_second)
 
 
-def precise_peaks(audio: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def precise_peaks(audio: np.ndarray, per_second: int = PEAKS_PER_SECOND) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The peaks of `peaks`, and their frame and bin refined between grid points (a parabola
     through each peak and its neighbours, in time and in frequency): where a peak lies once the
     audio is played faster, stretched or shifted in pitch is computed from these."""
@@ -109,7 +109,7 @@ def precise_peaks(audio: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
         z = np.zeros(0, int)
         return z, z, z.astype(float), z.astype(float)
     spec = _spectrum(audio)
-    t, f = _pick(spec)
+    t, f = _pick(spec, per_second)
 
     def vertex(a, b, c):
         den = a - 2 * b + c
@@ -175,30 +175,44 @@ def transformed_hashes(audio: np.ndarray, transforms=TRANSFORMS) -> tuple[np.nda
     the others are made from the refined peak positions, rounded to the reference's grid, and
     each is also asked with its time gap one frame shorter and longer (measured on phase-vocoder
     stretches and shifts: about three times the agreeing hashes)."""
-    t, f, tf, ff = precise_peaks(audio)
-    H, T, G = [], [], []
+    h, t, g, _ = transformed_peak_hashes(*precise_peaks(audio), transforms)
+    return h, t, g
+
+
+def transformed_peak_hashes(t: np.ndarray, f: np.ndarray, tf: np.ndarray, ff: np.ndarray, transforms=TRANSFORMS,
+                            fan_out: int = FAN_OUT) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """`transformed_hashes` of peaks given as (frame, bin) and their refined positions (`precise_peaks`),
+    each anchor with up to `fan_out` partners; also whether each hash is one as made (not one
+    of the time gap's neighbours)."""
     n_bins = N_FFT // 2
-    for g, (speed, pitch) in enumerate(transforms):
-        identity = (speed, pitch) == IDENTITY
-        if identity:
-            ut, uf = t, f
-        else:
-            ut = np.rint(tf * speed).astype(np.int64)
-            uf = np.rint(ff / 2 ** (pitch / 12)).astype(np.int64)
-            ok = (uf >= 0) & (uf < n_bins)
-            ut, uf = ut[ok], uf[ok]
-            order = np.lexsort((uf, ut))
-            ut, uf = ut[order], uf[order]
-        h, tr = peak_hashes(ut, uf)
-        if not identity:  # a stretch or a shift is never exact (a phase vocoder moves peaks by its hop): the
-            # time gap one frame either way too
-            dt = h & 63
-            lo, hi = (dt > 1), (dt < DT_MAX)
-            h, tr = np.concatenate([h, h[lo] - 1, h[hi] + 1]), np.concatenate([tr, tr[lo], tr[hi]])
-        H.append(h)
-        T.append(tr)  # frames on the reference's time scale
-        G.append(np.full(len(h), g, np.int16))
-    return np.concatenate(H), np.concatenate(T), np.concatenate(G)
+    transforms = [tuple(x) for x in transforms]
+    speed = np.array([x[0] for x in transforms], float)[:, None]
+    shift = 2 ** (np.array([x[1] for x in transforms], float) / 12)[:, None]
+    ut = np.rint(np.asarray(tf, float)[None, :] * speed).astype(np.int64)
+    uf = np.rint(np.asarray(ff, float)[None, :] / shift).astype(np.int64)
+    ident = np.array([x == IDENTITY for x in transforms])
+    ut[ident], uf[ident] = np.asarray(t, np.int64), np.asarray(f, np.int64)  # the identity's hashes are `hashes`' own
+    # every transform's peaks in one list, each transform's far enough in time from the next
+    # that no landmark pairs across two: one pass of `peak_hashes` for all of them
+    gap = int(ut.max(initial=0)) + DT_MAX + 1
+    g = np.broadcast_to(np.arange(len(transforms))[:, None], ut.shape)
+    ok = (uf >= 0) & (uf < n_bins)
+    ut, uf, g = (ut + g * gap)[ok], uf[ok], g[ok]
+    order = np.lexsort((uf, ut))
+    h, tr = peak_hashes(ut[order], uf[order], fan_out)
+    tr = tr.astype(np.int64)
+    gi = tr // gap
+    tr = tr - gi * gap  # frames on the reference's time scale
+    # a stretch or a shift is never exact (a phase vocoder moves peaks by its hop): the time gap
+    # one frame either way too
+    dt = h & 63
+    moved = ~ident[gi]
+    lo, hi = moved & (dt > 1), moved & (dt < DT_MAX)
+    base = np.r_[np.ones(len(h), bool), np.zeros(int(lo.sum() + hi.sum()), bool)]
+    h = np.concatenate([h, h[lo] - 1, h[hi] + 1])
+    tr = np.concatenate([tr, tr[lo], tr[hi]])
+    gi = np.concatenate([gi, gi[lo], gi[hi]])
+    return h, tr.astype(np.int32), gi.astype(np.int16), base
 
 
 @dataclass

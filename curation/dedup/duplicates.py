@@ -124,7 +124,7 @@ def dedup_parts(parts: list[tuple[str, str]], cfg: Config, out_dir: Path) -> tup
         known = json.loads(memo.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         known = None  # the first run, or a damaged memo: everything is looked up
-    decisions, counts = decide(cands, prints, clips, cfg.dedup.excerpt_min_share, known=known)
+    decisions, counts = decide(cands, prints, clips, cfg.dedup.excerpt_min_share, known=known, derived=cfg.dedup.derived)
     storage.mkdirs(memo.parent)
     atomic_write_text(memo, json.dumps(counts.pop("known")))
     t2 = time.perf_counter()
@@ -164,8 +164,13 @@ def explain(row: dict, ev: dict) -> list[str]:
     out: list[str] = []
     d = ev.get("same_audio")
     if d and d.get("role") == "copy":
+        played = ""
+        if d.get("speed") is not None:
+            played = f", played at {100 * float(d['speed']):.1f}% speed"
+            if d.get("pitch_semitones"):
+                played += f" and {float(d['pitch_semitones']):+.2f} semitones"
         out.append(f"  duplicates: a {d.get('kind')} copy of {d.get('kept')} (by {d.get('kept_author') or '?'}): "
-                   f"{d.get('shared_seconds')} s shared at offset {d.get('offset_seconds')} s, score {d.get('score')}")
+                   f"{d.get('shared_seconds')} s shared at offset {d.get('offset_seconds')} s, score {d.get('score')}{played}")
     elif d and d.get("role") == "kept":
         copies = d.get("copies") or []
         out.append(f"  duplicates: kept for a group of {len(copies) + 1}: "
@@ -183,7 +188,7 @@ def explain(row: dict, ev: dict) -> list[str]:
 
 #: The reasons this step may set, and what each means.
 DUPLICATES_REASONS = {
-    "duplicate": "the same audio is in the release as another recording (exact, near or excerpt copy): the kept copy is named",
+    "duplicate": "the same audio is in the release as another recording (exact, near, excerpt or derived copy): the kept copy is named",
     "eval_overlap": "the recording holds a clip of evaluation audio on disk ([dedup] eval_audio_dirs)",
 }
 

@@ -7,8 +7,11 @@ Kinds (README: Duplicates):
   trimmed or padded by up to `NEAR_SLACK_S`);
 - excerpt: the shorter one's audio lies in the longer one, covering at least
   `excerpt_min_share` of the shorter and at least `EXCERPT_MIN_S` seconds (two recordings that
-  share a 2 s drum hit are not copies of each other).
-Exact and near copies form a group and the keep rule picks one; an excerpt is the copy of what
+  share a 2 s drum hit are not copies of each other);
+- derived (`[dedup] derived`): a near copy played faster or slower, stretched in time or moved
+  in key, up to 5% or one semitone (what the speed- and pitch-tolerant fingerprint looks for:
+  `match.DERIVED`); an excerpt played so is an excerpt, its speed and key in the evidence.
+Exact, near and derived copies form a group and the keep rule picks one; an excerpt is the copy of what
 contains it, whatever its license (the longer recording holds more). A print too plain to tell
 apart (silence, a tone: `prints.MIN_DISTINCT`) is never grouped.
 """
@@ -17,7 +20,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field, replace
 
-from .match import MAX_REFS, MIN_AGREE, MIN_SCORE, Hit, Index
+from .match import DERIVED, MAX_REFS, MIN_AGREE, MIN_SCORE, Hit, Index
 from .prints import VERSION as PRINTS_VERSION
 from .prints import Print
 
@@ -70,8 +73,9 @@ def _author(c: Candidate) -> str:
 
 
 def _relation(a: Print, b: Print, hit: Hit, min_share: float) -> tuple[str, float] | None:
-    """("near" | "excerpt", share of the shorter) when query `a` and `b` hold the same audio."""
-    short, long_ = sorted((a.span_seconds, b.span_seconds))
+    """("near" | "excerpt", share of the shorter) when query `a` and `b` hold the same audio
+    (lengths in the query's time: `b` played at the query's speed)."""
+    short, long_ = sorted((a.span_seconds, b.span_seconds / hit.speed))
     share = min(1.0, hit.shared_seconds / max(short, 0.5))
     if share < min_share:
         return None
@@ -99,17 +103,38 @@ class _Sets:
 
 
 #: What the pairs found depend on, besides the prints themselves (a change looks everything up again).
-LOOKUP_KEY = ("v1", MAX_REFS, MIN_SCORE, MIN_AGREE, PRINTS_VERSION)
+LOOKUP_KEY = ("v2", MAX_REFS, MIN_SCORE, MIN_AGREE, PRINTS_VERSION)
+
+
+def _derived(hit: Hit) -> bool:
+    return hit.speed != 1.0 or hit.pitch != 0.0
+
+
+def _as_seen_from_other(hit: Hit) -> Hit:
+    """The hit with the roles swapped: the offset into the query, the other's speed and key
+    against the query's."""
+    return replace(hit, offset_seconds=-hit.offset_seconds + 0.0, speed=round(1.0 / hit.speed, 6),
+                   pitch=-hit.pitch + 0.0)
+
+
+def _played(hit: Hit, copy_is_query: bool) -> dict:
+    """A derived copy's speed and key against what it is a copy of, for the evidence."""
+    if not _derived(hit):
+        return {}
+    speed, pitch = (hit.speed, hit.pitch) if copy_is_query else (1.0 / hit.speed, -hit.pitch + 0.0)
+    return {"speed": round(speed, 4), "pitch_semitones": round(pitch, 3)}
 
 
 def decide(cands: list[Candidate], prints: dict[str, Print], eval_clips: list[tuple[str, Print]],
-           excerpt_min_share: float = 0.9, known: dict | None = None) -> tuple[dict[str, Decision], dict]:
+           excerpt_min_share: float = 0.9, known: dict | None = None,
+           derived: bool = True) -> tuple[dict[str, Decision], dict]:
     """{record key: Decision} for every candidate in a group or holding an evaluation clip
     (candidates alone get nothing), and counts for the report. `known` is what the last run
     found (`counts["known"]`, saved by the caller): prints it looked up are not looked up again,
-    only the new ones, against everything."""
+    only the new ones, against everything. `derived`: also copies played faster, slower or in
+    another key (`match.DERIVED`)."""
     counts = {"fingerprinted": 0, "too_plain": 0, "groups": 0, "duplicate": 0, "eval_overlap": 0,
-              "exact": 0, "near": 0, "excerpt": 0, "reupload_groups": 0, "looked_up": 0}
+              "exact": 0, "near": 0, "excerpt": 0, "derived": 0, "reupload_groups": 0, "looked_up": 0}
     by_digest: dict[str, list[Candidate]] = {}
     reps: list[Print] = []
     for c in cands:
@@ -129,7 +154,7 @@ def decide(cands: list[Candidate], prints: dict[str, Print], eval_clips: list[tu
     usable_clips = [(name, p) for name, p in eval_clips if p.usable]
     clips = [p for _, p in usable_clips]
     clip_names = [name for name, _ in usable_clips]
-    key = [*LOOKUP_KEY, sorted(p.digest for p in clips)]
+    key = [*LOOKUP_KEY, bool(derived), sorted(p.digest for p in clips)]
     if known is not None and known.get("key") != json.loads(json.dumps(key)):
         known = None  # other settings or other evaluation clips: everything is looked up
     pos = {d: i for i, d in enumerate(digests)}
@@ -144,14 +169,14 @@ def decide(cands: list[Candidate], prints: dict[str, Print], eval_clips: list[tu
             found.append((i, Hit(j, *fields)))
     index = Index(reps + clips) if todo else None
     for i in sorted(todo):
-        for hit in index.lookup(reps[i], exclude=i):
+        for hit in index.lookup(reps[i], exclude=i, transforms=DERIVED if derived else ()):
             if hit.other < i and hit.other in todo:
                 continue  # a pair of two new prints: measured from the lower one's side
             found.append((i, hit))
     counts["looked_up"] = len(todo)
     counts["known"] = {"key": key, "reps": digests, "hits": [
         [digests[i], f"clip:{clips[h.other - n].digest}" if h.other >= n else digests[h.other],
-         h.score, h.offset_seconds, h.start_seconds, h.shared_seconds, h.agree] for i, h in found]}
+         h.score, h.offset_seconds, h.start_seconds, h.shared_seconds, h.agree, h.speed, h.pitch] for i, h in found]}
     sets = _Sets(n)
     near_edge: dict[tuple[int, int], tuple[Hit, float]] = {}
     inside: dict[int, list[tuple[int, Hit, float]]] = {}  # shorter -> [(longer, hit, share)]
@@ -174,17 +199,17 @@ def decide(cands: list[Candidate], prints: dict[str, Print], eval_clips: list[tu
         if kind == "near":
             sets.join(i, j)
             # stored from the lower index's side: offsets are (later) - (earlier) index
-            near_edge[(min(i, j), max(i, j))] = (hit if i < j else replace(hit, offset_seconds=-hit.offset_seconds + 0.0), share)
+            near_edge[(min(i, j), max(i, j))] = (hit if i < j else _as_seen_from_other(hit), share)
         else:
             a, b = (i, j) if p.span_seconds <= reps[j].span_seconds else (j, i)
             # offsets say where the shorter one starts in the longer one
-            inside.setdefault(a, []).append((b, hit if a == i else replace(hit, offset_seconds=-hit.offset_seconds + 0.0), share))
+            inside.setdefault(a, []).append((b, hit if a == i else _as_seen_from_other(hit), share))
 
-    best_edge: dict[int, tuple[Hit, float]] = {}
+    best_edge: dict[int, tuple[tuple[int, int], tuple[Hit, float]]] = {}
     for (a, b), e in near_edge.items():
         for x in (a, b):
-            if x not in best_edge or e[0].score > best_edge[x][0].score:
-                best_edge[x] = e
+            if x not in best_edge or e[0].score > best_edge[x][1][0].score:
+                best_edge[x] = ((a, b), e)
     decisions: dict[str, Decision] = {}
     # 1. exact and near groups: the keep rule picks one copy
     members: dict[int, list[int]] = {}
@@ -205,13 +230,15 @@ def decide(cands: list[Candidate], prints: dict[str, Print], eval_clips: list[tu
                     ev = {"kind": "exact", "shared_seconds": round(reps[i].seconds, 2), "offset_seconds": 0.0,
                           "score": None}
                 else:
-                    e = near_edge.get((min(i, kept_rep), max(i, kept_rep)))
+                    pair = (min(i, kept_rep), max(i, kept_rep))
+                    e = near_edge.get(pair)
                     if e is None:  # joined through another copy: the best edge it has
-                        e = best_edge[i]
-                    hit, share = e
-                    ev = {"kind": "near", "shared_seconds": min(hit.shared_seconds, reps[i].seconds, reps[kept_rep].seconds),
-                          "offset_seconds": (hit.offset_seconds if i < kept_rep else -hit.offset_seconds) + 0.0,
-                          "score": hit.score, "share": round(share, 3)}
+                        pair, e = best_edge[i]
+                    hit, share = e  # as seen from pair[0]
+                    ev = {"kind": "derived" if _derived(hit) else "near",
+                          "shared_seconds": min(hit.shared_seconds, reps[i].seconds, reps[kept_rep].seconds),
+                          "offset_seconds": (hit.offset_seconds if i == pair[0] else -hit.offset_seconds) + 0.0,
+                          "score": hit.score, "share": round(share, 3), **_played(hit, i == pair[0])}
                 copies_of.setdefault(kept.key, []).append({"record": c.key, "author": c.author, "license": c.license,
                                                             **ev, "_c": c})
     # 2. excerpts: a group whose audio lies in a longer group is that group's copy
@@ -241,7 +268,7 @@ def decide(cands: list[Candidate], prints: dict[str, Print], eval_clips: list[tu
             copies_of.setdefault(kept.key, []).append({
                 "record": c.key, "author": c.author, "license": c.license, "kind": "excerpt",
                 "shared_seconds": hit.shared_seconds, "offset_seconds": hit.offset_seconds, "score": hit.score,
-                "share": round(share, 3), "_c": c})
+                "share": round(share, 3), **_played(hit, True), "_c": c})
     by_key = {c.key: c for c in cands}
     for kept_key, copies in copies_of.items():
         kept = by_key[kept_key]

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..copyright.fingerprint import DT_MAX, FRAME_SECONDS
-from .prints import Print
+from ..copyright.fingerprint import DT_MAX, FRAME_SECONDS, IDENTITY, transformed_peak_hashes
+from .prints import FAN_OUT, Print
 
 MAX_REFS = 32  # a hash in more prints than this is too common to count (benchmarks/duplicates.py: the lookup stays flat)
 MIN_SCORE = 10  # agreeing hashes, at least
@@ -23,6 +23,11 @@ MIN_SCORE = 10  # agreeing hashes, at least
 #: benchmarks/duplicates.py, at least 0.15 of a copy against its original, 0.11 between two
 #: lossy copies of one original, 32 kbit/s mp3 and low-quality Ogg included).
 MIN_AGREE = 0.1
+#: ... and a copy found only under a transform, this share: every transform tried is one more
+#: chance for chance (two parts of one looped soundtrack that repeat its notes, not its audio,
+#: agree on 0.14 of their hashes a sixth of a semitone apart; a derived copy keeps 0.4-0.65 in
+#: benchmarks/duplicates.py).
+MIN_AGREE_DERIVED = 0.2
 PAIR_SPAN_PAD = DT_MAX * FRAME_SECONDS / 2  # a landmark spans half its zone on average
 
 
@@ -36,6 +41,8 @@ class Hit:
     start_seconds: float  # where the shared part starts in the query
     shared_seconds: float
     agree: float  # score / the query's hashes in the shared part
+    speed: float = 1.0  # the query plays this many times as fast as `other` (a derived copy)
+    pitch: float = 0.0  # ... and this many semitones higher
 
 
 #: The index is one sorted uint64 array: hash (23 bits) | print (20 bits) | frame (20 bits),
@@ -44,6 +51,19 @@ class Hit:
 R_BITS = T_BITS = 20
 MAX_PRINTS = 1 << R_BITS
 MAX_FRAME = (1 << T_BITS) - 1
+H_SIZE = 1 << 23  # landmark hashes are below this (copyright.fingerprint.peak_hashes: 8 + 9 + 6 bits)
+G_BITS, D_BITS = 6, 22  # a lookup's keys: print | transform | offset (+- 2**21 frames)
+#: The changes a derived copy is looked for under (speed of the query against the other, pitch
+#: in semitones): tape-like speed (time and pitch together) and tempo in steps of 1%, key in
+#: steps of 1/6 semitone, each up to 5% or one semitone (the copyright fingerprint's
+#: `TRANSFORMS`, with tempo in the steps of speed). A copy between two steps drifts from one
+#: offset by at most half a step, which the lookup follows (`_follow`).
+_STEPS = (0.95, 0.96, 0.97, 0.98, 0.99, 1.01, 1.02, 1.03, 1.04, 1.05)
+DERIVED: tuple[tuple[float, float], ...] = (
+    *((s, round(12 * float(np.log2(s)), 4)) for s in _STEPS),
+    *((s, 0.0) for s in _STEPS),
+    *((1.0, round(k / 6, 4)) for k in (-6, -5, -4, -3, -2, -1, 1, 2, 3, 4, 5, 6)),
+)
 BLOCK = 1 << 22  # landmarks handled at once while the index is built
 
 
@@ -60,7 +80,7 @@ class Index:
         at = 0
         for i, p in enumerate(prints):  # each print's landmarks read once (from the cache, for a light one)
             hashes, frames = p.arrays()
-            keep = frames <= MAX_FRAME
+            keep = (frames <= MAX_FRAME) & (hashes >= 0) & (hashes < H_SIZE)
             h, t = hashes[keep].astype(np.uint64), frames[keep].astype(np.uint64)
             packed[at:at + len(h)] = (h << np.uint64(R_BITS + T_BITS)) | (np.uint64(i) << np.uint64(T_BITS)) | t
             at += len(h)
@@ -70,7 +90,7 @@ class Index:
         # how many prints hold each hash (a print's own repeats count once), in blocks: no
         # temporary as large as the index
         shift_h = np.uint64(R_BITS + T_BITS)
-        refs = np.zeros(1 << 24, np.int32)
+        refs = np.zeros(H_SIZE, np.int32)
         prev = None
         for lo in range(0, len(packed), BLOCK):
             hr = packed[lo:lo + BLOCK] >> np.uint64(T_BITS)
@@ -92,13 +112,19 @@ class Index:
                 w += len(kept)
             packed.resize(w, refcheck=False)
         self.packed = packed
+        # where each hash's rows start: a lookup gathers them instead of searching the index
+        counts = np.zeros(H_SIZE, np.int64)
+        for lo in range(0, len(packed), BLOCK):
+            counts += np.bincount((packed[lo:lo + BLOCK] >> shift_h).astype(np.int64), minlength=H_SIZE)
+        self.starts = np.r_[0, np.cumsum(counts)]
+        del counts
         self.common = common
         self.is_common = refs > max_refs  # by hash value: a lookup's test is one gather
         self.size = len(prints)
 
     @property
     def nbytes(self) -> int:
-        return int(self.packed.nbytes)
+        return int(self.packed.nbytes + self.starts.nbytes + self.is_common.nbytes)
 
     def __len__(self) -> int:
         return len(self.packed)
@@ -106,17 +132,44 @@ class Index:
     def indexed(self, p: Print) -> tuple[np.ndarray, np.ndarray]:
         """The print's hashes (and frames) that the index counts."""
         hashes, frames = p.arrays()
+        ok = (hashes >= 0) & (hashes < H_SIZE)
+        hashes, frames = hashes[ok], frames[ok]
         keep = ~self.is_common[hashes] & (frames <= MAX_FRAME)
         return hashes[keep], frames[keep]
 
-    def lookup(self, p: Print, exclude: int = -1, min_score: int = MIN_SCORE, min_agree: float = MIN_AGREE) -> list[Hit]:
+    def lookup(self, p: Print, exclude: int = -1, min_score: int = MIN_SCORE, min_agree: float = MIN_AGREE,
+               transforms: tuple = ()) -> list[Hit]:
+        """The prints holding the query's audio, best offset each. With `transforms` ((speed,
+        pitch in semitones) pairs, `copyright.fingerprint.TRANSFORMS` less the identity), also
+        those holding it played faster or slower, stretched or in another key: the query's
+        refined peaks are moved as each transform would move them and hashed again
+        (`transformed_peak_hashes`), and a print matched under the identity is reported as it
+        is, one matched better under a transform with that transform's speed and pitch."""
         qh, qt = self.indexed(p)
-        if len(qh) < min_score:
+        qg = np.zeros(len(qh), np.int64)
+        base = np.ones(len(qh), bool)
+        table = [IDENTITY]
+        transforms = tuple(tuple(x) for x in transforms if tuple(x) != IDENTITY)
+        if transforms:
+            tf, ff = p.refined()
+            if len(tf):
+                h, t, g, b = transformed_peak_hashes(np.rint(tf).astype(np.int64), np.rint(ff).astype(np.int64),
+                                                     tf, ff, transforms, FAN_OUT)
+                keep = (h >= 0) & (h < H_SIZE) & (t >= 0) & (t <= MAX_FRAME)
+                h, t, g, b = h[keep], t[keep], g[keep], b[keep]
+                keep = ~self.is_common[h]
+                qh = np.r_[qh, h[keep]]
+                qt = np.r_[qt, t[keep]]
+                qg = np.r_[qg, g[keep].astype(np.int64) + 1]
+                base = np.r_[base, b[keep]]
+                table += list(transforms)
+        if int(base.sum()) < min_score:
             return []
-        shift = np.uint64(R_BITS + T_BITS)
-        lo = np.searchsorted(self.packed, qh.astype(np.uint64) << shift, "left")
-        hi = np.searchsorted(self.packed, (qh.astype(np.uint64) + np.uint64(1)) << shift, "left")
-        n = hi - lo
+        return self._hits(p, qh.astype(np.int64), qt.astype(np.int64), qg, base, table, exclude, min_score, min_agree)
+
+    def _hits(self, p: Print, qh, qt, qg, base, table, exclude, min_score, min_agree) -> list[Hit]:
+        lo = self.starts[qh]
+        n = self.starts[qh + 1] - lo
         total = int(n.sum())
         if total == 0:
             return []
@@ -126,11 +179,13 @@ class Index:
         other = ((got >> np.uint64(T_BITS)) & np.uint64(MAX_PRINTS - 1)).astype(np.int64)
         dt = (got & np.uint64(MAX_FRAME)).astype(np.int64) - qt[q]
         tq = qt[q]
+        g = qg[q]
         mine = other != exclude
-        other, dt, tq = other[mine], dt[mine], tq[mine]
+        other, dt, tq, g = other[mine], dt[mine], tq[mine], g[mine]
         if len(other) < min_score:
             return []
-        key = (other.astype(np.int64) << 32) + (dt + (1 << 31))
+        # one key per (print, transform, offset)
+        key = (other << (G_BITS + D_BITS)) | (g << D_BITS) | (dt + (1 << (D_BITS - 1)))
         order = np.argsort(key, kind="stable")
         ks, tqs = key[order], tq[order]
         starts = np.flatnonzero(np.r_[True, ks[1:] != ks[:-1]])
@@ -141,11 +196,11 @@ class Index:
             j = np.searchsorted(uk, uk + d)
             ok = (j < len(uk)) & (uk[np.minimum(j, len(uk) - 1)] == uk + d)
             smooth[ok] += cnt[j[ok]]
-        owner = uk >> 32
         cand = smooth >= min_score
         if not cand.any():
             return []
-        uk, smooth, owner = uk[cand], smooth[cand], owner[cand]
+        uk, smooth = uk[cand], smooth[cand]
+        owner = uk >> D_BITS  # (print, transform)
         pick = np.lexsort((-smooth, owner))
         uk, smooth, owner = uk[pick], smooth[pick], owner[pick]
         best = np.ones(len(owner), bool)
@@ -159,15 +214,62 @@ class Index:
         padded = np.r_[tqs, 0]
         f0 = np.minimum.reduceat(padded, bounds)[::2]
         f1 = np.maximum.reduceat(padded, bounds)[::2]
-        sq = np.sort(qt)
-        inside = np.searchsorted(sq, f1, "right") - np.searchsorted(sq, f0, "left")
+        # the query's own hashes (as made, under that transform) in the part the two share
+        gsel = ob & ((1 << G_BITS) - 1)
+        sq = np.sort((qg[base] << T_BITS) | qt[base])
+        inside = (np.searchsorted(sq, (gsel << T_BITS) | f1, "right") - np.searchsorted(sq, (gsel << T_BITS) | f0, "left"))
         agree = sb / np.maximum(inside, 1)
+        ok = agree >= np.where(gsel == 0, min_agree, max(min_agree, MIN_AGREE_DERIVED))
+        kb, sb, ob, f0, f1, agree, gsel = kb[ok], sb[ok], ob[ok], f0[ok], f1[ok], agree[ok], gsel[ok]
+        # per print: the transform with the most agreeing hashes, as it is on a tie (a part of
+        # a stretched copy may agree as it is, on a few seconds)
+        pr = ob >> G_BITS
+        pick = np.lexsort((gsel != 0, -sb, pr))
+        first = np.ones(len(pick), bool)
+        first[1:] = pr[pick][1:] != pr[pick][:-1]
         hits = []
-        for k, s, o, a, b, g in zip(kb, sb, ob, f0, f1, agree):
-            if g < min_agree:
-                continue
-            d = int(k - (int(o) << 32) - (1 << 31))
-            span = min((int(b) - int(a)) * FRAME_SECONDS + PAIR_SPAN_PAD, p.seconds)
-            hits.append(Hit(int(o), int(s), round(d * FRAME_SECONDS, 3), round(int(a) * FRAME_SECONDS, 3),
-                            round(span, 2), round(min(float(g), 1.0), 3)))
+        inside_of = lambda g, a, b: int(np.searchsorted(sq, (g << T_BITS) | b, "right") - np.searchsorted(sq, (g << T_BITS) | a, "left"))
+        for i in pick[first]:
+            g = int(gsel[i])
+            speed, pitch = table[g]
+            d = int(kb[i] & ((1 << D_BITS) - 1)) - (1 << (D_BITS - 1))
+            a, b = int(f0[i]), int(f1[i])  # frames on the other print's time scale
+            score, ag, drift, at = int(sb[i]), float(agree[i]), 0.0, float(a + d)
+            if g:  # a copy between two of the transforms' steps drifts off any one offset: follow it
+                got = _follow(ks[np.searchsorted(ks, int(ob[i]) << D_BITS):np.searchsorted(ks, (int(ob[i]) + 1) << D_BITS)],
+                              tqs[np.searchsorted(ks, int(ob[i]) << D_BITS):np.searchsorted(ks, (int(ob[i]) + 1) << D_BITS)], d)
+                if got is not None and got[0] > score and got[0] / max(inside_of(g, got[1], got[2]), 1) >= MIN_AGREE_DERIVED:
+                    score, a, b, drift, icpt = got
+                    ag = score / max(inside_of(g, a, b), 1)
+                    at = a + icpt + drift * a
+            span = min((b - a) * FRAME_SECONDS / speed + PAIR_SPAN_PAD, p.seconds)
+            start = a * FRAME_SECONDS / speed
+            hits.append(Hit(int(pr[i]), score, round(at * FRAME_SECONDS - start, 3), round(start, 3),
+                            round(span, 2), round(min(ag, 1.0), 3), round(float(speed) * (1 + drift), 4), float(pitch)))
         return hits
+
+
+FOLLOW_FRAMES = 48  # offsets this far from the best one are followed (0.8 s)
+MAX_DRIFT = 0.006  # ... for a speed up to this far between two transforms' steps
+
+
+def _follow(keys: np.ndarray, tq: np.ndarray, d: int):
+    """(agreeing hashes, first and last frame, drift, intercept) of the hashes of one (print,
+    transform) whose offset moves steadily with time from the best offset `d` (the copy plays
+    at a speed between two of the steps tried): a line through them, fitted three times, the
+    hashes within 1.5 frames of it counted; None where there is nothing to follow."""
+    dt = (keys & ((1 << D_BITS) - 1)).astype(np.int64) - (1 << (D_BITS - 1))
+    near = np.abs(dt - d) <= FOLLOW_FRAMES
+    x, y = tq[near].astype(float), dt[near].astype(float)
+    inl = np.abs(y - d) <= 1
+    slope, icpt = 0.0, float(d)
+    for _ in range(3):
+        if inl.sum() < 3 or np.ptp(x[inl]) <= 0:
+            return None
+        slope, icpt = np.polyfit(x[inl], y[inl], 1)
+        slope = float(np.clip(slope, -MAX_DRIFT, MAX_DRIFT))
+        icpt = float(np.mean(y[inl] - slope * x[inl]))
+        inl = np.abs(y - (icpt + slope * x)) <= 1.5
+    if not inl.any():
+        return None
+    return int(inl.sum()), int(x[inl].min()), int(x[inl].max()), slope, icpt

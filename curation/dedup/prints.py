@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..copyright.fingerprint import FRAME_SECONDS, SR, peak_hashes, peaks
+from ..copyright.fingerprint import FRAME_SECONDS, SR, peak_hashes, precise_peaks
 
-VERSION = 1
+VERSION = 2  # 2: the peaks' refined positions kept, for copies played faster, slower or in another key
 PER_SECOND = 8  # peaks kept per second
 FAN_OUT = 3  # partners per peak
 MAX_REPEAT = 4  # occurrences of one hash within a recording that are indexed (a loop repeats)
@@ -37,12 +37,14 @@ class Print:
     read again from the cache when asked for (`arrays`), so that hundreds of thousands of prints
     need not all be in memory while the index is built and looked up."""
 
-    __slots__ = ("digest", "seconds", "count", "span_seconds", "usable", "_hashes", "_frames", "_load")
+    __slots__ = ("digest", "seconds", "count", "span_seconds", "usable", "_hashes", "_frames", "_peaks", "_load")
 
     def __init__(self, digest: str, seconds: float, hashes: np.ndarray | None = None,
-                 frames: np.ndarray | None = None, load=None, meta: tuple | None = None):
+                 frames: np.ndarray | None = None, load=None, meta: tuple | None = None,
+                 peaks: tuple[np.ndarray, np.ndarray] | None = None):
         self.digest, self.seconds = digest, float(seconds)
         self._hashes, self._frames, self._load = hashes, frames, load
+        self._peaks = peaks
         if meta is None:
             h, t = self.arrays()
             span = float(t.max() - t.min()) * FRAME_SECONDS if len(t) else 0.0
@@ -55,7 +57,17 @@ class Print:
         (FRAME_SECONDS each)."""
         if self._hashes is not None:
             return self._hashes, self._frames
-        return self._load()
+        return tuple(self._load()[:2])
+
+    def refined(self) -> tuple[np.ndarray, np.ndarray]:
+        """(frame, bin) of each spectral peak, refined between grid points (float32; empty for a
+        print made without them): where the peaks of a copy played faster, slower or in
+        another key lie on this one's grid is computed from these."""
+        got = self._peaks if self._hashes is not None else tuple(self._load()[2:4])
+        if not got:
+            z = np.zeros(0, np.float32)
+            return z, z
+        return got
 
     @property
     def hashes(self) -> np.ndarray:
@@ -73,7 +85,7 @@ class Print:
 def make_print(audio: np.ndarray) -> Print:
     audio = np.asarray(audio, np.float32)
     pcm = np.clip(np.round(audio * 32767.0), -32768, 32767).astype("<i2")
-    t, f = peaks(audio, PER_SECOND)
+    t, f, tf, ff = precise_peaks(audio, PER_SECOND)
     h, fr = peak_hashes(t, f, FAN_OUT)
     if len(h):
         # at most MAX_REPEAT occurrences of each hash (the earliest)
@@ -82,7 +94,8 @@ def make_print(audio: np.ndarray) -> Print:
         rank = np.arange(len(hs)) - np.searchsorted(hs, hs, side="left")
         keep = np.sort(order[rank < MAX_REPEAT])
         h, fr = h[keep], fr[keep]
-    return Print(hashlib.sha256(pcm.tobytes()).hexdigest(), len(audio) / SR, h.astype(np.int32), fr.astype(np.int32))
+    return Print(hashlib.sha256(pcm.tobytes()).hexdigest(), len(audio) / SR, h.astype(np.int32), fr.astype(np.int32),
+                 peaks=(tf.astype(np.float32), ff.astype(np.float32)))
 
 
 def print_file(path) -> Print:
@@ -109,7 +122,8 @@ class PrintCache:
         try:
             with self._path(sha).open("rb") as fh, np.load(io.BytesIO(fh.read()), allow_pickle=False) as z:
                 return Print(str(z["digest"]), float(z["seconds"]), z["hashes"].astype(np.int32),
-                             z["frames"].astype(np.int32))
+                             z["frames"].astype(np.int32), peaks=(z["peak_frames"].astype(np.float32),
+                                                                  z["peak_bins"].astype(np.float32)))
         except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
             return None  # absent or damaged: made again
 
@@ -118,17 +132,19 @@ class PrintCache:
         p = self.get(sha)
         return None if p is None else p.light(lambda: self._arrays(sha))
 
-    def _arrays(self, sha: str) -> tuple[np.ndarray, np.ndarray]:
+    def _arrays(self, sha: str) -> tuple[np.ndarray, ...]:
         p = self.get(sha)
         if p is None:
             raise OSError(f"the print of {sha} left the cache ({self.root}) during the run")
-        return p.arrays()
+        return (*p.arrays(), *p.refined())
 
     def put(self, sha: str, p: Print) -> None:
         from .. import storage
 
         with storage.writing(self._path(sha)) as tmp, open(tmp, "wb") as fh:
-            np.savez(fh, digest=np.array(p.digest), seconds=np.array(p.seconds), hashes=p.hashes, frames=p.frames)
+            pf, pb = p.refined()
+            np.savez(fh, digest=np.array(p.digest), seconds=np.array(p.seconds), hashes=p.hashes, frames=p.frames,
+                     peak_frames=pf, peak_bins=pb)
 
 
 def _job(path: str):  # a path or an object store URL
