@@ -274,7 +274,8 @@ def quality(recs: list[dict], negs: list[dict]) -> tuple[dict, list[Print]]:
                 ev = decisions[c.key].evidence
                 corr = f", waveform correlation with its original r = {literal_repeat(x['path'], x['of']):.2f}" if "of" in x else ""
                 wrong.append(f"{x['path'].name} ({x['what']}): {decisions[c.key].action}, "
-                             f"{ev.get('kind', '')} {ev.get('shared_seconds', '')} s, score {ev.get('score', '')}{corr}")
+                             f"{ev.get('kind', '')} {ev.get('shared_seconds', '')} s, score {ev.get('score', '')}"
+                             f"{', speed ' + str(ev['speed']) + ', pitch ' + str(ev['pitch_semitones']) if 'speed' in ev else ''}{corr}")
     return {"wrong": wrong, "aside": aside, "tp": tp, "fp": fp, "rows": rows, "neg": neg_rows, "missed": missed, "print_s": print_s,
             "decide_s": decide_s, "n": len(items), "counts": counts,
             "audio_s": sum(p.seconds for p in prints.values())}, list(prints.values())

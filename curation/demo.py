@@ -15,6 +15,8 @@
 """
 from __future__ import annotations
 
+import datetime
+
 import json
 import os
 import shutil
@@ -72,6 +74,8 @@ def _fs_result(rid: int, name: str, license_url: str, username: str, tags: list[
             "preview-hq-ogg": f"https://cdn.freesound.org/previews/{rid // 1000}/{rid}_1-hq.ogg",
         },
         "type": ext, "duration": duration, "samplerate": 44100, "channels": 2, "filesize": 0,
+        # the naive form of pages saved before the API gave a zone (Brussels time), later ids later
+        "created": (datetime.datetime(2016, 1, 1) + datetime.timedelta(hours=7 * rid)).isoformat(timespec="microseconds"),
     }
     if gen_ai is not None:
         res["gen_ai_preference"] = gen_ai
@@ -210,6 +214,7 @@ def write_fma(root: Path) -> None:
         df.loc[tid, ("album", "title")] = f"{artist} demo album"
         df.loc[tid, ("set", "subset")] = "small"
         df.loc[tid, ("track", "duration")] = str(int(secs or 0))
+        df.loc[tid, ("track", "date_created")] = str(datetime.datetime(2008, 11, 26, 1, 48) + datetime.timedelta(days=3 * tid))
         if secs:
             p = audio / f"{tid:06d}"[:3] / f"{tid:06d}.mp3"
             # synth.music plays the same chords in one of twelve keys: two tracks in one key at

@@ -152,6 +152,23 @@ def test_the_keep_rule_fewest_obligations_then_lowest_id(audio):
     assert got["excerpt"] is None or got["excerpt"].action != "duplicate" or got["excerpt"].evidence["share"] >= 1.0
 
 
+def test_the_earliest_upload_is_kept_among_equal_obligations(audio):
+    prints = {n: print_file(audio[n]) for n in ("song0", "exact", "near-mp3")}
+    cands = [Candidate("freesound", "1", "song0", author="ann", license="cc-by", created="2015-01-01T00:00:00Z"),
+             Candidate("freesound", "2", "exact", author="bob", license="cc-by", created="2012-06-01T10:00:00Z"),
+             Candidate("fma", "3", "near-mp3", author="cy", license="cc-by")]  # no date: after those with one
+    decisions, _ = decide(cands, prints, [])
+    assert decisions["freesound_2"].action == "kept"
+    assert decisions["freesound_1"].action == decisions["fma_3"].action == "duplicate"
+    authors = {a["record"]: a["uploaded"] for a in decisions["freesound_2"].evidence["authors"]}
+    assert authors == {"freesound_2": "2012-06-01T10:00:00Z", "freesound_1": "2015-01-01T00:00:00Z", "fma_3": None}
+    lines = explain({}, {"same_audio": decisions["freesound_2"].evidence})
+    assert "freesound_1 by ann (cc-by, uploaded 2015-01-01T00:00:00Z)" in lines[1]
+    # fewer obligations still come first, whenever they were uploaded
+    cands[0].license = "cc0"
+    assert decide(cands, prints, [])[0]["freesound_1"].action == "kept"
+
+
 def _record(rid: str, path: Path, author="ann", license="cc-by") -> Record:
     r = Record("freesound", rid, title=f"sound {rid}", author=author, license=license, audio_path=str(path))
     info = sf.info(path)

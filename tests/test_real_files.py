@@ -182,3 +182,17 @@ def test_absent_gen_ai_preference_is_the_default_unless_required(tmp_path, requi
         ok = [r for r in recs if r.pending]
         assert all(r.evidence["genai"]["rule"].startswith("absent") for r in ok)
         assert all(r.license_url == "https://creativecommons.org/publicdomain/zero/1.0/" for r in ok)
+
+
+def test_upload_times_are_read_from_the_real_tables_and_pages():
+    """The duplicates step keeps the earliest upload of equal obligations: tracks.csv's
+    `track.date_created` and a saved sound's naive `created` (Brussels time) become UTC."""
+    recs = {r.id: r for r in fma.read_tracks(TRACKS)}
+    assert recs["2"].evidence["uploaded"] == {"at": "2008-11-26T01:48:12Z", "field": "fma:track.date_created"}
+    dated = sum(1 for r in recs.values() if "uploaded" in r.evidence)
+    assert dated >= 0.95 * len(recs)
+    import json
+
+    res = json.loads((REAL / "freesound" / "sound_209943.json").read_text())
+    r = freesound.result_to_record(res, "sound_209943.json")
+    assert r.evidence["uploaded"] == {"at": "2013-12-08T13:04:19Z", "field": "freesound:created"}

@@ -180,10 +180,11 @@ def transformed_hashes(audio: np.ndarray, transforms=TRANSFORMS) -> tuple[np.nda
 
 
 def transformed_peak_hashes(t: np.ndarray, f: np.ndarray, tf: np.ndarray, ff: np.ndarray, transforms=TRANSFORMS,
-                            fan_out: int = FAN_OUT) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+                            fan_out: int = FAN_OUT, variants: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """`transformed_hashes` of peaks given as (frame, bin) and their refined positions (`precise_peaks`),
-    each anchor with up to `fan_out` partners; also whether each hash is one as made (not one
-    of the time gap's neighbours)."""
+    each anchor with up to `fan_out` partners (and, with `variants`, each moved hash also with its
+    time gap a frame either way); also whether each hash is one as made (not one of the time
+    gap's neighbours)."""
     n_bins = N_FFT // 2
     transforms = [tuple(x) for x in transforms]
     speed = np.array([x[0] for x in transforms], float)[:, None]
@@ -206,7 +207,7 @@ def transformed_peak_hashes(t: np.ndarray, f: np.ndarray, tf: np.ndarray, ff: np
     # a stretch or a shift is never exact (a phase vocoder moves peaks by its hop): the time gap
     # one frame either way too
     dt = h & 63
-    moved = ~ident[gi]
+    moved = ~ident[gi] & variants
     lo, hi = moved & (dt > 1), moved & (dt < DT_MAX)
     base = np.r_[np.ones(len(h), bool), np.zeros(int(lo.sum() + hi.sum()), bool)]
     h = np.concatenate([h, h[lo] - 1, h[hi] + 1])

@@ -28,7 +28,7 @@ from .groups import Candidate, Decision, decide
 from .prints import VERSION, PrintCache, prints_for
 
 AUDIO_EXTS = (".wav", ".flac", ".ogg", ".mp3", ".opus", ".aiff", ".aif", ".m4a")
-READS = ("source", "id", "author", "license", "status", "audio_path", "ev_audio")
+READS = ("source", "id", "author", "license", "status", "audio_path", "ev_audio", "ev_uploaded")
 
 
 def print_cache_dir(cfg: Config) -> Path:
@@ -56,11 +56,16 @@ def _candidates(t: pa.Table, cfg: Config, released: set, decided: dict, down: di
             audio = json.loads(row.get("ev_audio") or "{}")
         except ValueError:
             audio = {}
+        try:
+            up = json.loads(row.get("ev_uploaded") or "{}")
+        except ValueError:
+            up = {}
         sha = audio.get("sha256")
         path = cfg.resolve(row.get("audio_path")) if row.get("audio_path") else None
         if not sha or path is None:
             continue
         c = Candidate(row["source"], row["id"], sha, row.get("author") or "", row.get("license") or "",
+                      created=str(up.get("at") or "") if isinstance(up, dict) else "",
                       format=str(audio.get("format") or ""), sample_rate=int(audio.get("sample_rate") or 0),
                       keep=cfg.dedup.keep)
         c.released = c.key in released
@@ -178,7 +183,8 @@ def explain(row: dict, ev: dict) -> list[str]:
                    + (f", and {len(copies) - 10} more" if len(copies) > 10 else ""))
         if d.get("other_authors"):
             out.append("  duplicates: the copies carry other authors' names: "
-                       + ", ".join(f"{a['record']} by {a['author'] or '?'} ({a['license']})" for a in d.get("authors", [])))
+                       + ", ".join(f"{a['record']} by {a['author'] or '?'} ({a['license']}"
+                                 f"{', uploaded ' + a['uploaded'] if a.get('uploaded') else ''})" for a in d.get("authors", [])))
     ov = ev.get("eval_overlap")
     if ov:
         out.append("  evaluation audio: holds " + ", ".join(

@@ -53,7 +53,9 @@ class Candidate:
     def rank(self) -> tuple:
         """Lower is kept. A reviewer's clear, then the last release's copy, always come first
         (releases stay stable); then `keep`: "obligations" (CC0, CC BY, CC Sampling+), or
-        "quality" (lossless before lossy, then the higher sample rate, then obligations)."""
+        "quality" (lossless before lossy, then the higher sample rate, then obligations).
+        Obligations: CC0 before CC BY before CC Sampling+, then the earliest upload (where the
+        source says when: Freesound's `created`, FMA's `track.date_created`), then the lowest id."""
         rid = int(self.id) if self.id.isdigit() else 1 << 62
         first = ({"clear": 0, "reject": 2}.get(self.review, 1), 0 if self.released else 1)
         obligations = (LICENSE_RANK.get(self.license, 9), self.created or "~", rid, self.source, self.id)
@@ -240,7 +242,7 @@ def decide(cands: list[Candidate], prints: dict[str, Print], eval_clips: list[tu
                           "offset_seconds": (hit.offset_seconds if i == pair[0] else -hit.offset_seconds) + 0.0,
                           "score": hit.score, "share": round(share, 3), **_played(hit, i == pair[0])}
                 copies_of.setdefault(kept.key, []).append({"record": c.key, "author": c.author, "license": c.license,
-                                                            **ev, "_c": c})
+                                                            "uploaded": c.created or None, **ev, "_c": c})
     # 2. excerpts: a group whose audio lies in a longer group is that group's copy
     def container(root: int, seen: set) -> int:
         best = None
@@ -266,7 +268,7 @@ def decide(cands: list[Candidate], prints: dict[str, Print], eval_clips: list[tu
         moved = [kept_of[root]] + [x["_c"] for x in copies_of.pop(kept_of[root].key, [])]
         for c in moved:
             copies_of.setdefault(kept.key, []).append({
-                "record": c.key, "author": c.author, "license": c.license, "kind": "excerpt",
+                "record": c.key, "author": c.author, "license": c.license, "uploaded": c.created or None, "kind": "excerpt",
                 "shared_seconds": hit.shared_seconds, "offset_seconds": hit.offset_seconds, "score": hit.score,
                 "share": round(share, 3), **_played(hit, True), "_c": c})
     by_key = {c.key: c for c in cands}
@@ -280,12 +282,13 @@ def decide(cands: list[Candidate], prints: dict[str, Print], eval_clips: list[tu
         counts["reupload_groups"] += int(other)
         decisions[kept_key] = Decision("kept", {
             "group": kept_key, "kept": kept_key, "role": "kept", "copies": listed, "other_authors": other,
-            "authors": [{"record": x["record"], "author": x["author"], "license": x["license"]} for x in
-                        [{"record": kept.key, "author": kept.author, "license": kept.license}] + listed]})
+            "authors": [{"record": x["record"], "author": x["author"], "license": x["license"], "uploaded": x["uploaded"]}
+                        for x in [{"record": kept.key, "author": kept.author, "license": kept.license,
+                                   "uploaded": kept.created or None}] + listed]})
         for x in copies:
             counts["duplicate"] += 1
             counts[x["kind"]] += 1
-            ev = {k: v for k, v in x.items() if k not in ("_c", "record", "author", "license")}
+            ev = {k: v for k, v in x.items() if k not in ("_c", "record", "author", "license", "uploaded")}
             decisions[x["record"]] = Decision("duplicate", {"group": kept_key, "kept": kept_key, "role": "copy",
                                                             "kept_author": kept.author, **ev})
     # 3. evaluation clips: whatever holds one is out, kept copy or not

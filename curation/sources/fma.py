@@ -115,12 +115,28 @@ def read_tracks(tracks_csv: Path) -> Iterator[Record]:
                 )
                 if cleaned:
                     r.evidence["text_cleaned"] = cleaned
+                at = _date_created(get(("track", "date_created")))
+                if at:
+                    r.evidence["uploaded"] = {"at": at, "field": "fma:track.date_created"}
                 declared = _declared_seconds(get(("track", "duration")))
                 if declared is not None:
                     r.evidence["declared"] = {"seconds": declared, "field": "fma:track.duration"}
                 yield r
     except (csv.Error, UnicodeDecodeError) as e:
         raise FMAFormatError(f"{tracks_csv}: not a readable CSV ({e})") from None
+
+
+def _date_created(value: str) -> str | None:
+    """tracks.csv's `track.date_created` (`2008-11-26 01:48:12`, FMA's own clock, no zone given:
+    read as UTC) in the form Freesound's `created` is kept in; None for anything else."""
+    import datetime as dt
+
+    from .freesound import CREATED_FORMAT
+
+    try:
+        return dt.datetime.strptime(value.strip(), "%Y-%m-%d %H:%M:%S").strftime(CREATED_FORMAT)
+    except (ValueError, AttributeError):
+        return None
 
 
 def _declared_seconds(text: str) -> float | None:

@@ -91,7 +91,7 @@ def page_files(pages_dir: Path) -> list[Path]:
 # The columns a search result fills, beside the ones every record starts with.
 _RESULT_COLUMNS = ("source", "id", "title", "author", "url", "license_raw", "gen_ai_preference", "genai_present",
                    "tags", "description", "status", "reason", "ev_attribution", "ev_previews", "ev_original_type",
-                   "ev_detail", "ev_text_cleaned", "ev_declared")
+                   "ev_detail", "ev_text_cleaned", "ev_declared", "ev_uploaded")
 
 
 _URL_SOURCE_JSON = {v: ev_json({"url_source": v}) for v in ("api", "built:freesound.org/people/USER/sounds/ID/", "")}
@@ -100,14 +100,14 @@ _URL_SOURCE_JSON = {v: ev_json({"url_source": v}) for v in ("api", "built:freeso
 def _malformed_values(where: str, detail: str) -> tuple:
     """The values of `_RESULT_COLUMNS` for input that is no record: kept, excluded, with why."""
     return ("freesound", f"malformed:{where}", "", "", "", "", "", None, [], "", "excluded", "malformed_record",
-            None, None, None, ev_json(detail), None, None)
+            None, None, None, ev_json(detail), None, None, None)
 
 
 def _deleted_values(rid: str, checked_at: str) -> tuple:
     """A sound the API answered 404 for when it was checked again: excluded, `source_deleted`
     (ingest keeps the metadata of its last fetched version beside this decision)."""
     return ("freesound", rid, "", "", "", "", "", False, [], "", "excluded", "source_deleted",
-            None, None, None, ev_json(f"the API answered 404 for this sound on {checked_at}"), None, None)
+            None, None, None, ev_json(f"the API answered 404 for this sound on {checked_at}"), None, None, None)
 
 
 def _result_values(res: object, where: str) -> tuple:
@@ -138,7 +138,14 @@ def _result_values(res: object, where: str) -> tuple:
         None,
         ev_json(cleaned) if cleaned else None,
         _declared(res.get("duration"), "freesound:duration"),
+        uploaded(normalize_created(res.get("created")), "freesound:created"),
     )
+
+
+def uploaded(at: str | None, field: str) -> str | None:
+    """When the source says the recording was uploaded (UTC, `CREATED_FORMAT`), as evidence:
+    the duplicates step keeps the earliest upload of equal obligations."""
+    return None if not at else ev_json({"at": at, "field": field})
 
 
 def _declared(value: object, field: str) -> str | None:
