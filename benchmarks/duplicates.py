@@ -414,7 +414,7 @@ def main() -> int:
         for w in q["wrong"]:
             print(f"  grouped: {w}")
         if q["missed"]:
-            print("missed copies (derived not counted):", "; ".join(q["missed"][:20]))
+            print("missed copies:", "; ".join(q["missed"][:20]))
         print(f"step counts: {q['counts']}")
         per_print = q["print_s"] / q["n"]
         print(f"\ncost: prints {q['print_s']:.1f} s for {q['n']} files ({q['audio_s']:.0f} s of audio): "
