@@ -21,6 +21,32 @@ class AudioError(Exception):
         self.detail = detail
 
 
+#: What a decoder's message says about the file, in words (first match wins).
+_IN_WORDS = (
+    (("not finite",), "its decoded samples are not numbers (NaN or infinite): the data is damaged"),
+    (("no such file", "not found in the store", "could not find"), "the file is not there"),
+    (("permission denied",), "the file cannot be read (permission denied)"),
+    (("end of file", "premature", "truncated", "ended early", "unexpected end"),
+     "the file is cut off: it ends inside its audio"),
+    (("no audio stream", "does not contain any stream", "no stream", "no audio"), "the file holds no audio stream"),
+    (("invalid data found", "format not recognised", "unknown format", "error opening", "not a valid",
+      "could not open input", "unsupported"),
+     "its bytes are not audio that FFmpeg or libsndfile can read: damaged, or another kind of file"),
+)
+
+
+def in_words(detail: str) -> str:
+    """A decoder's error message (which may name its own source files and build paths) as what
+    is wrong with the file, for a person; the message itself stays in the evidence as detail."""
+    low = (detail or "").lower()
+    for needles, words in _IN_WORDS:
+        if any(n in low for n in needles):
+            return words
+    if low.startswith("decoded ") and "declares" in low:
+        return "the file is shorter than its metadata declares: the download or upload was cut short"
+    return "the file could not be decoded"
+
+
 def local_audio(path) -> Path:
     """A local file to decode: `path` itself, or for an object store URL a cached copy (see
     storage.local_copy). A missing object is `audio_missing`; a store that cannot be reached

@@ -42,6 +42,14 @@ app.add_typer(release_app, name="release")
 
 err = Console(stderr=True, soft_wrap=True)
 
+
+def _tables() -> Console:
+    """Where tables go: the terminal's width on a terminal; piped or redirected, their full
+    width (rich would otherwise cut them at 80 columns)."""
+    if sys.stdout.isatty():
+        return Console(soft_wrap=True)
+    return Console(soft_wrap=True, width=100_000)
+
 # Prefect's temporary server sends usage telemetry from a background job that races the
 # run for its SQLite database; a curation run has no use for it.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -212,11 +220,11 @@ def audit(
         t = Table("view", "columns", title="views")
         for v in VIEWS:
             t.add_row(v, ", ".join(r[0] for r in con.execute(f"DESCRIBE {v}").fetchall()))
-        Console(soft_wrap=True).print(t)
+        _tables().print(t)
         t = Table("query", "what it answers", title="canned queries")
         for name, (what, _) in CANNED.items():
             t.add_row(name, what)
-        Console(soft_wrap=True).print(t)
+        _tables().print(t)
         return
     try:
         cols, rows = run_query(con, query, version=version, record=record)
@@ -234,10 +242,12 @@ def audit(
     else:
         from rich.table import Table
 
+        from rich.text import Text
+
         t = Table(*cols)
-        for r in rows:
-            t.add_row(*("" if v is None else str(v) for v in r))
-        Console(soft_wrap=True).print(t)
+        for r in rows:  # as text, never as markup: metadata may hold [brackets]
+            t.add_row(*(Text("" if v is None else str(v)) for v in r))
+        _tables().print(t)
         err.print(f"{len(rows)} row(s)", markup=False)
 
 

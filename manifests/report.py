@@ -66,34 +66,74 @@ def _empty_plot(message: str):
     return fig
 
 
+#: A bar of a category with any records is drawn at least this share of the axis wide: one
+#: record beside 500,000 is still a mark (its count is written beside it).
+MIN_BAR = 0.006
+
+
+def _mark(artist, label: str) -> None:
+    """Names the artist that draws a category (`mark:LABEL` in the SVG): the report's test
+    checks that every category a plot names has a visible mark."""
+    artist.set_gid(f"mark:{label}")
+
+
 def _barh(labels, values, colors=None, xlabel="records", title=""):
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 0.45 * max(len(labels), 2) + 1))
-    y = range(len(labels))
-    ax.barh(list(y), values, color=colors or "#4c78a8")
-    ax.set_yticks(list(y), labels)
+    y = list(range(len(labels)))
+    top = max([v for v in values if v] or [1])
+    shown = [max(v, top * MIN_BAR) if v else 0 for v in values]
+    bars = ax.barh(y, shown, color=colors or "#4c78a8")
+    for bar, label, v in zip(bars, labels, values):
+        if v:
+            _mark(bar, label)
+    ax.set_yticks(y, labels)
     ax.invert_yaxis()
     ax.set_xlabel(xlabel)
     if title:
         ax.set_title(title)
     for i, v in enumerate(values):
-        ax.text(v, i, f" {v:,}", va="center", fontsize=8)
+        ax.text(shown[i], i, f" {v:,}", va="center", fontsize=8)
     return fig
 
 
 def _hist(groups: dict[str, list[float]], xlabel: str, bins: int, line: tuple[float, str] | None = None):
-    """A histogram per group (overlaid), with an optional vertical line."""
+    """A histogram per group, side by side on bins shared by all (a group of one value is a bar
+    as wide as any), on a log scale where one bin holds more than 20 times another (one record
+    beside thousands is still seen), each group's count in its legend entry; with an optional
+    vertical line."""
     import matplotlib.pyplot as plt
+    import numpy as np
 
     fig, ax = plt.subplots(figsize=(8, 3))
-    for label, values in groups.items():
-        ax.hist(values, bins=bins, alpha=0.75 if len(groups) > 1 else 1.0, label=label)
+    every = [v for vs in groups.values() for v in vs]
+    lo, hi = (min(every), max(every)) if every else (0.0, 1.0)
     if line is not None:
-        ax.axvline(line[0], color="#d62728", linestyle="--", label=line[1])
+        lo, hi = min(lo, line[0]), max(hi, line[0])
+    if hi - lo < 1e-9:
+        lo, hi = lo - 0.5, hi + 0.5
+    edges = np.linspace(lo, hi, bins + 1)
+    names = [f"{k} ({len(v):,})" for k, v in groups.items()]
+    counts = [np.histogram(v, bins=edges)[0] for v in groups.values()]
+    filled = np.concatenate(counts)
+    filled = filled[filled > 0]
+    log = len(filled) > 0 and filled.max() > 20 * filled.min()
+    _, _, patches = ax.hist(list(groups.values()), bins=edges, label=names, bottom=0.5 if log else 0)
+    if log:
+        ax.set_yscale("log")
+        ax.set_ylim(bottom=0.5)
+    if len(groups) == 1:
+        patches = [patches]
+    for name, bars in zip(names, patches):
+        for bar in bars:
+            if bar.get_height() > 0:
+                _mark(bar, name)
+    if line is not None:
+        _mark(ax.axvline(line[0], color="#d62728", linestyle="--", label=line[1]), line[1])
     ax.set_xlabel(xlabel)
     ax.set_ylabel("records")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     return fig
 
 
@@ -106,6 +146,7 @@ def build(cfg, now: datetime | None = None) -> Path:
     import numpy as np
 
     matplotlib.rcParams["svg.hashsalt"] = "curation-report"  # stable element ids
+    matplotlib.rcParams["svg.fonttype"] = "none"  # text as text: findable, and lighter than glyph paths
     con = audit.connect(cfg.output_dir)
     now = now or datetime.now(timezone.utc)
     parts = [f"<h1>Curation audit: {html.escape(str(cfg.output_dir))}</h1>",
@@ -137,12 +178,18 @@ def build(cfg, now: datetime | None = None) -> Path:
         classes = sorted({r[1] for r in lic})
         fig, ax = plt.subplots(figsize=(8, 0.6 * len(sources) + 1.2))
         left = np.zeros(len(sources))
+        top = max(sum(r[2] for r in lic if r[0] == s) for s in sources)
         for cls in classes:
-            vals = np.array([sum(r[2] for r in lic if r[0] == s and r[1] == cls) for s in sources])
-            ax.barh(sources, vals, left=left, label=cls)
-            left += vals
+            vals = np.array([sum(r[2] for r in lic if r[0] == s and r[1] == cls) for s in sources], float)
+            shown = np.where(vals > 0, np.maximum(vals, top * MIN_BAR), 0)
+            bars = ax.barh(sources, shown, left=left, label=f"{cls} ({int(vals.sum()):,})")
+            for bar, v in zip(bars, vals):
+                if v:
+                    _mark(bar, f"{cls} ({int(vals.sum()):,})")
+            left += shown
         ax.set_xlabel("included records")
-        ax.legend(loc="lower right", fontsize=8)
+        # beside the bars, never over them
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
         parts.append(_figure("licenses", fig, "Included records by source and license class."))
     else:
         parts.append(_figure("licenses", _empty_plot("no included records"), "No included records."))
@@ -207,9 +254,12 @@ def build(cfg, now: datetime | None = None) -> Path:
     sc = con.execute("""SELECT copyright_score, status FROM records WHERE copyright_score IS NOT NULL""").fetchall()
     parts.append("<h2>Copyright evidence <small class=muted>(query: evidence)</small></h2>")
     if sc:
-        fig = _hist({status: [v for v, s in sc if s == status] for status in sorted({s for _, s in sc})},
-                    "copyright score (metadata match 0-100; audio: the backend's score)", bins=20)
-        parts.append(_figure("evidence", fig, f"{len(sc):,} records with a copyright score, by status now."))
+        by_status = {status: [v for v, s in sc if s == status] for status in sorted({s for _, s in sc})}
+        fig = _hist(by_status, "copyright score (metadata match 0-100; audio: the backend's score)", bins=20)
+        waiting = len(by_status.get("review", []))
+        parts.append(_figure("evidence", fig, f"{len(sc):,} records with a copyright score, by status now ("
+                             + ", ".join(f"{len(v):,} {k}" for k, v in by_status.items())
+                             + f"); the table lists those waiting for review ({waiting:,} with a score)."))
     else:
         parts.append(_figure("evidence", _empty_plot("no copyright scores"), "No record has a copyright score."))
     cols, rows = audit.run_query(con, "evidence")

@@ -122,6 +122,11 @@ def test_any_sql_and_clear_errors(audited):
     assert bad.returncode == 1 and "--record SOURCE:ID" in bad.stderr
     listing = audit(audited).stdout
     assert "release_records" in listing and "backlog" in listing
+    # piped (as here: stdout is not a terminal), a table is written at its full width
+    table = audit(audited, "releases").stdout
+    sha = json.loads(audit(audited, "releases", "--json").stdout.splitlines()[0])["config_sha256"]
+    assert sha in table and "\u2026" not in table
+    assert max(len(line) for line in table.splitlines()) > 200
 
 
 @pytest.mark.slow
@@ -162,3 +167,55 @@ def test_report_renders_in_chromium_with_the_queries_numbers(audited):
         assert shown == [["" if v is None else str(v) for v in r] for r in rows[:len(shown)]], name
     assert set(tables) >= {"funnel", "reasons", "included", "licenses", "music", "duplicates", "backlog", "evidence",
                            "since", "releases"}
+
+
+def _svg_marks(html_text: str) -> dict[str, tuple[list[str], dict[str, list[tuple[float, float, bool]]]]]:
+    """{plot: (legend labels, {mark label: [(width, height, is a line)]})} from the report's inline SVG."""
+    import re
+    import xml.etree.ElementTree as ET
+
+    svg_ns = "{http://www.w3.org/2000/svg}"
+    out = {}
+    for m in re.finditer(r'<figure class="plot" id="plot-([^"]+)"[^>]*>(<svg.*?</svg>)', html_text, re.S):
+        root = ET.fromstring(m.group(2))
+        legend = [t.text for g in root.iter(svg_ns + "g") if (g.get("id") or "").startswith("legend")
+                  for t in g.iter(svg_ns + "text")]
+        marks: dict[str, list] = {}
+        for g in root.iter(svg_ns + "g"):
+            gid = g.get("id") or ""
+            if not gid.startswith("mark:"):
+                continue
+            for path in g.iter(svg_ns + "path"):
+                nums = [float(x) for x in re.findall(r"-?\d+(?:\.\d+)?(?:e-?\d+)?", path.get("d") or "")]
+                xs, ys = nums[0::2], nums[1::2]
+                line = "fill: none" in (path.get("style") or "")
+                marks.setdefault(gid[5:], []).append((max(xs) - min(xs), max(ys) - min(ys), line))
+        out[m.group(1)] = (legend, marks)
+    return out
+
+
+def test_every_category_a_plot_names_has_a_visible_mark(audited, tmp_path):
+    """Read from the SVG: each legend entry has a mark at least 1 px both ways (a line: 1 px
+    long), every mark drawn is visible, and a category of one record beside many is one too."""
+    import matplotlib
+
+    from manifests import report
+
+    matplotlib.use("Agg")
+    plots = _svg_marks((audited["out"] / "report" / "index.html").read_text())
+    assert {"licenses", "evidence", "music"} <= {k for k, (legend, _) in plots.items() if legend}
+    for name, (legend, marks) in plots.items():
+        for label in legend:
+            assert label in marks, (name, label, sorted(marks))
+        for label, boxes in marks.items():
+            assert any((w >= 1 and h >= 1) or (line and max(w, h) >= 1) for w, h, line in boxes), (name, label, boxes)
+    # one record beside 500,000: drawn, as a bar and as a histogram's group
+    fig = report._barh(["many", "one"], [500_000, 1])
+    (tmp_path / "a.html").write_text(report._figure("t", fig, ""))
+    fig = report._hist({"included": [float(v % 100) for v in range(5000)], "review": [42.0]}, "score", bins=20)
+    (tmp_path / "b.html").write_text(report._figure("u", fig, ""))
+    for f, want in (("a.html", {"many", "one"}), ("b.html", {"included (5,000)", "review (1)"})):
+        (_, marks), = _svg_marks((tmp_path / f).read_text()).values()
+        assert set(marks) == want
+        for label, boxes in marks.items():
+            assert any(w >= 1 and h >= 1 for w, h, _ in boxes), (f, label, boxes)

@@ -308,7 +308,10 @@ def explain(row: dict, ev: dict) -> list[str]:
     audio = ev.get("audio")
     if audio:
         if "error" in audio:
-            out.append(f"  audio: {audio['error']}")
+            from ..audio import in_words
+
+            out.append(f"  audio: {in_words(str(audio['error']))}")
+            out.append(f"  audio: the decoder said: {audio['error']}")
         else:
             out.append(f"  audio: {audio.get('format')} {audio.get('seconds')} s, {audio.get('sample_rate')} Hz, "
                        f"{audio.get('channels')} ch, sha256 {str(audio.get('sha256'))[:16]}")
@@ -323,7 +326,7 @@ def explain(row: dict, ev: dict) -> list[str]:
             out.append(f"  music: not music, decided without the model: {music.get('seconds')} s is shorter "
                        f"than the {music.get('min_music_seconds')} s of music frames the rule needs")
         else:
-            verdict = "music" if music.get("is_music") else "not music"
+            verdict = "counts as music" if music.get("is_music") else "not music"
             if music.get("decided") == "early":
                 why = ("enough music frames were found" if music.get("is_music") else
                        "the frames left could not make up the music frames it lacks")
