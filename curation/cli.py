@@ -19,6 +19,8 @@ models_app = typer.Typer(no_args_is_help=True, help="Model weights for the music
 music_app = typer.Typer(no_args_is_help=True, help="Music detection.")
 copyright_app = typer.Typer(no_args_is_help=True, help="Copyright checks.")
 app.add_typer(copyright_app, name="copyright")
+review_app = typer.Typer(no_args_is_help=True, help="Human review: the workspace and the static export.")
+app.add_typer(review_app, name="review")
 fingerprint_app = typer.Typer(no_args_is_help=True, help="The local landmark fingerprint index.")
 app.add_typer(fingerprint_app, name="fingerprint")
 app.add_typer(licenses_app, name="licenses")
@@ -578,3 +580,63 @@ def fingerprint_query(
 
 def main() -> None:  # pragma: no cover
     app()
+
+
+@review_app.command("serve")
+def review_serve(
+    config: Path = typer.Argument(..., help="The run's TOML config."),
+    host: str = typer.Option("127.0.0.1", help="Where to listen; beyond this machine a token is required."),
+    port: int = typer.Option(8765, help="Port (0: any free one)."),
+    token_env: str = typer.Option("CURATE_REVIEW_TOKEN", help="Environment variable holding the token."),
+    token_block: str = typer.Option("", help="Else a Prefect Secret block holding it."),
+) -> None:
+    """The review workspace: queue, items, decisions written to OUT/review/ledger.csv at once."""
+    from .config import ConfigError, load_config
+    from .review.server import LOCAL_HOSTS, make_app
+    from .secrets import read_secret
+    from .stages import REASONS
+
+    try:
+        cfg = load_config(config, check_inputs=False)
+    except ConfigError as e:
+        _fail(str(e), 1)
+    token = read_secret(token_env, token_block)
+    if host not in LOCAL_HOSTS and not token:
+        _fail(f"--host {host} reaches beyond this machine: set a token in ${token_env} (or a Prefect Secret "
+              "block, --token-block) first", 1)
+    try:
+        application = make_app(cfg.output_dir, REASONS, token if host not in LOCAL_HOSTS else "")
+    except FileNotFoundError as e:
+        _fail(str(e), 1)
+    import uvicorn
+
+    shown = f"[{host}]" if ":" in host else host
+    err.print(f"review workspace for {cfg.output_dir}: http://{shown}:{port}/"
+              + (" (open it with ?token=... once)" if host not in LOCAL_HOSTS else ""), markup=False)
+    uvicorn.run(application, host=host, port=port, log_level="warning")
+
+
+@review_app.command("export")
+def review_export(config: Path = typer.Argument(..., help="The run's TOML config.")) -> None:
+    """Write the static review page (OUT/review/index.html) from the queue, for offline review."""
+    import json as json_mod
+
+    import pyarrow.parquet as pq
+
+    from .config import ConfigError, load_config
+    from .copyright.review_page import write_review_page
+    from .review.workspace import queue_path
+    from .stages import REASONS
+
+    try:
+        cfg = load_config(config, check_inputs=False)
+    except ConfigError as e:
+        _fail(str(e), 1)
+    qp = queue_path(cfg.output_dir)
+    if not qp.is_file():
+        _fail(f"no review queue at {qp}: run `curate run` first", 1)
+    rows = pq.read_table(qp).to_pylist()
+    queue = [{**r, "evidence": json_mod.loads(r["evidence"] or "{}")} for r in rows]
+    path = cfg.output_dir / "review" / "index.html"
+    write_review_page(path, queue, {(r["source"], r["id"]): r["audio_path"] for r in rows}, REASONS)
+    typer.echo(str(path))

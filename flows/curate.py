@@ -65,7 +65,10 @@ def review_task(parts: list[str], cfg: Config) -> tuple[list[str], int, StageRep
     from curation.copyright.review import write_queue
     from curation.copyright.review_page import write_review_page
 
+    from curation.review.workspace import write_queue_table
+
     parts, queue, rep = REVIEW.run(parts, cfg, cfg.work_dir / "stages" / "review")
+    write_queue_table(cfg.output_dir, queue, resolve=cfg.resolve)  # what `curate review serve` shows
     paths = {(q["source"], q["id"]): str(cfg.resolve(q.pop("audio_path")) or "") for q in queue}
     write_queue(cfg.output_dir / "review" / "queue.csv", queue)
     write_review_page(cfg.output_dir / "review" / "index.html", queue, paths, REASONS)

@@ -111,7 +111,9 @@ def test_review_page_embeds_evidence_audio_and_a_form(tmp_path):
     page = (tmp_path / "index.html").read_text()
     assert "2 waiting" in page and "Lonely &lt;b&gt;" in page and "<b>" not in page.split("Lonely")[1][:10]
     assert page.count("data:audio/mpeg;base64,") == 1 and "no audio preview" in page
-    assert "The Examples" in page and "91.7" in page and "hit.wav" in page and "offset 4.0 s" in page
+    assert "The Examples" in page and "91.7" in page and "hit.wav" in page
+    # the evidence as tables, not JSON (the workspace's tables: curation/review/evidence.py)
+    assert "<th>offset in this recording (s)</th>" in page and "<td>4.0</td>" in page and "{&quot;" not in page
     assert "decided_at" in page and "review_decisions.csv" in page
 
 

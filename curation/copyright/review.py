@@ -20,7 +20,7 @@ from ..safe_text import uncell
 
 log = logging.getLogger(__name__)
 
-DECISION_FIELDS = ["source", "id", "decision", "reviewer", "note", "decided_at"]
+DECISION_FIELDS = ["source", "id", "decision", "reviewer", "note", "decided_at", "evidence_digest"]
 QUEUE_FIELDS = ["source", "id", "title", "author", "url", "reason", "evidence"]
 
 
@@ -36,6 +36,9 @@ class Decision:
     reviewer: str
     note: str
     decided_at: str = ""  # ISO 8601 UTC; the decisions file's time when it does not say
+    # the evidence it was made on (review workspace decisions: `review/ledger.py`); "" for a
+    # decisions file written by hand, which applies whatever the evidence is now
+    evidence_digest: str = ""
 
 
 def read_decisions(path: Path) -> tuple[dict[tuple[str, str], Decision], list[str]]:
@@ -62,7 +65,8 @@ def read_decisions(path: Path) -> tuple[dict[tuple[str, str], Decision], list[st
             warnings.append(f"{path.name} line {n}: ignored (need source, id and decision clear|reject)")
             continue
         out[(src, rid)] = Decision(src, rid, dec, (row.get("reviewer") or "").strip(), (row.get("note") or "").strip(),
-                                   (row.get("decided_at") or "").strip() or file_time)
+                                   (row.get("decided_at") or "").strip() or file_time,
+                                   (row.get("evidence_digest") or "").strip())
     return out, warnings
 
 
@@ -72,7 +76,7 @@ def write_decisions(path: Path, decisions: dict[tuple[str, str], Decision]) -> N
     w.writerow(DECISION_FIELDS)
     for key in sorted(decisions):
         d = decisions[key]
-        w.writerow(safe_text.row([d.source, d.id, d.decision, d.reviewer, d.note, d.decided_at]))
+        w.writerow(safe_text.row([d.source, d.id, d.decision, d.reviewer, d.note, d.decided_at, d.evidence_digest]))
     atomic_write_text(path, buf.getvalue())
 
 

@@ -46,44 +46,9 @@ def preview_mp3(path: str, start: float = 0.0) -> bytes | None:
 
 
 def _evidence_html(ev: dict) -> str:
-    e = html.escape
-    parts = []
-    cands = ev.get("candidates") or ([ev["candidate"]] if ev.get("candidate") else [])
-    if cands:
-        rows = "".join(
-            f"<tr><td>{e(str(c.get('track_name', '')))}</td><td>{e(str(c.get('artists', '')))}</td>"
-            f"<td>{e(str(c.get('album_name', '')))}</td><td>{e(str(c.get('track_id', '')))}</td>"
-            f"<td>{c.get('title_score', ev.get('title_score', ''))}</td>"
-            f"<td>{c.get('artist_score', ev.get('artist_score', ''))}</td></tr>" for c in cands)
-        parts.append("<table class='ev'><tr><th>catalogue title</th><th>artists</th><th>album</th><th>track id</th>"
-                     f"<th>title score</th><th>artist score</th></tr>{rows}</table>")
-        if ev.get("normalizations"):
-            parts.append(f"<p>normalisations: {e(', '.join(ev['normalizations']))}</p>")
-    for m in ev.get("matches") or []:
-        if "reference" in m:  # the local fingerprint index
-            changed = ""
-            if m.get("speed", 1.0) != 1.0 or m.get("pitch_semitones", 0.0) != 0.0:
-                changed = (f", played at {m.get('speed')}x speed, pitch moved {float(m.get('pitch_semitones') or 0):+.2f}"
-                           f" semitones")
-            parts.append(f"<p>reference <b>{e(str(m.get('reference')))}</b> at offset {m.get('offset_seconds')} s "
-                         f"(first match at {m.get('candidate_start')} s in this recording, score {m.get('score')}"
-                         f"{changed})</p>")
-        elif "recordings" in m:  # AcoustID
-            recs = "; ".join(f"<b>{e(str(r.get('title')))}</b> by {e(', '.join(map(str, r.get('artists') or [])))} "
-                             f"(MusicBrainz recording {e(str(r.get('musicbrainz_recording_id')))})"
-                             for r in m["recordings"]) or "no MusicBrainz recording linked"
-            parts.append(f"<p>AcoustID {e(str(m.get('acoustid')))}, score {m.get('score')}: {recs}</p>")
-        else:  # ACRCloud
-            parts.append(f"<p><b>{e(str(m.get('title')))}</b> by {e(', '.join(map(str, m.get('artists') or [])))}"
-                         f" (ISRC {e(str(m.get('isrc')))}, album {e(str(m.get('album')))}, at "
-                         f"{(m.get('play_offset_ms') or 0) / 1000:.1f} s of it, score {m.get('score')})</p>")
-    if ev.get("response"):
-        parts.append(f"<p>service answer: {e(json.dumps(ev['response'], ensure_ascii=False))}</p>")
-    if ev.get("error"):
-        parts.append(f"<p class='err'>could not decide: {e(str(ev['error']))}</p>")
-    if not parts:
-        parts.append(f"<p>{e(json.dumps(ev, ensure_ascii=False, sort_keys=True))}</p>")
-    return "".join(parts)
+    from ..review.evidence import tables
+
+    return tables(ev)
 
 
 PAGE = """<!doctype html>
@@ -91,7 +56,7 @@ PAGE = """<!doctype html>
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 2em; max-width: 70em; }}
 .item {{ border: 1px solid #ccc; border-radius: 6px; padding: 1em; margin: 1em 0; }}
-table.ev {{ border-collapse: collapse; margin: .5em 0; }} table.ev td, table.ev th {{ border: 1px solid #ddd; padding: 2px 6px; }}
+table.ev {{ border-collapse: collapse; margin: .5em 0; }} .muted {{ color: #666; }} table.ev td, table.ev th {{ border: 1px solid #ddd; padding: 2px 6px; }}
 .err {{ color: #a00; }} .key {{ color: #555; font-family: monospace; }}
 </style></head><body>
 <h1>Copyright review: {n} waiting</h1>

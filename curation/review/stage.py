@@ -16,9 +16,22 @@ def load_decisions(cfg: Config, rep: StageReport) -> dict:
     """The persisted and new review decisions, merged, and the ledger written back."""
     from ..copyright.review import merged_decisions, write_decisions
 
+    from ..copyright.review import Decision
+    from . import ledger as web
+
     ledger = cfg.output_dir / "review" / "decisions.csv"
     decisions, warnings = merged_decisions(ledger, cfg.copyright.review_decisions)
     rep.notes += warnings
+    # the review workspace's decisions (`curate review serve`): the latest clear or reject of
+    # each item, where it is later than what the decisions files say
+    made = web.latest(web.read(web.ledger_path(cfg.output_dir)), decisive=True)
+    for key, r in made.items():
+        old = decisions.get(key)
+        if old is None or old.decided_at < r["decided_at"]:
+            decisions[key] = Decision(r["source"], r["id"], r["decision"], r["reviewer"], r["note"],
+                                      r["decided_at"], r["evidence_digest"])
+    if made:
+        rep.counts["workspace_decisions"] = len(made)
     if decisions or ledger.exists():
         write_decisions(ledger, decisions)
     return decisions
@@ -26,9 +39,21 @@ def load_decisions(cfg: Config, rep: StageReport) -> dict:
 
 def apply_decisions(records: list[Record], decisions: dict, rep: StageReport) -> list[dict]:
     """Apply the decisions to the records; return the queue of those that still wait."""
+    from .ledger import evidence_digest
+
     queue = []
     for r in records:
         d = decisions.get((r.source, r.id))
+        r.evidence.pop("review_stale", None)
+        if d is not None and d.evidence_digest and r.status in ("pending", "review"):
+            now = evidence_digest(shown_evidence(r))
+            if now != d.evidence_digest:  # decided on other evidence: asked again
+                r.evidence["review_stale"] = {
+                    "decision": d.decision, "reviewer": d.reviewer, "decided_at": d.decided_at,
+                    "why": f"the evidence changed since {d.reviewer or 'a reviewer'} decided {d.decision} "
+                           f"(digest {d.evidence_digest}, now {now})"}
+                rep.add("stale_decision")
+                d = None
         if d is not None:
             r.evidence["review"] = {"decision": d.decision, "reviewer": d.reviewer, "note": d.note,
                                     "decided_at": d.decided_at}
@@ -45,10 +70,21 @@ def apply_decisions(records: list[Record], decisions: dict, rep: StageReport) ->
             r.status, r.reason = "review", "reupload_other_author"
             rep.add("reupload_held")
         if r.status == "review":
-            ev = dup if r.reason == "reupload_other_author" else r.evidence.get("copyright", {})
             queue.append({"source": r.source, "id": r.id, "title": r.title, "author": r.author, "url": r.url,
-                          "reason": r.reason, "evidence": ev, "audio_path": r.audio_path})
+                          "reason": r.reason, "evidence": shown_evidence(r), "audio_path": r.audio_path,
+                          "license": r.license, "music": r.evidence.get("music") or {},
+                          "seconds": (r.evidence.get("audio") or {}).get("seconds"),
+                          "stale": (r.evidence.get("review_stale") or {}).get("why", "")})
     return queue
+
+
+def shown_evidence(r: Record) -> dict:
+    """The evidence a reviewer decides on: the other copies for a re-upload, else the
+    copyright evidence."""
+    dup = r.evidence.get("same_audio") or {}
+    if r.reason == "reupload_other_author" or (r.status == "pending" and dup.get("other_authors")):
+        return dup
+    return r.evidence.get("copyright", {}) or {}
 
 
 def review_table(table, decisions: dict, rep: StageReport):
@@ -119,6 +155,12 @@ def explain(row: dict, ev: dict) -> list[str]:
         out.append(f"  review: {rv.get('decision')} by {rv.get('reviewer') or '?'}"
                    + (f" at {rv['decided_at']}" if rv.get("decided_at") else "")
                    + (f" ({rv['note']})" if rv.get("note") else ""))
+    st = ev.get("review_stale")
+    if st:
+        out.append(f"  review: back in the queue: {st.get('why')}")
+    if row.get("status") == "review":
+        out.append("  review: waiting for a reviewer: `curate review serve CONFIG` (the workspace), or "
+                   "OUT/review/index.html and a decisions file ([copyright] review_decisions)")
     td = ev.get("takedown")
     if td:
         out.append(f"  takedown: requested {td.get('requested_at')} ({td.get('reason') or 'no reason given'}); "
@@ -135,8 +177,9 @@ REVIEW_REASONS = {
 
 REVIEW = FanIn(
     name="review",
-    reads=("source", "id", "title", "author", "url", "audio_path", "status", "reason", "ev_copyright", "ev_same_audio"),
-    writes=("status", "reason", "ev_review", "ev_takedown"),
+    reads=("source", "id", "title", "author", "url", "license", "audio_path", "status", "reason", "ev_copyright",
+           "ev_same_audio", "ev_music", "ev_audio"),
+    writes=("status", "reason", "ev_review", "ev_takedown", "ev_review_stale"),
     reasons=REVIEW_REASONS,
     run=review_parts,
     explain=explain,
