@@ -21,7 +21,7 @@ import duckdb
 from curation import storage
 from curation.stages import REASON_STEP, REASONS
 
-VIEWS = ["records", "decisions", "reviews", "releases", "release_records", "reason_stages"]
+VIEWS = ["records", "decisions", "reviews", "review_ledger", "releases", "release_records", "reason_stages"]
 
 # The funnel's rows: the steps of a run (`curation.stages`), with the music stage's audio check
 # (a file missing or not decoding) shown as a row of its own, and a takedown counted where it takes
@@ -54,6 +54,7 @@ _HISTORY = {"run_id": "VARCHAR", "run_at": "TIMESTAMPTZ", "source": "VARCHAR", "
             "reason": "VARCHAR", "previous_status": "VARCHAR", "previous_reason": "VARCHAR"}
 _REVIEWS = {"source": "VARCHAR", "id": "VARCHAR", "decision": "VARCHAR", "reviewer": "VARCHAR", "note": "VARCHAR",
             "decided_at": "VARCHAR"}
+_LEDGER = {**_REVIEWS, "evidence_digest": "VARCHAR"}
 _RELEASES = {"version": "VARCHAR", "number": "INTEGER", "parent": "VARCHAR", "created_at": "TIMESTAMPTZ",
              "records": "BIGINT", "shards": "BIGINT", "shards_shared_with_parent": "BIGINT", "hours": "DOUBLE",
              "takedowns": "BIGINT", "music_model_sha256": "VARCHAR", "music_model_random": "BOOLEAN",
@@ -85,6 +86,10 @@ def connect(output_dir) -> duckdb.DuckDBPyConnection:
     con.execute("CREATE VIEW reviews AS " + (
         f"SELECT * FROM read_csv({_lit(ledger)}, header = true, all_varchar = true)"
         if ledger.is_file() and ledger.stat().st_size else _empty(_REVIEWS)))
+    web = out / "review" / "ledger.csv"  # every decision made in the review workspace, in order
+    con.execute("CREATE VIEW review_ledger AS " + (
+        f"SELECT * FROM read_csv({_lit(web)}, header = true, all_varchar = true, ignore_errors = true)"
+        if web.is_file() and web.stat().st_size else _empty(_LEDGER)))
     have = versions(out / "releases")
     rel = [out / "releases" / v for v in have]
     if rel:
@@ -174,6 +179,16 @@ CANNED: dict[str, tuple[str, str]] = {
                r.title, r.author
         FROM records r LEFT JOIN since s USING (source, id)
         WHERE r.status = 'review' ORDER BY s.waiting_since NULLS FIRST, r.source, CAST(r.id AS BIGINT)"""),
+    "disagreements": ("review items on which reviewers decided differently (the workspace's ledger): each "
+                      "reviewer's last word, and which one stands (the latest)", """
+        WITH last AS (SELECT source, id, reviewer, arg_max(decision, decided_at) AS decision,
+                             max(decided_at) AS decided_at, arg_max(note, decided_at) AS note
+                      FROM review_ledger WHERE decision IN ('clear', 'reject') GROUP BY ALL),
+             split AS (SELECT source, id FROM last GROUP BY ALL HAVING count(DISTINCT decision) > 1)
+        SELECT l.source, l.id, l.reviewer, l.decision, l.decided_at, l.note,
+               l.decided_at = max(l.decided_at) OVER (PARTITION BY l.source, l.id) AS stands
+        FROM last l JOIN split USING (source, id)
+        ORDER BY l.source, CAST(l.id AS BIGINT), l.decided_at"""),
     "evidence": ("the strongest copyright evidence still waiting for review", """
         SELECT source, id, title, author, reason, copyright_method, round(copyright_score, 4) AS copyright_score,
                copyright_candidate
