@@ -278,6 +278,7 @@ def finish(cfg: Config, info: ModelInfo, decided: list[str], n: int, reports: li
         "status": tally["status"],
         "reasons": tally["reasons"],
         "review_waiting": waiting,
+        "review": _backlog(cfg, waiting),
         "music_model": {"checkpoint": info.checkpoint, "sha256": info.sha256, "random_init": info.random_init,
                         "published": info.published},
         "stages": [{"name": s.name, "counts": s.counts, "notes": s.notes, "seconds": s.seconds,
@@ -293,6 +294,24 @@ def finish(cfg: Config, info: ModelInfo, decided: list[str], n: int, reports: li
                       json.dumps(summary, indent=2, sort_keys=True, default=str))
     publish_artifacts(summary)
     return summary
+
+
+def _backlog(cfg: Config, waiting: int) -> dict:
+    """What waits for review, by reason, and where to review it (the run summary and its artifact)."""
+    import pyarrow.parquet as pq
+
+    from curation.review import ledger
+    from curation.review.workspace import queue_path
+
+    by_reason: dict[str, int] = {}
+    try:
+        for r in pq.read_table(queue_path(cfg.output_dir), columns=["reason"]).column("reason").to_pylist():
+            by_reason[r] = by_reason.get(r, 0) + 1
+    except (OSError, ValueError):
+        pass
+    return {"waiting": waiting, "by_reason": by_reason, "config": str(cfg.path),
+            "page": str(cfg.output_dir / "review" / "index.html"),
+            "decided_in_workspace": len(ledger.read(ledger.ledger_path(cfg.output_dir)))}
 
 
 def publish_artifacts(summary: dict) -> None:

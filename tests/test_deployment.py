@@ -155,7 +155,10 @@ def test_a_deployment_runs_on_its_schedule_and_on_demand(tmp_path, demo_dir, mon
         for run in (scheduled, triggered):
             arts, logs = asyncio.run(read_back(run.id))
             by_key = {a.key: a for a in arts}
-            assert set(by_key) == {"curation-run-summary", "curation-reasons", "curation-report"}
+            assert set(by_key) == {"curation-run-summary", "curation-reasons", "curation-report", "curation-review"}
+            waiting = int(df["status"].eq("review").sum())
+            assert f"**{waiting:,} waiting for review**" in by_key["curation-review"].data
+            assert f"curate review serve {cfg.resolve()}" in by_key["curation-review"].data
             # Prefect keeps a link artifact as Markdown: [text](link)
             assert by_key["curation-report"].data == f"[audit report]({(out / 'report' / 'index.html').as_uri()})"
             md = by_key["curation-run-summary"].data
