@@ -589,6 +589,9 @@ def review_serve(
     port: int = typer.Option(8765, help="Port (0: any free one)."),
     token_env: str = typer.Option("CURATE_REVIEW_TOKEN", help="Environment variable holding the token."),
     token_block: str = typer.Option("", help="Else a Prefect Secret block holding it."),
+    references: Path = typer.Option(None, help="The fingerprint index's reference recordings (the folder "
+                                               "`curate fingerprint index` read): a match's passage of them plays "
+                                               "beside the recording's."),
 ) -> None:
     """The review workspace: queue, items, decisions written to OUT/review/ledger.csv at once."""
     from .config import ConfigError, load_config
@@ -605,7 +608,7 @@ def review_serve(
         _fail(f"--host {host} reaches beyond this machine: set a token in ${token_env} (or a Prefect Secret "
               "block, --token-block) first", 1)
     try:
-        application = make_app(cfg.output_dir, REASONS, token if host not in LOCAL_HOSTS else "")
+        application = make_app(cfg.output_dir, REASONS, token if host not in LOCAL_HOSTS else "", references)
     except FileNotFoundError as e:
         _fail(str(e), 1)
     import uvicorn

@@ -237,3 +237,35 @@ def test_metadata_is_escaped_and_links_are_http_only(tmp_path):
         assert "<script>alert" not in html_text and "<img src=x" not in html_text
         assert "href='javascript:" not in html_text and "onmouseover='y" not in html_text
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in item_view(ws, ("freesound", "3"), {}, "ann")
+
+
+def test_a_matched_reference_passage_plays_beside_the_recording(tmp_path):
+    import soundfile as sf
+    from starlette.testclient import TestClient
+
+    from curation import synth
+    from curation.review.server import make_app
+    from curation.review.workspace import write_queue_table
+
+    refs = tmp_path / "refs"
+    (refs / "album").mkdir(parents=True)
+    sf.write(str(refs / "album" / "song.wav"), synth.music(20.0, seed=3), 44100)
+    rec = tmp_path / "rec.wav"
+    sf.write(str(rec), synth.music(20.0, seed=3), 44100)
+    (tmp_path / "secret.wav").write_bytes((refs / "album" / "song.wav").read_bytes())
+    ev = {"method": "audio:fingerprint", "matches": [
+        {"reference": "album/song.wav", "candidate_start": 4.0, "reference_start": 6.0, "score": 80, "offset_seconds": -2.0},
+        {"reference": "../secret.wav", "candidate_start": 1.0, "reference_start": 1.0, "score": 30, "offset_seconds": 0.0}]}
+    write_queue_table(tmp_path / "out", [{"source": "freesound", "id": "4", "title": "t", "author": "a", "url": "",
+                                          "reason": "copyright_audio_match", "evidence": ev, "audio_path": str(rec),
+                                          "seconds": 20.0, "music": {"music_spans": [[0.0, 20.0]]}}])
+    c = TestClient(make_app(tmp_path / "out", {}, "", refs))
+    page = c.get("/item/freesound/4").text
+    assert "data-src='/item/freesound/4/reference/0'" in page and "reference album/song.wav at 6.0 s" in page
+    assert "reference/1" not in page  # outside the references folder: never served
+    got = c.get("/item/freesound/4/reference/0?start=5")
+    assert got.status_code == 200 and got.headers["content-type"] == "audio/mpeg" and len(got.content) > 10_000
+    assert c.get("/item/freesound/4/reference/1").status_code == 404
+    assert c.get("/item/freesound/4/reference/7").status_code == 404
+    # without --references, no reference player
+    assert "reference/0" not in TestClient(make_app(tmp_path / "out", {})).get("/item/freesound/4").text

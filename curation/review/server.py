@@ -46,14 +46,14 @@ JS = r"""
   const body = document.body;
   const item = body.dataset.item ? JSON.parse(body.dataset.item) : null;
   const player = document.getElementById('player');
-  function play(start) {
+  function play(start, src) {
     if (!player || !item) return;
-    player.src = item.audio + '?start=' + encodeURIComponent(start);
+    player.src = (src || item.audio) + '?start=' + encodeURIComponent(start);
     player.dataset.start = String(start);
     player.play().catch(function () {});
   }
   document.querySelectorAll('[data-play]').forEach(function (b) {
-    b.addEventListener('click', function () { play(parseFloat(b.dataset.play)); });
+    b.addEventListener('click', function () { play(parseFloat(b.dataset.play), b.dataset.src); });
   });
   const status = document.getElementById('status');
   function decide(decision) {
@@ -101,8 +101,9 @@ def _page(title: str, body: str, attrs: str = "") -> str:
 class Workspace:
     """What the application serves: the queue (read once; `reload` after a run) and the ledger."""
 
-    def __init__(self, out_dir, meanings: dict | None = None):
+    def __init__(self, out_dir, meanings: dict | None = None, reference_dir=None):
         self.out_dir = Path(out_dir)
+        self.reference_dir = Path(reference_dir).resolve() if reference_dir else None
         self.meanings = meanings or {}
         self.queue = Queue.load(self.out_dir)
         self._ledger_stamp = None
@@ -244,6 +245,12 @@ def item_view(ws: Workspace, key: tuple[str, str], params, reviewer: str) -> str
     match_buttons = "".join(
         f"<button type='button' data-play='{max(0.0, float(m['candidate_start']) - 1):.2f}'>match at "
         f"{float(m['candidate_start']):.1f} s</button>" for m in matches[:5])
+    # the matched reference's passage, beside the recording's, where the reference audio is here
+    for k, m in enumerate(ev.get("matches") or []):
+        if "reference" in m and reference_file(ws, str(m["reference"])) is not None:
+            match_buttons += (f"<button type='button' data-src='{_e(base)}/reference/{k}' "
+                              f"data-play='{max(0.0, float(m.get('reference_start') or 0) - 1):.2f}'>reference "
+                              f"{_e(m['reference'])} at {float(m.get('reference_start') or 0):.1f} s</button>")
     history = "".join(f"<tr><td>{_e(h['decided_at'])}</td><td>{_e(h['reviewer'])}</td><td>{_e(h['decision'])}</td>"
                       f"<td>{_e(h['note'])}</td><td>{'this evidence' if h['evidence_digest'] == r['evidence_digest'] else 'other evidence'}</td></tr>"
                       for h in hist)
@@ -268,6 +275,14 @@ def item_view(ws: Workspace, key: tuple[str, str], params, reviewer: str) -> str
 <tbody>{history}</tbody></table>"""
     attrs = f" data-item='{_e(json.dumps(data))}' data-readonly='{1 if ro else 0}'"
     return _page(f"{key[0]} {key[1]}: review", body, attrs)
+
+
+def reference_file(ws: Workspace, name: str) -> Path | None:
+    """A match's reference recording under `--references` (never outside it), if it is there."""
+    if ws.reference_dir is None or not name:
+        return None
+    p = (ws.reference_dir / name).resolve()
+    return p if p.is_relative_to(ws.reference_dir) and p.is_file() else None
 
 
 def waveform_png(ws: Workspace, key: tuple[str, str]) -> bytes:
@@ -320,14 +335,15 @@ def waveform_png(ws: Workspace, key: tuple[str, str]) -> bytes:
     return buf.getvalue()
 
 
-def make_app(out_dir, meanings: dict | None = None, token: str = ""):
-    """The Starlette application over OUT/review."""
+def make_app(out_dir, meanings: dict | None = None, token: str = "", reference_dir=None):
+    """The Starlette application over OUT/review (`reference_dir`: the fingerprint index's
+    reference recordings, for playing a match's passage of them)."""
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
     from starlette.routing import Route
 
-    ws = Workspace(out_dir, meanings)
+    ws = Workspace(out_dir, meanings, reference_dir)
 
     def headers() -> dict:
         return {"Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'unsafe-inline'; "
@@ -393,6 +409,26 @@ def make_app(out_dir, meanings: dict | None = None, token: str = ""):
             return Response(status_code=404)
         return Response(data, media_type="audio/mpeg", headers=headers())
 
+    async def reference(request: Request):
+        from ..copyright.review_page import preview_mp3
+
+        key = (request.path_params["source"], request.path_params["rid"])
+        i = ws.queue.by_key.get(key)
+        if i is None:
+            return Response(status_code=404)
+        matches = json.loads(ws.queue.items[i]["evidence"] or "{}").get("matches") or []
+        k = request.path_params["k"]
+        m = matches[k] if 0 <= k < len(matches) else {}
+        path = reference_file(ws, str(m.get("reference") or ""))
+        try:
+            start = max(0.0, float(request.query_params.get("start") or 0))
+        except ValueError:
+            start = 0.0
+        data = preview_mp3(str(path), start) if path is not None else None
+        if data is None:
+            return Response(status_code=404)
+        return Response(data, media_type="audio/mpeg", headers=headers())
+
     async def decide(request: Request):
         who = reviewer_of(request)
         if not who:
@@ -447,6 +483,7 @@ def make_app(out_dir, meanings: dict | None = None, token: str = ""):
         Route("/item/{source}/{rid}", guard(item)),
         Route("/item/{source}/{rid}/waveform.png", guard(wave)),
         Route("/item/{source}/{rid}/audio", guard(audio)),
+        Route("/item/{source}/{rid}/reference/{k:int}", guard(reference)),
         Route("/api/decide", guard(decide), methods=["POST"]),
         Route("/reviewer", guard(reviewer), methods=["GET", "POST"]),
         Route("/reload", guard(reload), methods=["POST"]),
