@@ -269,3 +269,17 @@ def test_a_matched_reference_passage_plays_beside_the_recording(tmp_path):
     assert c.get("/item/freesound/4/reference/7").status_code == 404
     # without --references, no reference player
     assert "reference/0" not in TestClient(make_app(tmp_path / "out", {})).get("/item/freesound/4").text
+
+
+def test_explain_and_export_say_it_in_words(reviewed):
+    cfg, env = str(reviewed["cfg"]), reviewed["env"]
+    unreadable = curate("explain", cfg, "freesound", "1008", env=env).stdout
+    assert "audio: its bytes are not audio that FFmpeg or libsndfile can read" in unreadable
+    assert "audio: the decoder said:" in unreadable  # the raw message kept, as detail
+    music = curate("explain", cfg, "freesound", "1001", env=env).stdout
+    assert "music: music:" not in music and "music: counts as music: " in music
+    waiting = curate("explain", cfg, "fma", "5", env=env).stdout
+    assert "waiting for a reviewer: `curate review serve CONFIG`" in waiting
+    page = curate("review", "export", cfg, env=env).stdout.strip()
+    text = open(page, encoding="utf-8").read()
+    assert "<th>catalogue title</th>" in text and "Lonely" in text
