@@ -217,7 +217,7 @@ def plan_mp3(path: Path, sample_rate: int, channels: int, header_frames: int) ->
 
 
 def _ffmpeg_cli_blocks(path: Path, info: StreamInfo, sr_out: int, channels_out: int,
-                       skip: "Skip" = None) -> Iterator[np.ndarray]:
+                       skip: "Skip" = None, tap: "Tap" = None) -> Iterator[np.ndarray]:
     """The file through the FFmpeg command line, as float32 blocks like _sndfile_blocks'."""
     proc = subprocess.Popen(_ffmpeg_cmd(path), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     ch, sr = max(1, info.channels), info.sample_rate
@@ -235,6 +235,8 @@ def _ffmpeg_cli_blocks(path: Path, info: StreamInfo, sr_out: int, channels_out: 
             x = np.frombuffer(data[:usable], dtype=np.float32).reshape(-1, ch)
             data = b""
             info.frames += len(x)
+            if tap is not None and len(x):
+                tap(x, sr)
             if skip is not None and skip():
                 _checked(x, channels_out)
                 if last:
@@ -275,10 +277,15 @@ def _convert(data: np.ndarray, channels_out: int, rs, last: bool) -> np.ndarray:
 
 
 Skip = Optional[Callable[[], bool]]
+#: Sees every decoded block as it comes, before it is mixed or resampled: (frames, channels)
+#: float32 at the file's own rate (FFmpeg's library decoder, which resamples as it decodes:
+#: at the output rate), skipped blocks included. The quality measures ride on the music
+#: stage's decode this way (`curation/quality/measure.py`).
+Tap = Optional[Callable[[np.ndarray, int], None]]
 
 
 def _sndfile_blocks(path: Path, info_out: list, sr_out: int, channels_out: int,
-                    skip: "Skip" = None) -> Iterator[np.ndarray]:
+                    skip: "Skip" = None, tap: "Tap" = None) -> Iterator[np.ndarray]:
     try:
         f = sf.SoundFile(str(path))
     except Exception as e:
@@ -299,7 +306,7 @@ def _sndfile_blocks(path: Path, info_out: list, sr_out: int, channels_out: int,
             if exact:
                 info.header_frames = int(round(seconds * info.sample_rate))
             if decoder == "ffmpeg":
-                yield from _ffmpeg_cli_blocks(path, info, sr_out, channels_out, skip)
+                yield from _ffmpeg_cli_blocks(path, info, sr_out, channels_out, skip, tap)
                 return
         rs = None if f.samplerate == sr_out else soxr.ResampleStream(
             f.samplerate, sr_out, channels_out, dtype="float32", quality="HQ")
@@ -312,6 +319,8 @@ def _sndfile_blocks(path: Path, info_out: list, sr_out: int, channels_out: int,
                 raise AudioError("audio_truncated", f"decoding failed after {info.seconds:.1f} s: {e}"[:300]) from None
             last = len(data) < block
             info.frames += len(data)
+            if tap is not None and len(data):
+                tap(data, int(f.samplerate))
             if skip is not None and skip():
                 _checked(data, channels_out)
                 if last:
@@ -328,7 +337,7 @@ def _sndfile_blocks(path: Path, info_out: list, sr_out: int, channels_out: int,
 
 
 def _ffmpeg_blocks(path: Path, info_out: list, sr_out: int, channels_out: int,
-                   skip: "Skip" = None) -> Iterator[np.ndarray]:
+                   skip: "Skip" = None, tap: "Tap" = None) -> Iterator[np.ndarray]:
     from torchcodec.decoders import AudioDecoder
 
     try:
@@ -353,7 +362,10 @@ def _ffmpeg_blocks(path: Path, info_out: list, sr_out: int, channels_out: int,
             raise AudioError("audio_truncated", f"decoding failed after {start:.1f} s: {msg}"[:300]) from None
         if s.data.numel() == 0:
             break
-        data = _layout(s.data.numpy().T, channels_out).astype(np.float32, copy=False)
+        raw = s.data.numpy().T
+        if tap is not None and len(raw):
+            tap(np.ascontiguousarray(raw, dtype=np.float32), sr_out)
+        data = _layout(raw, channels_out).astype(np.float32, copy=False)
         got += len(data)
         info.frames = int(round(got / sr_out * info.sample_rate))
         if skip is not None and skip():  # FFmpeg resamples as it decodes: only the handing over is saved
@@ -368,7 +380,7 @@ def _ffmpeg_blocks(path: Path, info_out: list, sr_out: int, channels_out: int,
 
 
 def audio_blocks(path: Path, info_out: list, sr_out: int, channels_out: int = 1,
-                 skip: "Skip" = None) -> Iterator[np.ndarray]:
+                 skip: "Skip" = None, tap: "Tap" = None) -> Iterator[np.ndarray]:
     """A file as float32 blocks at `sr_out`, mono (frames,) or stereo (frames, 2), decoded,
     converted and resampled as a stream, so memory does not grow with the file's length.
     `info_out` receives its StreamInfo first. Raises AudioError with a reason code.
@@ -376,11 +388,11 @@ def audio_blocks(path: Path, info_out: list, sr_out: int, channels_out: int = 1,
     `skip`, asked before each block: while it answers True the rest of the file is still
     decoded and checked exactly as it would be (cut short, damaged, non-finite samples: the
     same errors, and the same length in the StreamInfo) but no block is resampled or handed
-    over. For a recording whose decision is already made."""
+    over. For a recording whose decision is already made. `tap` sees every decoded block (`Tap`)."""
     local = local_audio(path)
     if local is path or str(local) == str(path):
-        return _audio_blocks(local, info_out, sr_out, channels_out, skip)
-    return _naming(path, local, _audio_blocks(local, info_out, sr_out, channels_out, skip))
+        return _audio_blocks(local, info_out, sr_out, channels_out, skip, tap)
+    return _naming(path, local, _audio_blocks(local, info_out, sr_out, channels_out, skip, tap))
 
 
 def _naming(url, local: Path, blocks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
@@ -392,20 +404,20 @@ def _naming(url, local: Path, blocks: Iterator[np.ndarray]) -> Iterator[np.ndarr
 
 
 def _audio_blocks(path: Path, info_out: list, sr_out: int, channels_out: int,
-                  skip: "Skip" = None) -> Iterator[np.ndarray]:
+                  skip: "Skip" = None, tap: "Tap" = None) -> Iterator[np.ndarray]:
     if not path.is_file():
         raise AudioError("audio_missing", f"file not found: {path.name}")
     if path.stat().st_size == 0:
         raise AudioError("audio_empty", "file is zero bytes")
     if path.suffix.lower() in _SNDFILE_EXTS:
         try:
-            yield from _sndfile_blocks(path, info_out, sr_out, channels_out, skip)
+            yield from _sndfile_blocks(path, info_out, sr_out, channels_out, skip, tap)
             return
         except AudioError as e:
             if e.reason != "audio_unreadable" or info_out:
                 raise
             info_out.clear()  # libsndfile could not open it: FFmpeg may
-    yield from _ffmpeg_blocks(path, info_out, sr_out, channels_out, skip)
+    yield from _ffmpeg_blocks(path, info_out, sr_out, channels_out, skip, tap)
 
 
 def load_mono(path: Path, sr: int) -> np.ndarray:

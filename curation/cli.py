@@ -19,6 +19,8 @@ models_app = typer.Typer(no_args_is_help=True, help="Model weights for the music
 music_app = typer.Typer(no_args_is_help=True, help="Music detection.")
 copyright_app = typer.Typer(no_args_is_help=True, help="Copyright checks.")
 app.add_typer(copyright_app, name="copyright")
+quality_app = typer.Typer(no_args_is_help=True, help="Audio quality: silence, clipping, false bandwidth, channels.")
+app.add_typer(quality_app, name="quality")
 review_app = typer.Typer(no_args_is_help=True, help="Human review: the workspace and the static export.")
 app.add_typer(review_app, name="review")
 fingerprint_app = typer.Typer(no_args_is_help=True, help="The local landmark fingerprint index.")
@@ -214,7 +216,12 @@ def audit(
     if report:
         from manifests.report import build
 
-        typer.echo(str(build(cfg)))
+        try:
+            typer.echo(str(build(cfg)))
+        except AuditError as e:
+            _fail(str(e), 1)
+        except Exception as e:  # duckdb's own errors over a damaged or foreign output folder
+            _fail(f"the report could not be made: {type(e).__name__}: {str(e).splitlines()[0]}", 1)
         return
     if not query:
         from rich.table import Table
@@ -468,6 +475,38 @@ def music_calibrate(
         typer.echo(f"threshold {cal.threshold:.4f}: no known-music recording missed; "
                    f"false-positive rate on non-music {cal.false_positive_rate:.3f}")
     typer.echo(f"report: {out / 'calibration.json'}, {out / 'music_seconds_hist.png'}")
+
+
+@quality_app.command("calibrate")
+def quality_calibrate(
+    config: Path = typer.Argument(..., help="A run config: its [quality] section is compared with what is found."),
+    good: Path = typer.Option(..., help="Known-good audio: a folder of files, or a text file listing them."),
+    bad: Path = typer.Option(..., help="Known-bad audio (silent, clipped, false bandwidth, ...): a folder or a list."),
+    out: Path = typer.Option(Path("quality-calibration"), help="Folder for the report."),
+) -> None:
+    """For each quality measure, the threshold that keeps every known-good file, and what it catches of the bad."""
+    from rich.table import Table
+
+    from .config import ConfigError, load_config
+    from .music.calibrate import list_audio
+    from .quality.calibrate import calibrate
+
+    try:
+        cfg = load_config(config, check_inputs=False)
+        good_files, bad_files = list_audio(good), list_audio(bad)
+    except (ConfigError, FileNotFoundError) as e:
+        _fail(str(e))
+    cal = calibrate(good_files, bad_files, out)
+    t = Table("measure", "[quality] key", "now", "keeps every good file", "worst good", "bad caught",
+              title=f"{len(good_files)} good, {len(bad_files)} bad files")
+    for m, r in cal.thresholds.items():
+        t.add_row(m, r["key"], str(getattr(cfg.quality, r["key"])), f"{r['threshold']:g}", f"{r['good_worst']:g}",
+                  f"{r['caught']} of {r['of']}")
+    _tables().print(t)
+    failed = sum(1 for r in cal.rows if r["error"])
+    if failed:
+        err.print(f"{failed} file(s) did not decode (see {out / 'files.csv'})", markup=False)
+    typer.echo(f"report: {out / 'calibration.json'}, {out / 'files.csv'}")
 
 
 @copyright_app.command("match")

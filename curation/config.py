@@ -191,6 +191,25 @@ class DedupConfig:
 
 
 @dataclass
+class QualityConfig:
+    """What the samples say (curation/quality): each reason "exclude", "flag" (kept, noted in the
+    sample metadata) or "off", and its threshold. Defaults from real files (README: Quality)."""
+
+    silent: str = "exclude"  # audio_silent: this share of 50 ms frames below -60 dBFS, or more
+    silent_min_share: float = 0.98
+    dead_channel: str = "exclude"  # audio_dead_channel: one channel this far below -60 dBFS while another plays
+    dead_channel_dbfs: float = -70.0
+    clipped: str = "flag"  # audio_clipped: this share of samples in runs at full scale, or more
+    clipped_min_share: float = 0.002
+    low_bandwidth: str = "flag"  # audio_low_bandwidth: content stops below this share of the Nyquist frequency
+    min_bandwidth_share: float = 0.4
+    phase_inverted: str = "flag"  # audio_phase_inverted: the channels' correlation below 150 Hz this low, or lower
+    max_correlation: float = -0.5
+    dc_offset: str = "flag"  # audio_dc_offset: median 1 s mean this far from zero, or more
+    max_dc_offset: float = 0.1
+
+
+@dataclass
 class ReleaseConfig:
     shard_max_records: int = 1000
     shard_dir: Path | None = None  # default OUT/release/shards; may be an object store URL
@@ -236,6 +255,7 @@ class Config:
     music: MusicConfig = field(default_factory=MusicConfig)
     copyright: CopyrightConfig = field(default_factory=CopyrightConfig)
     dedup: DedupConfig = field(default_factory=DedupConfig)
+    quality: QualityConfig = field(default_factory=QualityConfig)
     release: ReleaseConfig = field(default_factory=ReleaseConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     deployment: DeploymentConfig = field(default_factory=DeploymentConfig)
@@ -397,6 +417,7 @@ def load_config(path: str | Path, check_inputs: bool = True) -> Config:
         "music": (cfg.music, (), ("checkpoint", "labels_csv")),
         "copyright": (cfg.copyright, ("fingerprint_index",), ("spotify_tracks_csv", "review_decisions")),
         "dedup": (cfg.dedup, (), ()),  # the lists are read whole before a run (curation/inputs.py)
+        "quality": (cfg.quality, (), ()),
         "release": (cfg.release, (), ("takedowns",)),
         "training": (cfg.training, ("hf_home",), ("model_config", "pretrained_ckpt_path")),
         "deployment": (cfg.deployment, (), ()),
@@ -427,6 +448,13 @@ def load_config(path: str | Path, check_inputs: bool = True) -> Config:
                 _fill(getattr(obj, sub), inner, f"{key}.{sub}", base)
         _fill(obj, table, key, base, required_dirs=dirs, required_files=files, check=check_inputs)
 
+    q = cfg.quality
+    for name in ("silent", "dead_channel", "clipped", "low_bandwidth", "phase_inverted", "dc_offset"):
+        if getattr(q, name) not in ("exclude", "flag", "off"):
+            raise ConfigError(f"config key 'quality.{name}' must be 'exclude', 'flag' or 'off'")
+    for name in ("silent_min_share", "clipped_min_share", "min_bandwidth_share"):
+        if not 0.0 <= getattr(q, name) <= 1.0:
+            raise ConfigError(f"config key 'quality.{name}' must be in [0, 1]")
     d = cfg.dedup
     if d.keep not in ("obligations", "quality"):
         raise ConfigError("config key 'dedup.keep' must be 'obligations' or 'quality'")

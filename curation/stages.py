@@ -12,16 +12,17 @@ from .dedup.duplicates import DUPLICATES
 from .dedup.stage import EVAL_SETS
 from .licenses.stage import LICENSES
 from .music.stage import MUSIC
+from .quality.stage import QUALITY
 from .release.stage import RELEASE
 from .review.stage import REVIEW
 from .sources.ingest import INGEST
 from .stage import FanIn, Stage
 
 #: What runs over each partition, in order.
-PER_PARTITION: tuple[Stage, ...] = (LICENSES, EVAL_SETS, MUSIC, COPYRIGHT)
+PER_PARTITION: tuple[Stage, ...] = (LICENSES, EVAL_SETS, MUSIC, QUALITY, COPYRIGHT)
 #: What runs between ingest and review, in order: the per-partition stages, and the duplicates
 #: step over every partition at once (after the audio is checked, before copyright).
-BETWEEN: tuple[Stage | FanIn, ...] = (LICENSES, EVAL_SETS, MUSIC, DUPLICATES, COPYRIGHT)
+BETWEEN: tuple[Stage | FanIn, ...] = (LICENSES, EVAL_SETS, MUSIC, QUALITY, DUPLICATES, COPYRIGHT)
 #: Every step, in the order a run takes them.
 ALL: tuple[Stage | FanIn, ...] = (INGEST, *BETWEEN, REVIEW, RELEASE)
 BY_NAME = {s.name: s for s in PER_PARTITION}

@@ -26,7 +26,7 @@ VIEWS = ["records", "decisions", "reviews", "review_ledger", "releases", "releas
 # The funnel's rows: the steps of a run (`curation.stages`), with the music stage's audio check
 # (a file missing or not decoding) shown as a row of its own, and a takedown counted where it takes
 # a record out, the release.
-STAGES = ["ingest", "licenses", "eval_sets", "audio", "music", "duplicates", "copyright", "review", "release"]
+STAGES = ["ingest", "licenses", "eval_sets", "audio", "music", "quality", "duplicates", "copyright", "review", "release"]
 _SHOWN_AS = {"takedown": "release"}
 
 
@@ -65,6 +65,10 @@ _RELEASE_RECORDS = {"version": "VARCHAR", "key": "VARCHAR", "source": "VARCHAR",
                     "metadata_sha256": "VARCHAR"}
 
 
+_DUCK_TYPES = {"string": "VARCHAR", "double": "DOUBLE", "int32": "INTEGER", "int64": "BIGINT", "bool": "BOOLEAN",
+               "list<item: string>": "VARCHAR[]"}
+
+
 def connect(output_dir) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB with the views over `output_dir` (a local folder)."""
     from curation.release.versions import versions
@@ -77,7 +81,15 @@ def connect(output_dir) -> duckdb.DuckDBPyConnection:
     if not manifest.is_file():
         raise AuditError(f"no manifest at {manifest}: run `curate run` first")
     con = duckdb.connect()
-    con.execute(f"CREATE VIEW records AS SELECT * FROM read_parquet({_lit(manifest)})")
+    # a manifest written before a column was added: that column reads as NULL
+    import pyarrow.parquet as pq
+
+    from .schema import SCHEMA
+
+    have = set(pq.read_schema(manifest).names)
+    missing = [f for f in SCHEMA if f.name not in have]
+    extra = "".join(f", NULL::{_DUCK_TYPES.get(str(f.type), 'VARCHAR')} AS {f.name}" for f in missing)
+    con.execute(f"CREATE VIEW records AS SELECT *{extra} FROM read_parquet({_lit(manifest)})")
     hist = sorted((out / "manifests" / "history").glob("*.parquet"))
     con.execute("CREATE VIEW decisions AS " + (
         f"SELECT * FROM read_parquet([{', '.join(_lit(p) for p in hist)}], union_by_name = true)" if hist
@@ -179,6 +191,22 @@ CANNED: dict[str, tuple[str, str]] = {
                r.title, r.author
         FROM records r LEFT JOIN since s USING (source, id)
         WHERE r.status = 'review' ORDER BY s.waiting_since NULLS FIRST, r.source, CAST(r.id AS BIGINT)"""),
+    "quality": ("what the samples say (curation/quality): each finding excluded or flagged, how many "
+                "recordings, their median loudness and bandwidth; and all that were measured", """
+        WITH m AS (SELECT * FROM records WHERE loudness_lufs IS NOT NULL OR bandwidth_hz IS NOT NULL
+                                            OR silent_share IS NOT NULL)
+        SELECT * FROM (
+            SELECT 'measured' AS action, '-' AS finding, count(*) AS records,
+                   round(median(loudness_lufs), 2) AS median_lufs, round(median(bandwidth_hz)) AS median_bandwidth_hz
+            FROM m
+            UNION ALL
+            SELECT 'excluded', reason, count(*), round(median(loudness_lufs), 2), round(median(bandwidth_hz))
+            FROM m WHERE reason IN ('audio_silent', 'audio_dead_channel', 'audio_clipped', 'audio_low_bandwidth',
+                                    'audio_phase_inverted', 'audio_dc_offset') GROUP BY ALL
+            UNION ALL
+            SELECT 'flagged', f, count(*), round(median(loudness_lufs), 2), round(median(bandwidth_hz))
+            FROM (SELECT unnest(quality_flags) AS f, loudness_lufs, bandwidth_hz FROM m) GROUP BY ALL)
+        ORDER BY action = 'measured' DESC, action, finding"""),
     "disagreements": ("review items on which reviewers decided differently (the workspace's ledger): each "
                       "reviewer's last word, and which one stands (the latest)", """
         WITH last AS (SELECT source, id, reviewer, arg_max(decision, decided_at) AS decision,

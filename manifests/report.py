@@ -215,6 +215,26 @@ def build(cfg, now: datetime | None = None) -> Path:
         parts.append(_figure("music", _empty_plot("no recording was scored"), "No recording was scored."))
     parts.append(_table("music", mcols, mrows))
 
+    # what the samples say: loudness and bandwidth, with the thresholds
+    qcols, qrows = audit.run_query(con, "quality")
+    parts.append("<h2>Audio quality <small class=muted>(query: quality)</small></h2>")
+    lufs = [r[0] for r in con.execute("SELECT loudness_lufs FROM records WHERE loudness_lufs IS NOT NULL").fetchall()]
+    bws = [r[0] for r in con.execute("SELECT bandwidth_share FROM records WHERE bandwidth_share IS NOT NULL").fetchall()]
+    if lufs or bws:
+        if lufs:
+            parts.append(_figure("loudness", _hist({"recordings": lufs}, "integrated loudness (LUFS, EBU R128)",
+                                                   bins=min(40, max(5, len(lufs)))),
+                                 f"{len(lufs):,} recordings with a loudness (silence has none)."))
+        if bws:
+            t = float(cfg.quality.min_bandwidth_share)
+            parts.append(_figure("bandwidth", _hist({"recordings": bws}, "content bandwidth / the file's Nyquist frequency",
+                                                    bins=min(40, max(5, len(bws))),
+                                                    line=(t, f"min_bandwidth_share = {t:g} ({cfg.quality.low_bandwidth})")),
+                                 f"{len(bws):,} recordings; below the line: audio_low_bandwidth."))
+    else:
+        parts.append(_figure("loudness", _empty_plot("no recording was measured"), "No recording was measured."))
+    parts.append(_table("quality", qcols, qrows))
+
     # duplicates: how large the groups are, and what kinds of copies
     dcols, drows = audit.run_query(con, "duplicates")
     parts.append("<h2>Duplicates <small class=muted>(query: duplicates)</small></h2>")

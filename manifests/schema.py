@@ -45,6 +45,15 @@ SCHEMA = pa.schema(
         ("music_top_labels", pa.list_(pa.string())),
         ("music_checkpoint_sha256", pa.string()),
         ("music_checkpoint_random", pa.bool_()),
+        ("loudness_lufs", pa.float64()),  # what the samples say (curation/quality)
+        ("true_peak_dbtp", pa.float64()),
+        ("bandwidth_hz", pa.float64()),
+        ("bandwidth_share", pa.float64()),
+        ("clipped_share", pa.float64()),
+        ("silent_share", pa.float64()),
+        ("dc_offset", pa.float64()),
+        ("channel_correlation", pa.float64()),
+        ("quality_flags", pa.list_(pa.string())),
         ("group", pa.string()),  # a duplicates group: the key of the copy kept
         ("duplicate_kind", pa.string()),  # a copy's kind: exact / near / excerpt / derived
         ("copyright_method", pa.string()),
@@ -83,6 +92,9 @@ _FROM_EVIDENCE = {
     "music_top_labels": ("music", "top_labels", None),
     "music_checkpoint_sha256": ("music", "checkpoint_sha256", None),
     "music_checkpoint_random": ("music", "checkpoint_random", None),
+    **{c: ("quality", c, None) for c in ("loudness_lufs", "true_peak_dbtp", "bandwidth_hz", "bandwidth_share",
+                                         "clipped_share", "silent_share", "dc_offset", "channel_correlation")},
+    "quality_flags": ("quality", "flags", None),
     "group": ("same_audio", "group", None),
     "duplicate_kind": ("same_audio", "kind", None),
     "copyright_method": ("copyright", "method", None),

@@ -65,9 +65,12 @@ def _decode_messages(jobs: Iterable[tuple], plan: Plan, allow):
     scored: too short to be music), "check" (not scored: a check-mode job) or "" (its segments
     were handed over). `frames` is the recording's frame count, `frames_max` the most it can be
     (the same, unless the decoder stopped resampling and counted native frames instead)."""
+    from ..quality.measure import Meter
+
     for slot, key, path, mode in jobs:
         seg = plan.segmenter(key)
         info: list[StreamInfo] = []
+        meter = Meter()  # the quality measures ride on this decode (curation/quality/measure.py)
         stopped = [mode == "check"]
 
         def skip(slot=slot, stopped=stopped) -> bool:
@@ -89,7 +92,7 @@ def _decode_messages(jobs: Iterable[tuple], plan: Plan, allow):
 
         try:
             n = 0
-            for block in audio_blocks(path, info, SAMPLE_RATE, 1, skip=skip):
+            for block in audio_blocks(path, info, SAMPLE_RATE, 1, skip=skip, tap=meter.update):
                 if n == 0 and info[0].header_frames and plan.short_frames:
                     # the same cut in every mode: a chunk ends where the frames left, by the
                     # header, are one short of what the rule needs
@@ -110,7 +113,7 @@ def _decode_messages(jobs: Iterable[tuple], plan: Plan, allow):
                 how = "short"  # nothing handed over yet, and it can never be music
             elif not stopped[0]:
                 yield from hand_over(seg.finish())
-            yield ("end", key, info[0].to_dict(), how, frames, frames_max)
+            yield ("end", key, {**info[0].to_dict(), "quality": meter.result()}, how, frames, frames_max)
         except AudioError as e:
             yield ("err", key, e.reason, e.detail)
         except Exception as e:  # a decoder bug on one file must not stop the corpus

@@ -56,6 +56,7 @@ def prompt_for(r: Record) -> str:
 # (the release's card declares them as its features, so a loader infers nothing).
 SAMPLE_TEXT_FIELDS = ("text", "source", "id", "license", "license_raw", "license_url", "author", "title", "url")
 SAMPLE_LIST_FIELDS = ("tags", "genres")
+SAMPLE_QUALITY_FIELDS = ("loudness_lufs", "true_peak_dbtp", "bandwidth_hz")
 
 
 def sample_metadata(r: Record) -> dict:
@@ -68,6 +69,12 @@ def sample_metadata(r: Record) -> dict:
     # the copies of this recording that were left out (curation/dedup/duplicates.py)
     same = r.evidence.get("same_audio") or {}
     meta["duplicates"] = sorted(c["record"] for c in same.get("copies", [])) if same.get("role") == "kept" else []
+    # what the samples say (curation/quality): for a loader that normalises or filters
+    q = r.evidence.get("quality") or {}
+    for k in SAMPLE_QUALITY_FIELDS:
+        v = q.get(k)
+        meta[k] = float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+    meta["quality_flags"] = [str(f) for f in q.get("flags") or []]
     return meta
 
 
@@ -75,7 +82,8 @@ def sample_features_yaml() -> list[dict]:
     """The features of a release's samples as a dataset card's `dataset_info.features`
     (what `datasets` reads instead of inferring them from the first shard)."""
     json_fields = [{"name": k, "dtype": "string"} for k in SAMPLE_TEXT_FIELDS]
-    json_fields += [{"name": k, "list": "string"} for k in (*SAMPLE_LIST_FIELDS, "duplicates")]
+    json_fields += [{"name": k, "list": "string"} for k in (*SAMPLE_LIST_FIELDS, "duplicates", "quality_flags")]
+    json_fields += [{"name": k, "dtype": "float64"} for k in SAMPLE_QUALITY_FIELDS]
     json_fields.append({"name": "seconds", "dtype": "float64"})  # written beside the audio (write_shard)
     return [{"name": "__key__", "dtype": "string"}, {"name": "__url__", "dtype": "string"},
             {"name": "flac", "dtype": "audio"}, {"name": "json", "struct": sorted(json_fields, key=lambda f: f["name"])}]
