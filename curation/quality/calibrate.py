@@ -13,7 +13,7 @@ MEASURES = {
     "clipped_share": ("clipped_min_share", "audio_clipped", "high", 1e-6),
     "bandwidth_share": ("min_bandwidth_share", "audio_low_bandwidth", "low", 0.001),
     "dead_channel_dbfs": ("dead_channel_dbfs", "audio_dead_channel", "low", 0.5),
-    "low_correlation": ("max_correlation", "audio_phase_inverted", "low", 0.01),
+    "correlation": ("max_correlation", "audio_phase_inverted", "low", 0.01),  # the lower of whole band and bass
     "dc_offset": ("max_dc_offset", "audio_dc_offset", "high", 1e-4),
 }
 
@@ -24,6 +24,9 @@ def _value(q: dict, name: str):
         if len(rms) < 2:
             return None
         return min(-999.0 if v is None else float(v) for v in rms)
+    if name == "correlation":
+        vals = [float(v) for v in (q.get("channel_correlation"), q.get("low_correlation")) if v is not None]
+        return min(vals) if vals else None
     v = q.get(name)
     return None if v is None else float(v)
 
@@ -61,7 +64,7 @@ def calibrate(good: list[Path], bad: list[Path], out: Path) -> Calibration:
         else:
             t = min(g) - margin
             # as the stage compares: correlation at or below, the others below
-            caught = sum(1 for v in b if (v <= t if m == "low_correlation" else v < t))
+            caught = sum(1 for v in b if (v <= t if m == "correlation" else v < t))
         cal.thresholds[m] = {"key": key, "reason": reason, "threshold": round(t, 6), "good_worst": max(g) if worse == "high" else min(g),
                              "caught": caught, "of": len(b)}
     out.mkdir(parents=True, exist_ok=True)

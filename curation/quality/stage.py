@@ -49,7 +49,9 @@ def findings(q: dict, c: QualityConfig) -> list[dict]:
     bw = q.get("bandwidth_share")
     if not silent and bw is not None and bw < c.min_bandwidth_share:
         hit("audio_low_bandwidth", bw, c.min_bandwidth_share)
-    corr = q.get("low_correlation")  # the bass, which a mix keeps in its centre
+    # the whole band, or the bass (which a mix mostly keeps in its centre)
+    corrs = [v for v in (q.get("channel_correlation"), q.get("low_correlation")) if v is not None]
+    corr = min(corrs) if corrs else None
     if alive and corr is not None and corr <= c.max_correlation:
         hit("audio_phase_inverted", corr, c.max_correlation)
     if not silent and (q.get("dc_offset") or 0.0) >= c.max_dc_offset:
