@@ -73,8 +73,14 @@ def test_canned_queries_answer_from_the_files(audited):
     want = m.assign(reason=m["reason"].replace("", "-")).groupby(["source", "status", "reason"]).size().to_dict()
     assert got == want
     funnel = audit_csv(audited, "funnel")
-    assert [f["stage"] for f in funnel] == ["ingest", "licenses", "eval_sets", "audio", "music", "duplicates", "copyright",
-                                            "review", "release"]
+    assert [f["stage"] for f in funnel] == ["ingest", "licenses", "eval_sets", "audio", "music", "quality", "duplicates",
+                                            "copyright", "review", "release"]
+    quality = audit_csv(audited, "quality")
+    measured = m[m["loudness_lufs"].notna() | m["silent_share"].notna()]
+    assert quality[0]["action"] == "measured" and int(quality[0]["records"]) == len(measured) > 0
+    assert float(quality[0]["median_lufs"]) == pytest.approx(measured["loudness_lufs"].median(), abs=0.01)
+    flagged = sum(len(f) for f in m["quality_flags"].dropna())
+    assert sum(int(q["records"]) for q in quality if q["action"] == "flagged") == flagged
     assert int(next(f for f in funnel if f["stage"] == "duplicates")["taken_out"]) == 1  # 1013, a copy of 1002
     groups = audit_csv(audited, "duplicates")
     assert [(g["kept"], g["records"], g["copies"], g["kinds"], g["authors"]) for g in groups] == [
@@ -151,8 +157,8 @@ def test_report_renders_in_chromium_with_the_queries_numbers(audited):
             [t.dataset.query, [...t.querySelectorAll('tbody tr')].map(tr =>
                 [...tr.querySelectorAll('td')].map(td => td.textContent))]))""")
         assert page.errors() == []
-    assert [p["name"] for p in plots] == ["funnel", "licenses", "music", "duplicates", "duplicate-kinds", "backlog",
-                                          "evidence", "since"]
+    assert [p["name"] for p in plots] == ["funnel", "licenses", "music", "loudness", "bandwidth", "duplicates",
+                                          "duplicate-kinds", "backlog", "evidence", "since"]
     img = Image.open(io.BytesIO(png)).convert("L")
     scale = img.size[0] / 1200
     for p in plots:
@@ -165,8 +171,8 @@ def test_report_renders_in_chromium_with_the_queries_numbers(audited):
     for name, shown in tables.items():
         cols, rows = run_query(con, name)
         assert shown == [["" if v is None else str(v) for v in r] for r in rows[:len(shown)]], name
-    assert set(tables) >= {"funnel", "reasons", "included", "licenses", "music", "duplicates", "backlog", "evidence",
-                           "since", "releases"}
+    assert set(tables) >= {"funnel", "reasons", "included", "licenses", "music", "quality", "duplicates", "backlog",
+                           "evidence", "since", "releases"}
 
 
 def _svg_marks(html_text: str) -> dict[str, tuple[list[str], dict[str, list[tuple[float, float, bool]]]]]:
