@@ -80,7 +80,10 @@ def test_stream_scores_every_format_and_reports_faults(corpus, labels_csv, worke
         assert out[name].error is None, out[name].error
         assert res.music_seconds == pytest.approx(loud, abs=0.35), name
         assert res.is_music == (loud >= 30)
-    assert out["a.wav"].audio == {"seconds": 45.0, "sample_rate": 44100, "channels": 2, "format": "wav"}
+    audio = dict(out["a.wav"].audio)
+    quality = audio.pop("quality")  # measured on this decode (curation/quality/measure.py)
+    assert audio == {"seconds": 45.0, "sample_rate": 44100, "channels": 2, "format": "wav"}
+    assert quality["measured"] and quality["seconds"] == 45.0 and quality["measured_at_hz"] == 44100
     reasons = {n: out[n].error.reason for n in names if out[n].error}
     assert reasons == {"trunc.mp3": "audio_truncated", "trunc.flac": "audio_truncated",
                        "trunc.wav": "audio_truncated", "garbage.ogg": "audio_unreadable",
