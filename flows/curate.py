@@ -298,16 +298,16 @@ def finish(cfg: Config, info: ModelInfo, decided: list[str], n: int, reports: li
 
 def _backlog(cfg: Config, waiting: int) -> dict:
     """What waits for review, by reason, and where to review it (the run summary and its artifact)."""
-    import pyarrow.parquet as pq
-
     from curation.review import ledger
     from curation.review.workspace import queue_path
 
     by_reason: dict[str, int] = {}
+    from curation import storage
+
     try:
-        for r in pq.read_table(queue_path(cfg.output_dir), columns=["reason"]).column("reason").to_pylist():
+        for r in storage.read_parquet(queue_path(cfg.output_dir), columns=["reason"]).column("reason").to_pylist():
             by_reason[r] = by_reason.get(r, 0) + 1
-    except (OSError, ValueError):
+    except Exception:  # no queue file (nothing waits), or the store could not be read: counts stay empty
         pass
     return {"waiting": waiting, "by_reason": by_reason, "config": str(cfg.path),
             "page": str(cfg.output_dir / "review" / "index.html"),

@@ -11,9 +11,9 @@ from curation.stages import ALL, BETWEEN, BY_NAME, PER_PARTITION, REASON_STEP, R
 
 
 def test_every_reason_is_declared_with_its_meaning_by_one_step():
-    assert [s.name for s in ALL] == ["ingest", "licenses", "eval_sets", "music", "duplicates", "copyright", "review",
-                                     "release"]
-    assert [s.name for s in PER_PARTITION] == ["licenses", "eval_sets", "music", "copyright"]
+    assert [s.name for s in ALL] == ["ingest", "licenses", "eval_sets", "music", "quality", "duplicates", "copyright",
+                                     "review", "release"]
+    assert [s.name for s in PER_PARTITION] == ["licenses", "eval_sets", "music", "quality", "copyright"]
     declared = [code for s in ALL for code in s.reasons]
     assert len(declared) == len(set(declared)) == len(REASONS)
     for s in ALL:

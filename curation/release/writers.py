@@ -70,11 +70,16 @@ def sample_metadata(r: Record) -> dict:
     same = r.evidence.get("same_audio") or {}
     meta["duplicates"] = sorted(c["record"] for c in same.get("copies", [])) if same.get("role") == "kept" else []
     # what the samples say (curation/quality): for a loader that normalises or filters
+    # (numbers always: a training loader's collate takes no nulls; a value not measured is 0.0
+    # and the sample says so in its flags)
     q = r.evidence.get("quality") or {}
+    missing = False
     for k in SAMPLE_QUALITY_FIELDS:
         v = q.get(k)
-        meta[k] = float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
-    meta["quality_flags"] = [str(f) for f in q.get("flags") or []]
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and v == v
+        meta[k] = float(v) if ok else 0.0
+        missing |= not ok
+    meta["quality_flags"] = [str(f) for f in q.get("flags") or []] + (["not_measured"] if missing else [])
     return meta
 
 

@@ -27,8 +27,10 @@ LEDGER_FIELDS = ["source", "id", "decision", "reviewer", "note", "decided_at", "
 DECISIONS = ("clear", "reject", "skip")
 
 
-def ledger_path(out_dir) -> Path:
-    return Path(out_dir) / "review" / "ledger.csv"
+def ledger_path(out_dir):
+    from .. import storage
+
+    return storage.as_path(out_dir) / "review" / "ledger.csv"
 
 
 def evidence_digest(evidence: dict) -> str:
@@ -68,14 +70,22 @@ def append(path: Path, source: str, rid: str, decision: str, reviewer: str, note
 def read(path: Path) -> list[dict]:
     """Every decision in the order made; a line that is not a whole row (a crash while it was
     written) is skipped."""
-    if not path.is_file():
-        return []
-    with open(path, "rb") as fh:
-        fcntl.flock(fh, fcntl.LOCK_SH)
+    from .. import storage
+
+    if storage.is_remote(path):  # an output on an object store: read as it is (the workspace writes locally)
         try:
-            text = fh.read().decode("utf-8", errors="replace")
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+            text = path.read_bytes().decode("utf-8", errors="replace")
+        except (FileNotFoundError, OSError):
+            return []
+    else:
+        if not path.is_file():
+            return []
+        with open(path, "rb") as fh:
+            fcntl.flock(fh, fcntl.LOCK_SH)
+            try:
+                text = fh.read().decode("utf-8", errors="replace")
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
     out = []
     for row in csv.DictReader(io.StringIO(text)):
         row = {k: uncell(v) if isinstance(v, str) else v for k, v in row.items() if k}

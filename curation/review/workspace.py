@@ -21,8 +21,10 @@ QUEUE_SCHEMA = pa.schema([
 ])
 
 
-def queue_path(out_dir) -> Path:
-    return Path(out_dir) / "review" / "queue.parquet"
+def queue_path(out_dir):
+    from .. import storage
+
+    return storage.as_path(out_dir) / "review" / "queue.parquet"
 
 
 def _backend(reason: str, ev: dict) -> str:
@@ -41,16 +43,15 @@ def _score(ev: dict) -> float | None:
 def write_queue_table(out_dir, queue: list[dict], resolve=lambda p: p) -> Path:
     """OUT/review/queue.parquet from the review step's queue; an item already waiting keeps the
     time it began to."""
-    from ..atomic import atomic_write_bytes
+    from .. import storage
 
     path = queue_path(out_dir)
     since: dict[tuple[str, str], str] = {}
-    if path.is_file():
-        try:
-            old = pq.read_table(path, columns=["source", "id", "waiting_since"]).to_pylist()
-            since = {(r["source"], r["id"]): r["waiting_since"] for r in old}
-        except Exception:  # a damaged queue file: the times start again
-            since = {}
+    try:
+        old = storage.read_parquet(path, columns=["source", "id", "waiting_since"]).to_pylist()
+        since = {(r["source"], r["id"]): r["waiting_since"] for r in old}
+    except Exception:  # the first run, or a damaged queue file: the times start again
+        since = {}
     now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     rows = []
     for q in queue:
@@ -67,10 +68,9 @@ def write_queue_table(out_dir, queue: list[dict], resolve=lambda p: p) -> Path:
             "audio_path": str(resolve(q.get("audio_path")) or "") if q.get("audio_path") else "",
             "waiting_since": since.get((q["source"], q["id"]), now), "stale": q.get("stale") or "",
         })
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sink = pa.BufferOutputStream()
-    pq.write_table(pa.Table.from_pylist(rows, schema=QUEUE_SCHEMA), sink)
-    atomic_write_bytes(path, sink.getvalue().to_pybytes())
+    storage.mkdirs(path.parent)
+    with storage.writing(path) as tmp:
+        pq.write_table(pa.Table.from_pylist(rows, schema=QUEUE_SCHEMA), tmp)
     return path
 
 
