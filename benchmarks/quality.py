@@ -36,6 +36,7 @@ from curation.audio import AudioError, audio_blocks  # noqa: E402
 from curation.config import QualityConfig  # noqa: E402
 from curation.quality.measure import Meter  # noqa: E402
 from curation.quality.stage import findings, judged  # noqa: E402
+from benchmarks.duplicates import ff, run  # noqa: E402  (the same CLI helpers)
 from curation.realaudio import package_audio  # noqa: E402
 
 MUSIC = ("wesnoth-1.16-music", "planetblupi-music-ogg", "asc-music", "drascula-music")
@@ -43,17 +44,7 @@ OTHER = ("sound-theme-freedesktop", "asterisk-core-sounds-en-wav", "wesnoth-1.16
 SR = 44100
 
 
-def run(cmd: list[str]) -> None:
-    p = subprocess.run(cmd, capture_output=True, text=True)
-    if p.returncode != 0:
-        raise RuntimeError(f"{cmd[0]} failed: {p.stderr.strip()[-300:]}")
-
-
-def ff(*a: str) -> None:
-    run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", *a])
-
-
-def sox(*a: str) -> None:
+def sox(*a: str) -> None:  # quieter than the duplicates benchmark's: clipping here is on purpose
     run(["sox", "-V1", *a])
 
 
