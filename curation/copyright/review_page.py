@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 from pathlib import Path
 from typing import Mapping
 
@@ -15,7 +14,7 @@ import numpy as np
 import soundfile as sf
 
 from ..atomic import atomic_write_text
-from ..safe_text import safe_href
+from ..review.evidence import link
 
 PREVIEW_SECONDS = 30.0
 PREVIEW_SR = 22050
@@ -84,14 +83,6 @@ function save() {{
 """
 
 
-def _link(url: str) -> str:
-    """An http(s) URL as a link; anything else as text only."""
-    href = safe_href(url)
-    if href is None:
-        return f"<span class='err'>{html.escape(str(url or '(no URL)'))}</span>"
-    return f"<a href='{html.escape(href, quote=True)}' rel='noopener noreferrer'>{html.escape(href)}</a>"
-
-
 def write_review_page(path: Path, queue: list[dict], audio_paths: dict[tuple[str, str], str],
                       meanings: Mapping[str, str] | None = None) -> None:
     meanings = meanings or {}  # reason -> what it means (`curation.stages.REASONS`)
@@ -110,7 +101,7 @@ def write_review_page(path: Path, queue: list[dict], audio_paths: dict[tuple[str
         items.append(
             f"<div class='item' data-source='{e(q['source'])}' data-id='{e(q['id'])}'>"
             f"<h3>{e(q['title']) or '(untitled)'} <span class='key'>{e(q['source'])} {e(q['id'])}</span></h3>"
-            f"<p>by {e(q['author'])} &middot; {_link(q['url'])}</p>"
+            f"<p>by {e(q['author'])} &middot; {link(q['url'], new_tab=False)}</p>"
             f"<p>{e(q['reason'])}: {e(meanings.get(q['reason'], ''))}</p>{player}{_evidence_html(ev)}"
             f"<p><label><input type='radio' name='{e(name)}' value='clear'> clear</label> "
             f"<label><input type='radio' name='{e(name)}' value='reject'> reject</label> "

@@ -9,12 +9,13 @@ import json
 from ..safe_text import safe_href
 
 
-def link(url: object, text: str | None = None) -> str:
+def link(url: object, text: str | None = None, new_tab: bool = True) -> str:
     """An http(s) URL as a link; anything else as text only."""
     href = safe_href(url)
     if href is None:
         return f"<span class='err'>{html.escape(str(url or '(no URL)'))}</span>"
-    return (f"<a href='{html.escape(href, quote=True)}' rel='noopener noreferrer' target='_blank'>"
+    tab = " target='_blank'" if new_tab else ""
+    return (f"<a href='{html.escape(href, quote=True)}' rel='noopener noreferrer'{tab}>"
             f"{html.escape(text if text is not None else href)}</a>")
 
 
